@@ -1,0 +1,43 @@
+"""The exceptions farm raises; adapters translate library errors into these."""
+
+
+class FarmError(Exception):
+    """Base of every error farm reports to an operator."""
+
+
+class ConfigError(FarmError):
+    """A configuration value is missing or invalid."""
+
+
+class InventoryError(FarmError):
+    """An inventory file is malformed; nothing was changed."""
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class BackendUnavailable(FarmError):
+    """Redis (or another backend) cannot be reached or refused the operation."""
+
+
+class BmcError(FarmError):
+    """A BMC could not be polled. `kind` is the label used in state and metrics."""
+
+    kind = "error"
+
+
+class BmcTimeout(BmcError):
+    kind = "timeout"
+
+
+class BmcAuthError(BmcError):
+    kind = "auth"
+
+
+class BmcUnreachable(BmcError):
+    kind = "unreachable"
+
+
+class BmcProtocolError(BmcError):
+    kind = "error"

@@ -1,0 +1,52 @@
+"""farm-sim: serve N simulated BMCs until SIGTERM or SIGINT."""
+
+import logging
+import os
+import signal
+import sys
+import threading
+
+import click
+
+from farm import inventory
+from farm.sim.fleet import Fleet
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--count", type=click.IntRange(1, 20000), default=10, show_default=True)
+@click.option("--address", default="127.0.0.1", show_default=True,
+              help="Loopback address the BMCs listen on.")
+@click.option("--base-port", type=click.IntRange(1, 65535), default=16230, show_default=True,
+              help="BMC i listens on base-port + i.")
+@click.option("--username", default="admin", show_default=True)
+@click.option("--password", envvar="FARM_SIM_PASSWORD", default="password",
+              help="BMC password (or FARM_SIM_PASSWORD, which keeps it out of argv).")
+@click.option("--delay", type=click.FloatRange(0, 60), default=0.0, show_default=True,
+              help="Seconds each BMC waits before answering a command.")
+@click.option("--hung-fraction", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option("--off-fraction", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option("--inventory", "inventory_file", type=click.Path(dir_okay=False),
+              help="Write the fleet's inventory here (YAML, for `farm nodes import`).")
+def main(count, address, base_port, username, password, delay, hung_fraction,
+         off_fraction, inventory_file):
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s farm-sim %(levelname)s %(message)s")
+    if base_port + count - 1 > 65535:
+        raise click.BadParameter("base-port + count - 1 exceeds 65535", param_hint="--count")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        fleet = Fleet(count, address, base_port, username, password, delay=delay,
+                      hung_fraction=hung_fraction, off_fraction=off_fraction)
+    except OSError as exc:
+        raise click.ClickException(f"cannot bind the simulated BMCs: {exc}") from None
+    if inventory_file:
+        tmp = f"{inventory_file}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(inventory.dump_yaml(fleet.nodes))
+        os.replace(tmp, inventory_file)
+    click.echo(f"farm-sim: {len(fleet.bmcs)} BMCs answering and {len(fleet.hung)} hung on "
+               f"{address} ports {base_port}-{base_port + count - 1}; ready", err=True)
+    sys.stderr.flush()
+    fleet.serve(stop)
+    fleet.close()

@@ -1,0 +1,70 @@
+"""Many simulated BMCs in one process sharing pyghmi's one event loop."""
+
+import heapq
+import itertools
+import logging
+import time
+
+from pyghmi.ipmi.private import session as ipmisession
+
+from farm.model import Node
+from farm.sim.bmc import HungBmc, SimBmc, patch_server
+
+LOG = logging.getLogger(__name__)
+
+
+def pick(count, fraction, salt):
+    """Indices chosen for a fraction of the fleet, spread evenly (pure)."""
+    chosen = round(count * fraction)
+    if chosen <= 0:
+        return set()
+    step = count / chosen
+    return {int(i * step + salt) % count for i in range(chosen)}
+
+
+class Fleet:
+    def __init__(self, count, address, base_port, username, password,
+                 delay=0.0, hung_fraction=0.0, off_fraction=0.0):
+        patch_server()
+        self.delay = delay
+        self._timers = []
+        self._seq = itertools.count()
+        hung = pick(count, hung_fraction, 0)
+        off = pick(count, off_fraction, 1)
+        self.bmcs, self.hung, self.nodes = {}, {}, []
+        for i in range(count):
+            name = f"bmc-{base_port + i}"
+            port = base_port + i
+            if i in hung:
+                self.hung[name] = HungBmc(name, address, port)
+            else:
+                self.bmcs[name] = SimBmc(self, name, username, password, address,
+                                         port, powered=i not in off)
+            self.nodes.append(Node(name=name, address=address, port=port,
+                                   username=username, password=password))
+
+    def later(self, delay, fn, *args):
+        heapq.heappush(self._timers, (time.monotonic() + delay, next(self._seq), fn, args))
+
+    def _run_due(self):
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, fn, args = heapq.heappop(self._timers)
+            fn(*args)
+
+    def serve(self, stop):
+        """Answer requests until `stop` (a threading.Event) is set."""
+        while not stop.is_set():
+            timeout = 0.5
+            if self._timers:
+                timeout = max(0.0, min(timeout, self._timers[0][0] - time.monotonic()))
+            try:
+                ipmisession.Session.wait_for_rsp(timeout)
+                self._run_due()
+            except Exception:
+                # Stock listen() dies on the first bad packet, with every BMC.
+                LOG.warning("simulator: a packet could not be handled", exc_info=True)
+
+    def close(self):
+        for h in self.hung.values():
+            h.close()

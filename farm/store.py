@@ -1,0 +1,200 @@
+"""farm's data in Redis: inventory, per-node state and the event stream.
+
+This is the only module that imports redis; every redis error leaves it as
+BackendUnavailable with a message that never contains the URL's password.
+
+Keys, all under the namespace `ns`:
+  {ns}:inventory          hash  node name -> JSON {address, port, username, password}
+  {ns}:inventory:version  int   bumped by every change of the inventory
+  {ns}:state:{name}       hash  power_state, polled_at, latency, last_ok_at,
+                                reachable, consecutive_failures, error_kind, last_error
+  {ns}:events             stream of power and reachability changes
+"""
+
+import json
+import urllib.parse
+
+import redis
+
+from farm.errors import BackendUnavailable
+from farm.model import Node
+
+EVENTS_MAXLEN = 100_000
+_TOOZ_ONLY_OPTIONS = {"timeout", "membership_timeout", "lock_timeout", "namespace",
+                      "sentinel", "sentinel_fallback", "heartbeat_interval"}
+
+# One round trip for a whole batch of results. Compare-and-write must be atomic
+# so that the event stream records each change exactly once.
+_WRITE_RESULTS = """
+local prefix, maxlen = ARGV[1], ARGV[2]
+local written = 0
+for i = 3, #ARGV, 6 do
+  local name, at, lat = ARGV[i], ARGV[i+1], ARGV[i+2]
+  local ps, kind, err = ARGV[i+3], ARGV[i+4], ARGV[i+5]
+  if redis.call('HEXISTS', prefix .. ':inventory', name) == 1 then
+    local key = prefix .. ':state:' .. name
+    local prev = redis.call('HMGET', key, 'power_state', 'reachable')
+    local stream = prefix .. ':events'
+    if kind == '' then
+      redis.call('HSET', key, 'power_state', ps, 'polled_at', at, 'latency', lat,
+                 'last_ok_at', at, 'reachable', '1', 'consecutive_failures', '0',
+                 'error_kind', '', 'last_error', '')
+      if prev[2] == '0' then
+        redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'node', name,
+                   'type', 'recovered', 'at', at)
+      end
+      if prev[1] ~= ps then
+        redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'node', name,
+                   'type', 'power', 'from', prev[1] or '', 'to', ps, 'at', at)
+      end
+    else
+      redis.call('HSET', key, 'polled_at', at, 'latency', lat, 'reachable', '0',
+                 'error_kind', kind, 'last_error', err)
+      redis.call('HINCRBY', key, 'consecutive_failures', 1)
+      if prev[2] ~= '0' then
+        redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'node', name,
+                   'type', 'failing', 'error_kind', kind, 'at', at)
+      end
+    end
+    written = written + 1
+  end
+end
+return written
+"""
+
+
+def redact_url(url):
+    """The URL with any password replaced, for messages and logs."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    user = parts.username or ""
+    netloc = f"{user}:***@{netloc}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def _redis_url(url):
+    """Drop the tooz-only query options, which redis-py would reject."""
+    parts = urllib.parse.urlsplit(url)
+    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query)
+             if k not in _TOOZ_ONLY_OPTIONS]
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+class Store:
+    def __init__(self, url, namespace, socket_timeout=5.0):
+        self.namespace = namespace
+        self._where = redact_url(url)
+        try:
+            self._redis = redis.Redis.from_url(
+                _redis_url(url), socket_timeout=socket_timeout,
+                socket_connect_timeout=min(socket_timeout, 3.0),
+                health_check_interval=30, decode_responses=True)
+        except (ValueError, TypeError) as exc:
+            raise BackendUnavailable(f"invalid backend URL {self._where}: {exc}") from None
+        self._write_results = self._redis.register_script(_WRITE_RESULTS)
+
+    def _key(self, *parts):
+        return ":".join((self.namespace,) + parts)
+
+    def _do(self, what, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except redis.RedisError as exc:
+            raise BackendUnavailable(
+                f"Redis at {self._where} failed during {what}: "
+                f"{type(exc).__name__}: {redact_url(str(exc))}") from None
+
+    def ping(self):
+        return self._do("ping", self._redis.ping)
+
+    def close(self):
+        self._redis.close()
+
+    # -- inventory ----------------------------------------------------------
+    def import_nodes(self, nodes, replace=False):
+        """Upsert nodes in one transaction; with replace, drop absent ones.
+
+        Returns (added, updated, unchanged, removed) counts.
+        """
+        inv = self._key("inventory")
+        wanted = {n.name: json.dumps({"address": n.address, "port": n.port,
+                                      "username": n.username,
+                                      "password": n.password}, sort_keys=True)
+                  for n in nodes}
+        counts = {}
+
+        def txn(pipe):
+            current = pipe.hgetall(inv)
+            added = [n for n in wanted if n not in current]
+            updated = [n for n in wanted if n in current and current[n] != wanted[n]]
+            removed = [n for n in current if n not in wanted] if replace else []
+            counts.update(added=len(added), updated=len(updated),
+                          unchanged=len(wanted) - len(added) - len(updated),
+                          removed=len(removed))
+            pipe.multi()
+            changed = {n: wanted[n] for n in added + updated}
+            names = list(changed)
+            for i in range(0, len(names), 1000):
+                pipe.hset(inv, mapping={n: changed[n] for n in names[i:i + 1000]})
+            for i in range(0, len(removed), 1000):
+                chunk = removed[i:i + 1000]
+                pipe.hdel(inv, *chunk)
+                pipe.delete(*[self._key("state", n) for n in chunk])
+            if changed or removed:
+                pipe.incr(self._key("inventory", "version"))
+
+        self._do("inventory import", self._redis.transaction, txn, inv)
+        return counts
+
+    def remove_nodes(self, names):
+        pipe = self._redis.pipeline()
+        pipe.hdel(self._key("inventory"), *names)
+        pipe.delete(*[self._key("state", n) for n in names])
+        pipe.incr(self._key("inventory", "version"))
+        return self._do("node removal", pipe.execute)[0]
+
+    def inventory_version(self):
+        return int(self._do("inventory read", self._redis.get,
+                            self._key("inventory", "version")) or 0)
+
+    def load_nodes(self):
+        """(version, nodes sorted by name), read consistently in one transaction."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.get(self._key("inventory", "version"))
+        pipe.hgetall(self._key("inventory"))
+        version, raw = self._do("inventory read", pipe.execute)
+        nodes = []
+        for name in sorted(raw):
+            fields = json.loads(raw[name])
+            nodes.append(Node(name=name, address=fields["address"], port=int(fields["port"]),
+                              username=fields["username"], password=fields["password"]))
+        return int(version or 0), nodes
+
+    # -- state --------------------------------------------------------------
+    def write_results(self, results):
+        """Write a batch of PollResults and their events in one round trip."""
+        if not results:
+            return 0
+        args = [self.namespace, EVENTS_MAXLEN]
+        for r in results:
+            args += [r.node, repr(r.polled_at), f"{r.latency:.6f}",
+                     r.power_state.value if r.power_state else "",
+                     r.error_kind or "", r.error or ""]
+        return self._do("result write", self._write_results, args=args)
+
+    def node_states(self, names):
+        """name -> state dict (empty when never polled), in one pipeline."""
+        pipe = self._redis.pipeline(transaction=False)
+        for name in names:
+            pipe.hgetall(self._key("state", name))
+        return dict(zip(names, self._do("state read", pipe.execute)))
+
+    def read_events(self, count=1000, after="0-0"):
+        entries = self._do("event read", self._redis.xrange,
+                           self._key("events"), min=f"({after}" if after != "0-0" else "-",
+                           count=count)
+        return [(entry_id, fields) for entry_id, fields in entries]

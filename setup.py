@@ -1,0 +1,33 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="farm",
+    version="0.1.0",
+    description="Watch the power state of thousands of BMCs over IPMI, in parallel",
+    packages=find_packages(include=["farm", "farm.*"]),
+    python_requires=">=3.11",
+    install_requires=[
+        "futurist>=3.0",
+        "pyghmi==1.6.19",  # farm patches its session loop: see farm/bmc/pyghmi_fixes.py
+        "tooz>=6.0",
+        "redis>=4.5",
+        "oslo.config>=9.0",
+        "click>=8.0",
+        "PyYAML>=6.0",
+    ],
+    extras_require={"test": ["pytest>=7", "hypothesis>=6", "ruff"]},
+    entry_points={
+        "console_scripts": [
+            "farm = farm.cli:main",
+            "farm-worker = farm.worker:main",
+            "farm-coordinator = farm.coordinator:main",
+            "farm-sim = farm.sim.cli:main",
+        ],
+        "farm.tasks": [
+            "power = farm.tasks.power:PowerPoll",
+        ],
+        "oslo.config.opts": [
+            "farm = farm.conf:list_opts",
+        ],
+    },
+)
