@@ -1,0 +1,114 @@
+"""farm: the operator's command line (inventory and state)."""
+
+import json
+import time
+
+import click
+
+from farm import conf, errors, inventory
+from farm.store import Store
+
+
+class _Ctx:
+    def __init__(self, config_file):
+        try:
+            self.settings = conf.load(config_file)
+        except errors.ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+        c = self.settings.coordination
+        try:
+            self.store = Store(c.backend_url, c.namespace)
+        except errors.BackendUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def _config_option(f):
+    return click.option("--config-file", type=click.Path(dir_okay=False),
+                        help="oslo.config file ([coordination] backend_url, namespace).")(f)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main():
+    """Administer a farm: its inventory and the state of its nodes."""
+
+
+@main.group()
+def nodes():
+    """The inventory of nodes and their last known state."""
+
+
+@nodes.command("import")
+@_config_option
+@click.option("--replace", is_flag=True, help="Remove nodes that are not in FILE.")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def import_(config_file, replace, file):
+    """Load nodes from a YAML (`nodes:` list) or CSV file. A file with any bad
+    entry changes nothing."""
+    try:
+        with open(file, encoding="utf-8") as f:
+            parsed = inventory.parse(f.read(), file)
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(f"{file}: not UTF-8 text ({exc.reason})") from None
+    except errors.InventoryError as exc:
+        lines = "\n".join(f"  {p}" for p in exc.problems[:50])
+        more = f"\n  ... and {len(exc.problems) - 50} more" if len(exc.problems) > 50 else ""
+        raise click.ClickException(f"{file}: {len(exc.problems)} problem(s), nothing "
+                                   f"imported:\n{lines}{more}") from None
+    ctx = _Ctx(config_file)
+    try:
+        counts = ctx.store.import_nodes(parsed, replace=replace)
+    except errors.BackendUnavailable as exc:
+        raise click.ClickException(f"{exc}; nothing imported") from None
+    click.echo(f"{len(parsed)} nodes in {file}: {counts['added']} added, {counts['updated']} "
+               f"updated, {counts['unchanged']} unchanged, {counts['removed']} removed")
+
+
+def _float(value):
+    try:
+        return float(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def node_rows(store):
+    """One dict per node: inventory (never the password) plus its state."""
+    _, all_nodes = store.load_nodes()
+    states = store.node_states([n.name for n in all_nodes])
+    rows = []
+    for node in all_nodes:
+        s = states.get(node.name) or {}
+        row = node.public()
+        row.pop("username")
+        row.update(power_state=s.get("power_state") or None,
+                   last_polled_at=_float(s.get("polled_at")),
+                   last_ok_at=_float(s.get("last_ok_at")),
+                   last_error=s.get("last_error") or None,
+                   error_kind=s.get("error_kind") or None,
+                   consecutive_failures=int(s.get("consecutive_failures") or 0))
+        rows.append(row)
+    return rows
+
+
+def _age(ts, now):
+    return "never" if ts is None else f"{now - ts:.1f}s"
+
+
+@nodes.command("list")
+@_config_option
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+def list_(config_file, as_json):
+    """Show every node with its last power state and the age of its last poll."""
+    ctx = _Ctx(config_file)
+    try:
+        rows = node_rows(ctx.store)
+    except errors.BackendUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    now = time.time()
+    click.echo(f"{'NAME':<24} {'ADDRESS':<24} {'PORT':>5} {'POWER':<6} {'POLLED':>9}  ERROR")
+    for r in rows:
+        click.echo(f"{r['name']:<24} {r['address']:<24} {r['port']:>5} "
+                   f"{r['power_state'] or '-':<6} {_age(r['last_polled_at'], now):>9}  "
+                   f"{r['last_error'] or ''}")

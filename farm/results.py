@@ -1,0 +1,95 @@
+"""Batches poll results into pipelined Redis writes, and survives Redis outages.
+
+Results wait at most `flush_interval` and go out in one round trip per batch.
+While Redis is away only the newest result per node is kept (memory stays
+bounded by the node count) and writes are retried with backoff.
+"""
+
+import logging
+import threading
+import time
+
+from farm.errors import BackendUnavailable
+
+LOG = logging.getLogger(__name__)
+
+MAX_BATCH = 2000
+
+
+class ResultWriter:
+    def __init__(self, store, flush_interval=0.2, max_backoff=5.0):
+        self._store = store
+        self._flush_interval = flush_interval
+        self._max_backoff = max_backoff
+        self._pending = {}
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = None
+        self.written = 0
+        self.failed_writes = 0
+        self.backend_ok = True
+
+    def add(self, result):
+        with self._cond:
+            self._pending[result.node] = result
+            if len(self._pending) >= MAX_BATCH:
+                self._cond.notify()
+
+    def start(self):
+        self._thread = threading.Thread(target=self._run, name="farm-results", daemon=True)
+        self._thread.start()
+
+    def _take(self):
+        with self._cond:
+            batch = list(self._pending.values())[:MAX_BATCH]
+            for r in batch:
+                del self._pending[r.node]
+            return batch
+
+    def _put_back(self, batch):
+        with self._cond:
+            for r in batch:  # a newer result that arrived meanwhile wins
+                self._pending.setdefault(r.node, r)
+
+    def flush(self):
+        """Write everything pending now; False if Redis refused."""
+        while True:
+            batch = self._take()
+            if not batch:
+                return True
+            try:
+                self._store.write_results(batch)
+            except BackendUnavailable as exc:
+                self._put_back(batch)
+                self.failed_writes += 1
+                if self.backend_ok:
+                    LOG.error("cannot write poll results, keeping the newest per node: %s", exc)
+                self.backend_ok = False
+                return False
+            if not self.backend_ok:
+                LOG.warning("Redis is back; poll results are written again")
+            self.backend_ok = True
+            self.written += len(batch)
+
+    def _run(self):
+        backoff = self._flush_interval
+        while True:
+            with self._cond:
+                if self._stopping:
+                    return
+                self._cond.wait(backoff)
+                if self._stopping:
+                    return
+            ok = self.flush()
+            backoff = self._flush_interval if ok else min(self._max_backoff, backoff * 2)
+
+    def stop(self, timeout=5.0):
+        """Stop the thread and make a last bounded attempt to write what is left."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread:
+            self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.flush():
+            time.sleep(0.2)
