@@ -11,6 +11,7 @@ reschedules, and replaces a broken process pool.
 
 import logging
 import multiprocessing
+import signal
 import threading
 import time
 import traceback
@@ -46,12 +47,23 @@ def _failure(message):
         return futurist_utils.Failure(False)
 
 
+def _child_init():
+    # The parent decides when children stop; a Ctrl-C or SIGTERM sent to the
+    # whole process group must not kill them under in-flight polls.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def make_pool(kind, size):
     if kind == "threads":
         return futurist.ThreadPoolExecutor(max_workers=size)
     # spawn, never fork: a child forked after pyghmi started its IO thread hangs.
-    return futurist.ProcessPoolExecutor(max_workers=size,
+    pool = futurist.ProcessPoolExecutor(max_workers=size,
                                         mp_context=multiprocessing.get_context("spawn"))
+    # futurist does not pass an initializer through; children start lazily,
+    # so setting CPython's attribute before the first submit is enough.
+    pool._initializer = _child_init
+    return pool
 
 
 class ResultExecutor(futures.Executor):

@@ -41,6 +41,12 @@ class _FleetPeriodicWorker(periodics.PeriodicWorker):
                                fleet=(_backoff_next, _staggered_first))
 
 
+def _log_failure(cb, kind, spacing, exc_info, traceback=None):
+    # ResultExecutor already logged the failure with its node; futurist's
+    # default would add a full traceback per failed poll.
+    LOG.debug("periodic %s failed: %s", getattr(cb, "__name__", cb), exc_info[1])
+
+
 class Scheduler:
     """Runs a set of periodic calls on a shared executor, in a thread."""
 
@@ -57,7 +63,7 @@ class Scheduler:
         factory = periodics.ExistingExecutor(self._executor, shutdown=False)
         worker = _FleetPeriodicWorker([(c, (), {}) for c in calls],
                                       executor_factory=factory,
-                                      schedule_strategy="fleet",
+                                      schedule_strategy="fleet", on_failure=_log_failure,
                                       now_func=time.monotonic)
         thread = threading.Thread(target=worker.start, name="farm-periodics", daemon=True)
         self._worker, self._thread = worker, thread

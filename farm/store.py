@@ -191,7 +191,7 @@ class Store:
         pipe = self._redis.pipeline(transaction=False)
         for name in names:
             pipe.hgetall(self._key("state", name))
-        return dict(zip(names, self._do("state read", pipe.execute)))
+        return dict(zip(names, self._do("state read", pipe.execute), strict=True))
 
     def read_events(self, count=1000, after="0-0"):
         entries = self._do("event read", self._redis.xrange,

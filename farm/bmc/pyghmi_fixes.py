@@ -13,19 +13,25 @@ for that thread to wake them. Three defects make a thread pool stall there:
    reply is there. The replacement `_io_wait` checks for already-queued
    packets after queueing the wait, so either it sees them or the IO thread
    sees its waiter.
-3. No deadline. A call against a dead or frozen BMC waits out pyghmi's retry
+3. Blocking flip. `_io_sendto`, called from any thread, switches the shared
+   socket to blocking; the IO thread's `recvfrom` on that socket then blocks
+   until the next packet for it arrives, and every waiter of the process
+   stalls behind it. The replacement sends without touching the mode.
+4. No deadline. A call against a dead or frozen BMC waits out pyghmi's retry
    and re-login schedule (28 s and more). The replacement `_io_wait` honours a
    per-thread deadline set with `deadline()` and raises DeadlineExceeded,
    a BaseException so that pyghmi's own `except Exception` cannot swallow it.
    The session it interrupted must be discarded (see ipmi.abandon_session).
 
 Every blocking wait in pyghmi's session layer goes through `_io_wait`, so these
-are the only places patched. `FARM_PYGHMI_FIXES=0` disables 1 and 2 (never 3),
-to reproduce the stalls in the stress test.
+are the only places patched. `FARM_PYGHMI_FIXES` picks fixes 1-3 by name
+(`locks,wakeups,sendto`, the default `all`, or `0` for none) to reproduce the
+stalls in bench/pyghmi_threads.py; the deadline (4) is always on.
 """
 
 import contextlib
 import os
+import select
 import threading
 import time
 
@@ -61,6 +67,20 @@ def _replies_waiting(myaddr):
     return any(getattr(h, "pktqueue", None) for h in handlers)
 
 
+def io_sendto(mysocket, packet, sockaddr):
+    try:
+        mysocket.sendto(packet, sockaddr)
+    except BlockingIOError:
+        # Send buffer full: wait briefly for room, once. UDP may drop anyway.
+        if select.select((), (mysocket,), (), 0.05)[1]:
+            try:
+                mysocket.sendto(packet, sockaddr)
+            except OSError:
+                pass
+    except OSError:
+        pass  # as stock pyghmi: a failed send is a lost packet, retried later
+
+
 def _make_io_wait(fix_wakeups):
     def _io_wait(timeout, myaddr=None, evq=None):
         limit = getattr(_local, "deadline", None)
@@ -86,14 +106,33 @@ def _make_io_wait(fix_wakeups):
     return _io_wait
 
 
+ALL_FIXES = ("locks", "wakeups", "sendto")
+
+
+def enabled_fixes(spec):
+    """Parse FARM_PYGHMI_FIXES (pure)."""
+    spec = (spec or "all").strip().lower()
+    if spec in ("all", "1"):
+        return set(ALL_FIXES)
+    if spec in ("0", "none", ""):
+        return set()
+    chosen = {part.strip() for part in spec.split(",") if part.strip()}
+    unknown = chosen - set(ALL_FIXES)
+    if unknown:
+        raise ValueError(f"FARM_PYGHMI_FIXES: unknown fix(es) {sorted(unknown)}")
+    return chosen
+
+
 def apply():
     """Patch pyghmi's session module. Idempotent; call before any pyghmi use."""
     global _applied
     with _apply_lock:
         if _applied:
             return
-        fix = os.environ.get("FARM_PYGHMI_FIXES", "1") != "0"
-        if fix:
+        fixes = enabled_fixes(os.environ.get("FARM_PYGHMI_FIXES", "all"))
+        if "locks" in fixes:
             _session.WAITING_SESSIONS = _session.KEEPALIVE_SESSIONS
-        _session._io_wait = _make_io_wait(fix_wakeups=fix)
+        if "sendto" in fixes:
+            _session._io_sendto = io_sendto
+        _session._io_wait = _make_io_wait(fix_wakeups="wakeups" in fixes)
         _applied = True

@@ -13,6 +13,8 @@ from pyghmi.ipmi import bmc as pyghmi_bmc
 from pyghmi.ipmi.private import serversession
 from pyghmi.ipmi.private import session as ipmisession
 
+from farm.bmc import pyghmi_fixes
+
 LOG = logging.getLogger(__name__)
 
 _SHA1 = 1
@@ -43,19 +45,12 @@ class SuiteThreeSession(serversession.ServerSession):
                 ipmisession.Session.bmc_handlers.pop(self.sockaddr, None)
 
 
-def _io_sendto(mysocket, packet, sockaddr):
-    # The stock version flips the shared socket to blocking, racing the IO
-    # thread's non-blocking recvfrom. UDP may drop; so may we.
-    try:
-        mysocket.sendto(packet, sockaddr)
-    except OSError:
-        pass
-
-
 def patch_server():
     """Apply the server-side fixes; call once, before creating any SimBmc."""
     serversession.ServerSession = SuiteThreeSession
-    ipmisession._io_sendto = _io_sendto
+    # The stock _io_sendto flips the shared socket to blocking, racing the IO
+    # thread's non-blocking recvfrom (the same defect the client has).
+    ipmisession._io_sendto = pyghmi_fixes.io_sendto
     # The IO thread's wake-up poke goes to iosockets[0]; it must be the
     # dual-stack client socket, not an IPv4 server socket.
     if not ipmisession.iosockets:

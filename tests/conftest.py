@@ -1,0 +1,186 @@
+"""Real parts for the tests: a private redis-server and simulated BMC fleets.
+
+Every wait has a deadline. Tests isolate themselves by a unique namespace, never
+by flushing Redis.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+BIN = os.path.dirname(sys.executable)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_udp_range(count, attempts=50):
+    """A base port with `count` consecutive free UDP ports on 127.0.0.1."""
+    import random
+    for _ in range(attempts):
+        base = random.randint(20000, 60000 - count)
+        socks = []
+        try:
+            for p in range(base, base + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free UDP port range")
+
+
+def wait_for(predicate, timeout, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def script(name):
+    path = os.path.join(BIN, name)
+    return path if os.path.exists(path) else shutil.which(name)
+
+
+class RedisServer:
+    def __init__(self, tmpdir):
+        self.tmpdir = tmpdir
+        self.port = free_port()
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(self.tmpdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import redis
+        client = redis.Redis(port=self.port, socket_timeout=1)
+        wait_for(lambda: _pings(client), 10, what="redis-server to start")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(10)
+
+
+def _pings(client):
+    try:
+        return client.ping()
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def namespace():
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def store(redis_server, namespace):
+    from farm.store import Store
+    s = Store(redis_server.url, namespace)
+    yield s
+    s.close()
+
+
+class Sim:
+    """A farm-sim process serving `count` BMCs."""
+
+    def __init__(self, tmpdir, count, **options):
+        self.tmpdir = tmpdir
+        self.count = count
+        self.options = options
+        self.username = options.get("username", "admin")
+        self.password = options.get("password", "s3cret-Pw-%s" % uuid.uuid4().hex[:6])
+        self.inventory = os.path.join(str(tmpdir), f"inventory-{uuid.uuid4().hex[:6]}.yaml")
+        self.proc = None
+        self.base_port = None
+
+    def start(self, base_port=None):
+        self.base_port = base_port or free_udp_range(self.count)
+        args = [script("farm-sim"), "--count", str(self.count), "--address", "127.0.0.1",
+                "--base-port", str(self.base_port), "--username", self.username,
+                "--inventory", self.inventory]
+        for key in ("delay", "hung_fraction", "off_fraction"):
+            if key in self.options:
+                args += ["--" + key.replace("_", "-"), str(self.options[key])]
+        env = dict(os.environ, FARM_SIM_PASSWORD=self.password)
+        if os.path.exists(self.inventory):
+            os.unlink(self.inventory)
+        self.log = open(os.path.join(str(self.tmpdir), f"sim-{self.base_port}.log"), "w")
+        self.proc = subprocess.Popen(args, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for(lambda: os.path.exists(self.inventory) or self.proc.poll() is not None,
+                 30, what="farm-sim to be ready")
+        assert self.proc.poll() is None, "farm-sim exited at start"
+        return self
+
+    def port(self, i):
+        return self.base_port + i
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.proc:
+            self.log.close()
+
+    def ipmitool(self, i, *command, timeout=20):
+        env = dict(os.environ, IPMI_PASSWORD=self.password)
+        return subprocess.run(
+            ["ipmitool", "-I", "lanplus", "-H", "127.0.0.1", "-p", str(self.port(i)),
+             "-U", self.username, "-E", *command],
+            env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def make_sim(tmp_path):
+    sims = []
+
+    def make(count, **options):
+        sim = Sim(tmp_path, count, **options).start()
+        sims.append(sim)
+        return sim
+    yield make
+    for sim in sims:
+        sim.stop()
+
+
+def write_config(path, redis_url, namespace, **worker):
+    lines = ["[coordination]", f"backend_url = {redis_url}", f"namespace = {namespace}",
+             "[worker]"]
+    lines += [f"{k} = {v}" for k, v in worker.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
