@@ -48,10 +48,12 @@ def _failure(message):
 
 
 def _child_init():
-    # The parent decides when children stop; a Ctrl-C or SIGTERM sent to the
-    # whole process group must not kill them under in-flight polls.
+    # A Ctrl-C reaches the whole foreground process group; the parent decides
+    # when children stop. SIGTERM keeps its default: a broken pool terminates
+    # its remaining children with it and joins them (ignoring it hangs that
+    # join, and with it the worker's exit). systemd units use KillMode=mixed
+    # so a stop signals only the parent.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def make_pool(kind, size):

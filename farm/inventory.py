@@ -105,7 +105,14 @@ def parse_yaml(text):
 
 
 def parse_csv(text):
-    reader = csv.DictReader(io.StringIO(text))
+    try:
+        return _parse_csv(text)
+    except csv.Error as exc:
+        raise InventoryError([f"not valid CSV: {exc}"]) from None
+
+
+def _parse_csv(text):
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     header = [h.strip() for h in (reader.fieldnames or [])]
     missing = [f for f in FIELDS if f != "port" and f not in header]
     if missing:

@@ -1,0 +1,96 @@
+"""`farm nodes import|list` as real processes against a real redis-server."""
+
+import json
+import subprocess
+
+import pytest
+
+from tests.conftest import free_port, script, write_config
+
+PASSWORD = "Sup3r-Secret-Pw"
+
+
+def farm(*args, timeout=60):
+    return subprocess.run([script("farm"), *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def cfg(tmp_path, redis_server, namespace):
+    return write_config(tmp_path / "farm.conf", redis_server.url, namespace)
+
+
+def write_csv(tmp_path, rows, name="inv.csv"):
+    path = tmp_path / name
+    path.write_text("name,address,port,username,password\n" + "".join(r + "\n" for r in rows))
+    return str(path)
+
+
+def listed(cfg):
+    result = farm("nodes", "list", "--config-file", cfg, "--json")
+    assert result.returncode == 0, result.stderr
+    return {r["name"]: r for r in json.loads(result.stdout)}
+
+
+def test_import_list_and_reimport(cfg, tmp_path):
+    f = write_csv(tmp_path, [f"n1,127.0.0.1,700,admin,{PASSWORD}", f"n2,127.0.0.2,,admin,{PASSWORD}"])
+    result = farm("nodes", "import", "--config-file", cfg, f)
+    assert result.returncode == 0, result.stderr
+    assert "2 added" in result.stdout
+    rows = listed(cfg)
+    assert set(rows) == {"n1", "n2"}
+    assert rows["n1"]["port"] == 700 and rows["n2"]["port"] == 623
+    for r in rows.values():
+        assert r["power_state"] is None and r["last_polled_at"] is None and r["last_error"] is None
+    again = farm("nodes", "import", "--config-file", cfg, f)
+    assert "0 added, 0 updated, 2 unchanged" in again.stdout
+    table = farm("nodes", "list", "--config-file", cfg)
+    assert "n1" in table.stdout and "never" in table.stdout
+    for out in (result, again, table, farm("nodes", "list", "--config-file", cfg, "--json")):
+        assert PASSWORD not in out.stdout + out.stderr
+
+
+def test_replace_drops_absent_nodes(cfg, tmp_path):
+    farm("nodes", "import", "--config-file", cfg,
+         write_csv(tmp_path, ["n1,::1,,a,p", "n2,::1,,a,p", "n3,::1,,a,p"]))
+    result = farm("nodes", "import", "--config-file", cfg, "--replace",
+                  write_csv(tmp_path, ["n2,::1,,a,p", "n4,::1,,a,p"], "b.csv"))
+    assert "1 added, 0 updated, 1 unchanged, 2 removed" in result.stdout, result.stdout
+    assert set(listed(cfg)) == {"n2", "n4"}
+
+
+def test_bad_file_changes_nothing(cfg, tmp_path):
+    farm("nodes", "import", "--config-file", cfg, write_csv(tmp_path, ["keep,::1,,a,p"]))
+    bad = write_csv(tmp_path, ["new1,::1,,a,p", f"bad name,::1,99999,a,{PASSWORD}"], "bad.csv")
+    result = farm("nodes", "import", "--config-file", cfg, "--replace", bad)
+    assert result.returncode == 1
+    assert "line 3: field 'name'" in result.stderr and "line 3: field 'port'" in result.stderr
+    assert "nothing imported" in result.stderr
+    assert PASSWORD not in result.stderr + result.stdout
+    assert set(listed(cfg)) == {"keep"}
+
+
+def test_bad_yaml_reports_index(cfg, tmp_path):
+    path = tmp_path / "inv.yaml"
+    path.write_text("nodes:\n  - {name: a, address: '::1', username: u, password: p}\n"
+                    "  - {name: b, address: 'not an address', username: u, password: p}\n")
+    result = farm("nodes", "import", "--config-file", cfg, str(path))
+    assert result.returncode == 1 and "nodes[1]: field 'address'" in result.stderr
+    assert listed(cfg) == {}
+
+
+def test_unreachable_redis_is_a_clear_error(tmp_path):
+    cfg = write_config(tmp_path / "dead.conf", f"redis://:{PASSWORD}@127.0.0.1:{free_port()}", "x")
+    f = write_csv(tmp_path, ["n1,::1,,a,p"])
+    for args in (("nodes", "import", "--config-file", cfg, f), ("nodes", "list", "--config-file", cfg)):
+        result = farm(*args)
+        assert result.returncode == 1
+        assert "Redis at redis://:***@127.0.0.1" in result.stderr
+        assert "Traceback" not in result.stderr and PASSWORD not in result.stderr
+
+
+def test_bad_config_is_a_clear_error(tmp_path):
+    path = tmp_path / "bad.conf"
+    path.write_text("[worker]\nexecutor = fibers\n")
+    result = farm("nodes", "list", "--config-file", str(path))
+    assert result.returncode == 1 and "invalid configuration" in result.stderr
+    assert "Traceback" not in result.stderr

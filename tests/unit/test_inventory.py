@@ -1,0 +1,116 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from farm import inventory
+from farm.errors import InventoryError
+from farm.model import Node
+
+GOOD_YAML = """
+nodes:
+  - {name: a1, address: 127.0.0.1, port: 1623, username: admin, password: pw1}
+  - {name: b.2_x-y, address: bmc-2.example.com, username: root, password: pw2}
+  - {name: c, address: "::1", port: "624", username: u, password: p}
+"""
+
+
+def test_yaml_parses_with_default_port():
+    nodes = inventory.parse(GOOD_YAML, "inv.yaml")
+    assert [n.name for n in nodes] == ["a1", "b.2_x-y", "c"]
+    assert [n.port for n in nodes] == [1623, 623, 624]
+    assert nodes[1].address == "bmc-2.example.com"
+
+
+def test_csv_parses_with_optional_port():
+    text = "name,address,port,username,password\nn1,127.0.0.1,,admin,pw\nn2,127.0.0.2,700,admin,pw\n"
+    nodes = inventory.parse(text, "inv.csv")
+    assert nodes == [Node("n1", "127.0.0.1", 623, "admin", "pw"),
+                     Node("n2", "127.0.0.2", 700, "admin", "pw")]
+
+
+def test_csv_without_port_column():
+    nodes = inventory.parse("name,address,username,password\nn1,::1,a,b\n", "x.csv")
+    assert nodes[0].port == 623
+
+
+@pytest.mark.parametrize("row,field", [
+    ("bad name!,127.0.0.1,623,a,p", "name"),
+    (",127.0.0.1,623,a,p", "name"),
+    ("n,300.1.1.1,623,a,p", "address"),
+    ("n,-bad-.host,623,a,p", "address"),
+    ("n,127.0.0.1,0,a,p", "port"),
+    ("n,127.0.0.1,65536,a,p", "port"),
+    ("n,127.0.0.1,x,a,p", "port"),
+    ("n,127.0.0.1,623,,p", "username"),
+    ("n,127.0.0.1,623,a,", "password"),
+])
+def test_csv_errors_name_line_and_field(row, field):
+    text = "name,address,port,username,password\nok,127.0.0.1,623,a,p\n" + row + "\n"
+    with pytest.raises(InventoryError) as info:
+        inventory.parse(text, "inv.csv")
+    assert any(p.startswith("line 3:") and f"'{field}'" in p for p in info.value.problems), \
+        info.value.problems
+
+
+def test_yaml_errors_name_index_and_field():
+    text = "nodes:\n  - {name: ok, address: 127.0.0.1, username: a, password: p}\n" \
+           "  - {name: ok2, address: 127.0.0.1, port: 99999, username: a, password: p}\n"
+    with pytest.raises(InventoryError) as info:
+        inventory.parse(text, "inv.yaml")
+    assert info.value.problems == ["nodes[1]: field 'port' must be an integer 1..65535, got 99999"]
+
+
+def test_duplicate_names_are_rejected():
+    text = "name,address,username,password\nn,::1,a,b\nn,::1,a,b\n"
+    with pytest.raises(InventoryError) as info:
+        inventory.parse(text, "x.csv")
+    assert "line 3: field 'name' duplicates line 2" in info.value.problems[0]
+
+
+def test_password_value_never_in_errors():
+    text = "nodes:\n  - {name: 'bad name', address: 127.0.0.1, username: a, password: Hunter2Secret}\n" \
+           "  - {name: ok, address: 127.0.0.1, username: a, password: [Hunter3Secret]}\n"
+    with pytest.raises(InventoryError) as info:
+        inventory.parse(text, "x.yaml")
+    assert "Secret" not in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["nodes: 5", "- a\n- b", ": : :", "nodes:\n  - 7\n"])
+def test_malformed_yaml_documents(text):
+    with pytest.raises(InventoryError):
+        inventory.parse(text, "x.yaml")
+
+
+def test_csv_missing_columns():
+    with pytest.raises(InventoryError) as info:
+        inventory.parse("name,address\nn,::1\n", "x.csv")
+    assert "username" in str(info.value) and "password" in str(info.value)
+
+
+def test_name_length_limit():
+    ok = "a" * 128
+    assert inventory.parse(f"name,address,username,password\n{ok},::1,a,b\n", "x.csv")[0].name == ok
+    with pytest.raises(InventoryError):
+        inventory.parse(f"name,address,username,password\n{ok}a,::1,a,b\n", "x.csv")
+
+
+names = st.from_regex(r"[A-Za-z0-9._-]{1,20}", fullmatch=True)
+nodes_strategy = st.lists(
+    st.builds(Node, name=names, address=st.sampled_from(["127.0.0.1", "::1", "bmc.example"]),
+              port=st.integers(1, 65535), username=st.text("abc", min_size=1, max_size=5),
+              password=st.text("xyz!#", min_size=1, max_size=8)),
+    unique_by=lambda n: n.name, max_size=20)
+
+
+@given(nodes_strategy)
+def test_yaml_round_trip(nodes):
+    assert inventory.parse(inventory.dump_yaml(nodes), "x.yaml") == nodes
+
+
+@given(st.text(max_size=200))
+def test_arbitrary_text_never_crashes(text):
+    for filename in ("x.yaml", "x.csv"):
+        try:
+            inventory.parse(text, filename)
+        except InventoryError:
+            pass
