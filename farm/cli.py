@@ -1,5 +1,6 @@
 """farm: the operator's command line (inventory and state)."""
 
+import collections
 import json
 import time
 
@@ -112,3 +113,33 @@ def list_(config_file, as_json):
         click.echo(f"{r['name']:<24} {r['address']:<24} {r['port']:>5} "
                    f"{r['power_state'] or '-':<6} {_age(r['last_polled_at'], now):>9}  "
                    f"{r['last_error'] or ''}")
+
+
+def summarize(rows, now):
+    """Counts an operator reads first (pure): power states, errors, poll ages."""
+    power = collections.Counter(r["power_state"] or "unknown" for r in rows)
+    failing = collections.Counter(r["error_kind"] for r in rows if r["error_kind"])
+    ages = [now - r["last_polled_at"] for r in rows if r["last_polled_at"] is not None]
+    return {"nodes": len(rows), "power": dict(sorted(power.items())),
+            "failing": dict(sorted(failing.items())), "never_polled": len(rows) - len(ages),
+            "oldest_poll_age": round(max(ages), 1) if ages else None}
+
+
+@nodes.command("summary")
+@_config_option
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+def summary(config_file, as_json):
+    """Count nodes by power state and error, and show the oldest poll."""
+    ctx = _Ctx(config_file)
+    try:
+        s = summarize(node_rows(ctx.store), time.time())
+    except errors.BackendUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(s))
+        return
+    power = " ".join(f"{k}={v}" for k, v in s["power"].items())
+    failing = " ".join(f"{k}={v}" for k, v in s["failing"].items()) or "none"
+    oldest = "-" if s["oldest_poll_age"] is None else f"{s['oldest_poll_age']}s"
+    click.echo(f"{s['nodes']} nodes; power: {power}; failing: {failing}; "
+               f"never polled: {s['never_polled']}; oldest poll: {oldest} ago")

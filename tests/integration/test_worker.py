@@ -147,8 +147,8 @@ def test_killed_child_is_replaced(make_sim, store, redis_server, namespace, tmp_
 
 
 def test_worker_survives_redis_down_at_start(make_sim, tmp_path, namespace):
-    from tests.conftest import RedisServer
     from farm.store import Store
+    from tests.conftest import RedisServer
     server = RedisServer(tmp_path)
     cfg = write_config(tmp_path / "farm.conf", server.url, namespace, poll_interval=0.5,
                        bmc_timeout=1.0, inventory_refresh_interval=0.5)

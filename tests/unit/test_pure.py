@@ -17,7 +17,9 @@ def test_first_run_is_within_one_interval_and_on_phase(now, spacing, ph):
     ph = ph % spacing
     t = scheduling.first_run(now, spacing, ph)
     assert now <= t < now + spacing + 1e-6
-    assert abs(((t - ph) % spacing)) < 1e-6 * max(1, now) or abs(((t - ph) % spacing) - spacing) < 1e-6 * max(1, now)
+    off_phase = (t - ph) % spacing
+    tolerance = 1e-6 * max(1, now)
+    assert off_phase < tolerance or spacing - off_phase < tolerance
 
 
 def test_phases_spread_over_the_interval():
@@ -98,3 +100,13 @@ def test_config_errors_are_clear(tmp_path, body):
 def test_missing_config_file():
     with pytest.raises(errors.ConfigError, match="not found"):
         conf.load("/nonexistent/farm.conf")
+
+
+def test_summarize():
+    from farm.cli import summarize
+    rows = [{"power_state": "on", "error_kind": None, "last_polled_at": 90.0},
+            {"power_state": "off", "error_kind": "timeout", "last_polled_at": 70.0},
+            {"power_state": None, "error_kind": None, "last_polled_at": None}]
+    assert summarize(rows, 100.0) == {"nodes": 3, "power": {"off": 1, "on": 1, "unknown": 1},
+                                      "failing": {"timeout": 1}, "never_polled": 1,
+                                      "oldest_poll_age": 30.0}

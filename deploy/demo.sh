@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# farm against a simulated fleet on this machine: a private redis-server,
+# farm-sim with a few hundred BMCs (some hung, some off), one farm-worker.
+# Prints the fleet's state every few seconds; stops everything it started on
+# Ctrl-C or after --duration seconds.
+#
+#   bash deploy/demo.sh [--duration SECONDS] [--count N] [--executor threads|processes]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+duration=60 count=300 executor=threads
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --duration) duration=$2; shift 2 ;;
+    --count) count=$2; shift 2 ;;
+    --executor) executor=$2; shift 2 ;;
+    *) echo "usage: $0 [--duration S] [--count N] [--executor threads|processes]" >&2; exit 2 ;;
+  esac
+done
+
+command -v redis-server >/dev/null || { echo "needs redis-server (apt-get install redis-server)" >&2; exit 1; }
+if [ ! -x .venv/bin/farm-worker ]; then
+  echo "setting up .venv ..."
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e .
+fi
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  trap - EXIT INT TERM
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  echo "demo stopped; its logs are in $work"
+}
+trap cleanup EXIT INT TERM
+
+free_port() { .venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+redis_port=$(free_port)
+base_port=$(.venv/bin/python - "$count" <<'PY'
+import random, socket, sys
+n = int(sys.argv[1])
+while True:
+    base = random.randint(20000, 60000 - n)
+    socks = []
+    try:
+        for p in range(base, base + n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); socks.append(s); s.bind(("127.0.0.1", p))
+        print(base); break
+    except OSError:
+        pass
+    finally:
+        for s in socks: s.close()
+PY
+)
+
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
+  >"$work/redis.log" 2>&1 & pids+=($!)
+cat >"$work/farm.conf" <<CONF
+[coordination]
+backend_url = redis://127.0.0.1:$redis_port
+namespace = demo
+[worker]
+executor = $executor
+poll_interval = 10
+bmc_timeout = 2
+workers_pool_size = 32
+CONF
+
+FARM_SIM_PASSWORD="demo-$RANDOM$RANDOM" .venv/bin/farm-sim --count "$count" --base-port "$base_port" \
+  --hung-fraction 0.1 --off-fraction 0.2 --inventory "$work/inventory.yaml" >"$work/sim.log" 2>&1 & pids+=($!)
+for _ in $(seq 100); do [ -f "$work/inventory.yaml" ] && break; sleep 0.1; done
+.venv/bin/farm nodes import --config-file "$work/farm.conf" "$work/inventory.yaml"
+.venv/bin/farm-worker --config-file "$work/farm.conf" >"$work/worker.log" 2>&1 & pids+=($!)
+
+end=$((SECONDS + duration))
+while [ $SECONDS -lt $end ]; do
+  sleep 5
+  echo "$(date +%H:%M:%S) $(.venv/bin/farm nodes summary --config-file "$work/farm.conf")"
+done
