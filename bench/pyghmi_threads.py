@@ -8,6 +8,7 @@ poll, polls over the deadline, healthy polls that failed, and wall time.
 """
 
 import argparse
+import collections
 import json
 import os
 import socket
@@ -64,14 +65,17 @@ def main():
         nodes = [Node(f"n{i}", "127.0.0.1", base + i, "admin", "password") for i in range(a.bmcs)]
         client = IpmiClient(timeout=a.deadline, session_idle_max=3600)
         lat, over, bad = [], 0, 0
+        kinds = collections.Counter()
 
         def poll(i):
             t = time.monotonic()
             try:
                 client.get_power_state(nodes[i])
                 ok = True
-            except errors.BmcError:
+            except errors.BmcError as exc:
                 ok = False
+                if i not in hung:
+                    kinds[f"{exc.kind}: {str(exc)[:60]}"] += 1
             return i, ok, time.monotonic() - t
 
         start = time.monotonic()
@@ -98,7 +102,7 @@ def main():
             "p50_ms": round(lat[len(lat) // 2] * 1000, 2),
             "p99_ms": round(lat[int(len(lat) * 0.99)] * 1000, 2),
             "worst_s": round(lat[-1], 3), "over_deadline": over, "healthy_failed": bad,
-            "stuck_polls": stuck, "wall_s": round(time.monotonic() - start, 2)}), flush=True)
+            "stuck_polls": stuck, "healthy_errors": dict(kinds.most_common(3)), "wall_s": round(time.monotonic() - start, 2)}), flush=True)
         if stuck:
             os._exit(1)  # the stuck threads never return; do not wait for them
     finally:

@@ -19,7 +19,7 @@ from farm.model import PollResult
 from farm.results import ResultWriter
 from farm.scheduling import Scheduler
 from farm.store import Store
-from farm.tasks import load_tasks
+from farm.tasks import load_tasks, power
 
 LOG = logging.getLogger("farm.worker")
 
@@ -90,8 +90,9 @@ class Worker:
             LOG.warning("some polls were still running at shutdown")
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.writer.stop(timeout=5.0)
-        from farm.tasks import power
         power.close_clients()
+        LOG.info("wrote %d poll results; %d batches failed; process pool restarts: %d",
+                 self.writer.written, self.writer.failed_writes, self.executor.pool_restarts)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -4,9 +4,14 @@ pyghmi runs one IO thread per process; synchronous callers wait in `_io_wait`
 for that thread to wake them. Three defects make a thread pool stall there:
 
 1. Lock-order inversion. `send_payload` holds KEEPALIVE_SESSIONS and then takes
-   WAITING_SESSIONS (in `_xmit_packet`); `wait_for_rsp` holds WAITING_SESSIONS
-   and then takes KEEPALIVE_SESSIONS (via `_timedout` -> `send_payload`). Two
-   threads doing those at once deadlock. Both names are bound to one RLock.
+   WAITING_SESSIONS (in `_xmit_packet`); `awaitresponse` and `wait_for_rsp`
+   hold WAITING_SESSIONS while calling `_timedout`, which sends and so takes
+   KEEPALIVE_SESSIONS. A retransmission on one thread and any send on another
+   can deadlock. Binding both names to one RLock (the obvious fix) was measured
+   to cost healthy polls their deadline under load (186 of 3,600 in
+   bench/pyghmi_threads.py); instead the two methods, copied, call `_timedout`
+   after releasing WAITING_SESSIONS (the session is popped under the lock, so
+   only one thread times it out).
 2. Lost wake-ups. A caller sends, then queues its wait. If the reply arrived
    and the IO thread already moved it to the session's queue before the wait
    was queued, the waiter sleeps until its retry timer (0.5-1 s) although its
@@ -17,27 +22,43 @@ for that thread to wake them. Three defects make a thread pool stall there:
    socket to blocking; the IO thread's `recvfrom` on that socket then blocks
    until the next packet for it arrives, and every waiter of the process
    stalls behind it. The replacement sends without touching the mode.
-4. No deadline. A call against a dead or frozen BMC waits out pyghmi's retry
+4. Spinning generic waiters. The IO thread wakes every generic waiter (one
+   with no BMC address: a login driving `wait_for_rsp`) whenever `select`
+   returns, including for the wake-up pokes waiters send it. A waiter that
+   pokes after the IO thread already took its wait item wakes itself at once,
+   loops and pokes again: one login to a silent BMC burnt 1.8 s of CPU per 2 s.
+   The replacement IO loop (pyghmi's, Apache-2.0, with one change) wakes
+   generic waiters only for real packets or at their deadline.
+5. No deadline. A call against a dead or frozen BMC waits out pyghmi's retry
    and re-login schedule (28 s and more). The replacement `_io_wait` honours a
    per-thread deadline set with `deadline()` and raises DeadlineExceeded,
    a BaseException so that pyghmi's own `except Exception` cannot swallow it.
    The session it interrupted must be discarded (see ipmi.abandon_session).
 
 Every blocking wait in pyghmi's session layer goes through `_io_wait`, so these
-are the only places patched. `FARM_PYGHMI_FIXES` picks fixes 1-3 by name
-(`locks,wakeups,sendto`, the default `all`, or `0` for none) to reproduce the
-stalls in bench/pyghmi_threads.py; the deadline (4) is always on.
+and the IO loop are the only places patched. `FARM_PYGHMI_FIXES` picks fixes
+1-4 by name (`locks,wakeups,sendto,ioloop`, the default `all`, or `0` for none)
+to reproduce the stalls in bench/pyghmi_threads.py; the deadline (5) is
+always on.
 """
 
 import contextlib
 import os
+import random
 import select
 import threading
 import time
 
+from pyghmi import exceptions as pyghmi_exc
 from pyghmi.ipmi.private import session as _session
 
 _local = threading.local()
+
+
+def _clock():
+    # pyghmi times everything with os.times()[4] (10 ms ticks), not
+    # time.monotonic: code compared with its timestamps must use the same.
+    return _session._monotonic_time()
 _applied = False
 _apply_lock = threading.Lock()
 
@@ -64,7 +85,10 @@ def _replies_waiting(myaddr):
         handlers = list(_session.Session.bmc_handlers.get(myaddr, {}).values())
     except RuntimeError:  # dict changed size under us: just wait normally
         return False
-    return any(getattr(h, "pktqueue", None) for h in handlers)
+    # Only sessions inside awaitresponse() drain their own queue after the
+    # wait; a stale session's leftovers would make every wait return at once.
+    return any(getattr(h, "pktqueue", None) and getattr(h, "awaitingresponse", False)
+               and not getattr(h, "broken", False) for h in handlers)
 
 
 def io_sendto(mysocket, packet, sockaddr):
@@ -81,21 +105,29 @@ def io_sendto(mysocket, packet, sockaddr):
         pass  # as stock pyghmi: a failed send is a lost packet, retried later
 
 
+POKE_SLACK = 0.002
+
+
 def _make_io_wait(fix_wakeups):
     def _io_wait(timeout, myaddr=None, evq=None):
         limit = getattr(_local, "deadline", None)
-        now = time.monotonic()
         if limit is not None:
-            if now >= limit:
+            left = limit - time.monotonic()
+            if left <= 0:
                 raise DeadlineExceeded()
-            timeout = min(timeout, limit - now) if timeout is not None else limit - now
+            timeout = min(timeout, left) if timeout is not None else left
         evt = threading.Event()
         if evq is not None:
             evq.append(evt)
-        wake_at = timeout + now
+        wake_at = timeout + _clock()  # pyghmi's clock, like everything it compares with
         _session.ioqueue.append((wake_at, evt, myaddr))
         if not (fix_wakeups and _replies_waiting(myaddr)):
-            if wake_at < _session.selectdeadline:
+            # Poke the IO thread only if it would otherwise sleep past our
+            # deadline by more than a hair. Stock pyghmi pokes whenever
+            # wake_at < selectdeadline; when both name the same retry timer
+            # (a login to a silent BMC) float noise makes that true, the poke
+            # wakes every generic waiter, and they spin (1.8 s of CPU per 2 s).
+            if wake_at < _session.selectdeadline - POKE_SLACK:
                 sock = _session.iosockets[0]
                 sock.sendto(b"\x01", (_session.myself, sock.getsockname()[1]))
             # The IO thread sets evt by wake_at; the extra bound only guards
@@ -106,7 +138,147 @@ def _make_io_wait(fix_wakeups):
     return _io_wait
 
 
-ALL_FIXES = ("locks", "wakeups", "sendto")
+def _awaitresponse(self, retry, netfn, command):
+    # pyghmi 1.6.19 Session.awaitresponse, except where marked.
+    self.awaitingresponse = True
+    try:
+        alltimeout = _clock() + (self._getmaxtimeout() * 2)
+        while (retry and _session.unmatched(self.lastresponse, netfn, command)
+               and (self.logging or self.logged or self.onlogpayload)):
+            timeout = self.expiration - _clock()
+            _session._io_wait(timeout, self.sockaddr)
+            while self.iterwaiters:
+                self.iterwaiters.pop()({"success": True})
+            self.process_pktqueue()
+            if _clock() > alltimeout:
+                self._mark_broken()
+                raise pyghmi_exc.IpmiException("Session no longer connected")
+            expired = False
+            with _session.util.protect(_session.WAITING_SESSIONS):
+                if self in self.waiting_sessions and self.expiration < _clock():
+                    self.waiting_sessions.pop(self, None)
+                    expired = True
+            if expired:  # changed: outside WAITING_SESSIONS (lock order)
+                if not self.lastpayload and not self.logging:
+                    return
+                self._timedout()
+    finally:
+        self.awaitingresponse = False
+
+
+def _wait_for_rsp(cls, timeout=None, callout=True):
+    # pyghmi 1.6.19 Session.wait_for_rsp, except where marked.
+    curtime = _clock()
+    if timeout != 0:
+        with _session.util.protect(_session.WAITING_SESSIONS):
+            for _, parms in list(cls.waiting_sessions.items()):
+                if parms["timeout"] <= curtime:
+                    timeout = 0
+                    break
+                if timeout is not None and timeout < parms["timeout"] - curtime:
+                    continue
+                timeout = parms["timeout"] - curtime
+        with _session.util.protect(_session.KEEPALIVE_SESSIONS):
+            for _, parms in list(cls.keepalive_sessions.items()):
+                if parms["timeout"] <= curtime:
+                    timeout = 0
+                    break
+                if timeout is not None and timeout < parms["timeout"] - curtime:
+                    continue
+                timeout = parms["timeout"] - curtime
+    while cls.iterwaiters:
+        cls.iterwaiters.pop()({"success": True})
+        if timeout is not None:
+            timeout = 0
+    if timeout is None:
+        return 0
+    if _session._poller(timeout=timeout):
+        while _session.sessionqueue:
+            _session.sessionqueue.popleft().process_pktqueue()
+    sessionstokeepalive = []
+    with _session.util.protect(_session.KEEPALIVE_SESSIONS):
+        for session, parms in list(cls.keepalive_sessions.items()):
+            if parms["timeout"] < curtime and not session._isincommand():
+                cls.keepalive_sessions[session]["timeout"] = (
+                    _clock() + _session.MAX_IDLE - (random.random() * 4.9))
+                sessionstokeepalive.append(session)
+    for session in sessionstokeepalive:
+        session._keepalive()
+    with _session.util.protect(_session.WAITING_SESSIONS):
+        sessionstodel = [session for session, parms in list(cls.waiting_sessions.items())
+                         if parms["timeout"] < curtime]
+        for session in sessionstodel:
+            cls.waiting_sessions.pop(session, None)
+        remaining = len(cls.waiting_sessions)
+    for session in sessionstodel:  # changed: outside WAITING_SESSIONS (lock order)
+        session._timedout()
+    return remaining
+
+
+def _define_worker():
+    stock = _STOCK_DEFINE_WORKER()
+
+    class IOWorker(stock):
+        def run(self):
+            # pyghmi 1.6.19 session._IOWorker.run, except where marked.
+            self.running = True
+            iowaiters = []
+            directediowaiters = {}
+            timeout = 300
+            _session.iothreadready = True
+            while _session.iothreadwaiters:
+                _session.iothreadwaiters.pop().set()
+            while self.running:
+                if timeout < 0:
+                    timeout = 0
+                _session.selectdeadline = _clock() + timeout
+                select.select(_session.iosockets, (), (), timeout)
+                _session.selectdeadline = _clock() + 300
+                timeout = 300
+                sockaddrs = _session._io_graball(_session.iosockets, directediowaiters)
+                # changed: a poke is not activity; generic waiters wake for a
+                # packet or at their own deadline, else they keep waiting.
+                rightnow = _clock()
+                pending = []
+                for w in iowaiters:
+                    if sockaddrs or w[0] <= rightnow:
+                        w[1].set()
+                    else:
+                        pending.append(w)
+                        timeout = min(timeout, w[0] - rightnow)
+                iowaiters = pending
+                for d in list(directediowaiters):
+                    rightnow = _clock()
+                    for idx, w in reversed(list(enumerate(directediowaiters[d]))):
+                        ltimeout = w[0] - rightnow
+                        if ltimeout < 0:
+                            w[1].set()
+                            del directediowaiters[d][idx]
+                        elif ltimeout < timeout:
+                            timeout = ltimeout
+                    if not directediowaiters[d]:
+                        del directediowaiters[d]
+                while _session.ioqueue:
+                    workitem = _session.ioqueue.popleft()
+                    if workitem[2] is None and sockaddrs:
+                        workitem[1].set()
+                    elif workitem[2] in sockaddrs:
+                        workitem[1].set()
+                    else:
+                        ltimeout = workitem[0] - _clock()
+                        if ltimeout < timeout:
+                            timeout = ltimeout
+                        if workitem[2] is None:
+                            iowaiters.append(workitem)
+                        else:
+                            directediowaiters.setdefault(workitem[2], []).append(workitem)
+
+    return IOWorker
+
+
+_STOCK_DEFINE_WORKER = _session.define_worker
+
+ALL_FIXES = ("locks", "wakeups", "sendto", "ioloop")
 
 
 def enabled_fixes(spec):
@@ -131,8 +303,13 @@ def apply():
             return
         fixes = enabled_fixes(os.environ.get("FARM_PYGHMI_FIXES", "all"))
         if "locks" in fixes:
-            _session.WAITING_SESSIONS = _session.KEEPALIVE_SESSIONS
+            _session.Session.awaitresponse = _awaitresponse
+            _session.Session.wait_for_rsp = classmethod(_wait_for_rsp)
         if "sendto" in fixes:
             _session._io_sendto = io_sendto
+        if "ioloop" in fixes:
+            if _session.iothread is not None:
+                raise RuntimeError("pyghmi_fixes.apply() must run before pyghmi's IO thread starts")
+            _session.define_worker = _define_worker
         _session._io_wait = _make_io_wait(fix_wakeups="wakeups" in fixes)
         _applied = True

@@ -47,10 +47,10 @@ class SuiteThreeSession(serversession.ServerSession):
 
 def patch_server():
     """Apply the server-side fixes; call once, before creating any SimBmc."""
+    # The client-side fixes apply to the server too: the same blocking flip
+    # in _io_sendto and the same spinning IO loop.
+    pyghmi_fixes.apply()
     serversession.ServerSession = SuiteThreeSession
-    # The stock _io_sendto flips the shared socket to blocking, racing the IO
-    # thread's non-blocking recvfrom (the same defect the client has).
-    ipmisession._io_sendto = pyghmi_fixes.io_sendto
     # The IO thread's wake-up poke goes to iosockets[0]; it must be the
     # dual-stack client socket, not an IPv4 server socket.
     if not ipmisession.iosockets:

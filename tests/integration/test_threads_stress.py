@@ -58,4 +58,4 @@ def test_without_the_sendto_fix_threads_stall():
                          env=env, capture_output=True, text=True, timeout=240,
                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     report = json.loads(out.stdout.strip().splitlines()[-1])
-    assert report["over_deadline"] + report["stuck_polls"] > 0, report
+    assert report["healthy_failed"] + report["over_deadline"] + report["stuck_polls"] > 0, report
