@@ -13,7 +13,6 @@ import os
 import re
 import resource
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,33 +21,10 @@ import time
 
 from farm import inventory
 from farm.sim.fleet import pick
+from farm.sim.ports import free_tcp_port, free_udp_range
 from farm.store import Store
 
 BIN = os.path.dirname(sys.executable)
-
-
-def free_tcp():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_udp_base(count):
-    import random
-    while True:
-        base = random.randint(20000, 60000 - count)
-        socks = []
-        try:
-            for p in range(base, base + count):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            pass
-        finally:
-            for s in socks:
-                s.close()
 
 
 def children_cpu():
@@ -57,10 +33,10 @@ def children_cpu():
 
 
 def scenario(executor, hung_fraction, count, seconds, interval, pool, work):
-    port = free_tcp()
+    port = free_tcp_port()
     redis = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
                               "--dir", work], stdout=subprocess.DEVNULL)
-    base = free_udp_base(count)
+    base = free_udp_range(count)
     inv = os.path.join(work, f"inv-{base}.yaml")
     sim = subprocess.Popen([os.path.join(BIN, "farm-sim"), "--count", str(count), "--base-port",
                             str(base), "--hung-fraction", str(hung_fraction), "--inventory", inv],

@@ -11,7 +11,6 @@ import argparse
 import collections
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,24 +21,7 @@ from farm import errors
 from farm.bmc.ipmi import IpmiClient
 from farm.model import Node
 from farm.sim.fleet import pick
-
-
-def _free_base(count):
-    import random
-    while True:
-        base = random.randint(20000, 60000 - count)
-        try:
-            socks = []
-            for p in range(base, base + count):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            pass
-        finally:
-            for s in socks:
-                s.close()
+from farm.sim.ports import free_udp_range
 
 
 def main():
@@ -51,7 +33,7 @@ def main():
     ap.add_argument("--deadline", type=float, default=1.0)
     ap.add_argument("--give-up-after", type=float, default=120.0)
     a = ap.parse_args()
-    base = _free_base(a.bmcs)
+    base = free_udp_range(a.bmcs)
     inv = os.path.join(tempfile.mkdtemp(), "inv.yaml")
     sim = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "farm-sim"),
                             "--count", str(a.bmcs), "--base-port", str(base),
@@ -102,7 +84,8 @@ def main():
             "p50_ms": round(lat[len(lat) // 2] * 1000, 2),
             "p99_ms": round(lat[int(len(lat) * 0.99)] * 1000, 2),
             "worst_s": round(lat[-1], 3), "over_deadline": over, "healthy_failed": bad,
-            "stuck_polls": stuck, "healthy_errors": dict(kinds.most_common(3)), "wall_s": round(time.monotonic() - start, 2)}), flush=True)
+            "stuck_polls": stuck, "healthy_errors": dict(kinds.most_common(3)),
+            "wall_s": round(time.monotonic() - start, 2)}), flush=True)
         if stuck:
             os._exit(1)  # the stuck threads never return; do not wait for them
     finally:

@@ -36,24 +36,8 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-free_port() { .venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-redis_port=$(free_port)
-base_port=$(.venv/bin/python - "$count" <<'PY'
-import random, socket, sys
-n = int(sys.argv[1])
-while True:
-    base = random.randint(20000, 60000 - n)
-    socks = []
-    try:
-        for p in range(base, base + n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); socks.append(s); s.bind(("127.0.0.1", p))
-        print(base); break
-    except OSError:
-        pass
-    finally:
-        for s in socks: s.close()
-PY
-)
+redis_port=$(.venv/bin/python -m farm.sim.ports tcp)
+base_port=$(.venv/bin/python -m farm.sim.ports udp "$count")
 
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
   >"$work/redis.log" 2>&1 & pids+=($!)

@@ -90,6 +90,13 @@ def node_rows(store):
     return rows
 
 
+def _rows(config_file):
+    try:
+        return node_rows(_Ctx(config_file).store)
+    except errors.BackendUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def _age(ts, now):
     return "never" if ts is None else f"{now - ts:.1f}s"
 
@@ -99,11 +106,7 @@ def _age(ts, now):
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def list_(config_file, as_json):
     """Show every node with its last power state and the age of its last poll."""
-    ctx = _Ctx(config_file)
-    try:
-        rows = node_rows(ctx.store)
-    except errors.BackendUnavailable as exc:
-        raise click.ClickException(str(exc)) from None
+    rows = _rows(config_file)
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
@@ -130,11 +133,7 @@ def summarize(rows, now):
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def summary(config_file, as_json):
     """Count nodes by power state and error, and show the oldest poll."""
-    ctx = _Ctx(config_file)
-    try:
-        s = summarize(node_rows(ctx.store), time.time())
-    except errors.BackendUnavailable as exc:
-        raise click.ClickException(str(exc)) from None
+    s = summarize(_rows(config_file), time.time())
     if as_json:
         click.echo(json.dumps(s))
         return

@@ -55,6 +55,17 @@ class Worker:
         if version == self.inventory_version:
             return False
         version, nodes = self.store.load_nodes()
+        if not nodes and self.nodes and version < (self.inventory_version or 0):
+            # An empty inventory under an older version is what a Redis that
+            # restarted without persistence looks like, not an operator's
+            # choice (an import with --replace bumps the version): keep polling.
+            if self.inventory_version is not None:
+                LOG.error("the inventory in Redis is empty and its version went back from %d "
+                          "to %d (Redis lost its data?); polling the last known %d nodes "
+                          "until it is imported again", self.inventory_version, version,
+                          len(self.nodes))
+            self.inventory_version = version
+            return False
         calls = [c for task in self.tasks for c in task.calls(nodes)]
         self.scheduler.replace(calls, stop_timeout=self.settings.worker.bmc_timeout + 1)
         LOG.info("polling %d nodes (inventory version %d) on %d %s",

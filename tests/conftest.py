@@ -7,7 +7,6 @@ by flushing Redis.
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,33 +14,11 @@ import uuid
 
 import pytest
 
+from farm.sim.ports import free_tcp_port, free_udp_range
+
 BIN = os.path.dirname(sys.executable)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_udp_range(count, attempts=50):
-    """A base port with `count` consecutive free UDP ports on 127.0.0.1."""
-    import random
-    for _ in range(attempts):
-        base = random.randint(20000, 60000 - count)
-        socks = []
-        try:
-            for p in range(base, base + count):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free UDP port range")
 
 
 def wait_for(predicate, timeout, interval=0.05, what="condition"):
@@ -62,7 +39,7 @@ def script(name):
 class RedisServer:
     def __init__(self, tmpdir):
         self.tmpdir = tmpdir
-        self.port = free_port()
+        self.port = free_tcp_port()
         self.proc = None
 
     @property

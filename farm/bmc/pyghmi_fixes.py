@@ -166,26 +166,25 @@ def _awaitresponse(self, retry, netfn, command):
         self.awaitingresponse = False
 
 
+def _soonest(timeout, sessions, curtime):
+    """The wait until the first of `sessions` is due, capped by `timeout`."""
+    for parms in list(sessions.values()):
+        left = parms["timeout"] - curtime
+        if left <= 0:
+            return 0
+        if timeout is None or left < timeout:
+            timeout = left
+    return timeout
+
+
 def _wait_for_rsp(cls, timeout=None, callout=True):
     # pyghmi 1.6.19 Session.wait_for_rsp, except where marked.
     curtime = _clock()
     if timeout != 0:
         with _session.util.protect(_session.WAITING_SESSIONS):
-            for _, parms in list(cls.waiting_sessions.items()):
-                if parms["timeout"] <= curtime:
-                    timeout = 0
-                    break
-                if timeout is not None and timeout < parms["timeout"] - curtime:
-                    continue
-                timeout = parms["timeout"] - curtime
+            timeout = _soonest(timeout, cls.waiting_sessions, curtime)
         with _session.util.protect(_session.KEEPALIVE_SESSIONS):
-            for _, parms in list(cls.keepalive_sessions.items()):
-                if parms["timeout"] <= curtime:
-                    timeout = 0
-                    break
-                if timeout is not None and timeout < parms["timeout"] - curtime:
-                    continue
-                timeout = parms["timeout"] - curtime
+            timeout = _soonest(timeout, cls.keepalive_sessions, curtime)
     while cls.iterwaiters:
         cls.iterwaiters.pop()({"success": True})
         if timeout is not None:

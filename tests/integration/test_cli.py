@@ -5,7 +5,8 @@ import subprocess
 
 import pytest
 
-from tests.conftest import free_port, script, write_config
+from farm.sim.ports import free_tcp_port
+from tests.conftest import script, write_config
 
 PASSWORD = "Sup3r-Secret-Pw"
 
@@ -79,7 +80,7 @@ def test_bad_yaml_reports_index(cfg, tmp_path):
 
 
 def test_unreachable_redis_is_a_clear_error(tmp_path):
-    cfg = write_config(tmp_path / "dead.conf", f"redis://:{PASSWORD}@127.0.0.1:{free_port()}", "x")
+    cfg = write_config(tmp_path / "dead.conf", f"redis://:{PASSWORD}@127.0.0.1:{free_tcp_port()}", "x")
     f = write_csv(tmp_path, ["n1,::1,,a,p"])
     for args in (("nodes", "import", "--config-file", cfg, f), ("nodes", "list", "--config-file", cfg)):
         result = farm(*args)

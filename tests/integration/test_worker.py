@@ -166,3 +166,84 @@ def test_worker_survives_redis_down_at_start(make_sim, tmp_path, namespace):
         rc = stop_worker(proc)
         server.stop()
     assert rc == 0
+
+
+def test_inventory_changes_reach_a_running_worker(make_sim, store, redis_server, namespace, tmp_path):
+    sim = make_sim(6)
+    nodes = import_sim(sim, store)
+    cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, poll_interval=0.5,
+                       bmc_timeout=1.0, inventory_refresh_interval=0.5)
+    store.import_nodes(nodes[:3], replace=True)
+    proc, log = start_worker(tmp_path, cfg)
+    try:
+        wait_for(lambda: all(v.get("power_state") for v in states(store, nodes[:3]).values()), 30,
+                 what="the first three nodes polled")
+        store.import_nodes(nodes[2:], replace=True)
+        wait_for(lambda: all(v.get("power_state") for v in states(store, nodes[2:]).values()), 30,
+                 what="the added nodes polled")
+        time.sleep(1.5)  # a removed node must stay without state: the worker dropped it
+        assert states(store, nodes[:2]) == {nodes[0].name: {}, nodes[1].name: {}}
+        assert "polling 4 nodes" in log.read_text()
+    finally:
+        assert stop_worker(proc) == 0
+
+
+def test_redis_restart_without_persistence(make_sim, tmp_path, namespace):
+    """Redis dies (SIGKILL) and comes back empty: the worker keeps its nodes,
+    never exits, and writes again once the inventory is re-imported."""
+    from farm.store import Store
+    from tests.conftest import RedisServer
+    server = RedisServer(tmp_path)
+    server.start()
+    sim = make_sim(4)
+    store = Store(server.url, namespace)
+    nodes = import_sim(sim, store)
+    cfg = write_config(tmp_path / "farm.conf", server.url, namespace, poll_interval=0.5,
+                       bmc_timeout=1.0, inventory_refresh_interval=0.5)
+    proc, log = start_worker(tmp_path, cfg)
+    try:
+        wait_for(lambda: all(v.get("power_state") for v in states(store, nodes).values()), 30,
+                 what="every node polled")
+        server.stop(signal.SIGKILL)
+        wait_for(lambda: "cannot" in log.read_text(), 15, what="the outage to be noticed")
+        time.sleep(1.0)
+        assert proc.poll() is None
+        server.start()
+        wait_for(lambda: "Redis lost its data" in log.read_text(), 15, what="the empty inventory noticed")
+        back = time.time()
+        import_sim(sim, store)
+        wait_for(lambda: all(float(v.get("polled_at") or 0) > back for v in states(store, nodes).values()),
+                 15, what="polls written after the restart")
+        assert proc.poll() is None
+    finally:
+        rc = stop_worker(proc)
+        server.stop()
+    assert rc == 0
+
+
+def test_passwords_never_leak(make_sim, store, redis_server, namespace, tmp_path):
+    """Healthy, hung and wrong-password nodes, DEBUG logging: the passwords
+    appear in no log line, no stored state, no CLI output."""
+    import dataclasses
+    sim = make_sim(4, hung_fraction=0.25)
+    nodes = import_sim(sim, store)
+    wrong = "Wr0ng-" + sim.password[::-1]
+    nodes[-1] = dataclasses.replace(nodes[-1], password=wrong)
+    store.import_nodes(nodes)
+    cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, poll_interval=0.5,
+                       bmc_timeout=1.0)
+    with open(cfg, "a") as f:
+        f.write("[logging]\nlevel = DEBUG\n")
+    proc, log = start_worker(tmp_path, cfg)
+    try:
+        wait_for(lambda: {v.get("error_kind") for v in states(store, nodes).values()} >= {"auth", "timeout"},
+                 30, what="auth and timeout failures")
+    finally:
+        assert stop_worker(proc) == 0
+    listing = subprocess.run([script("farm"), "nodes", "list", "--config-file", cfg, "--json"],
+                             capture_output=True, text=True, timeout=30)
+    texts = [log.read_text(), repr(states(store, nodes)), listing.stdout + listing.stderr]
+    assert "DEBUG" in texts[0]
+    for secret in (sim.password, wrong):
+        for text in texts:
+            assert secret not in text

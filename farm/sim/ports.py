@@ -1,0 +1,40 @@
+"""Find free loopback ports for simulated fleets and private servers.
+
+    python -m farm.sim.ports udp COUNT   # a base port with COUNT free UDP ports
+    python -m farm.sim.ports tcp         # one free TCP port
+"""
+
+import random
+import socket
+import sys
+
+
+def free_tcp_port(address="127.0.0.1"):
+    with socket.socket() as s:
+        s.bind((address, 0))
+        return s.getsockname()[1]
+
+
+def free_udp_range(count, address="127.0.0.1", attempts=100):
+    """A base port such that base..base+count-1 are all free UDP ports now."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    for _ in range(attempts):
+        base = random.randint(20000, 60000 - count)
+        socks = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                socks.append(sock)
+                sock.bind((address, port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free UDP ports on {address}")
+
+
+if __name__ == "__main__":
+    kind = sys.argv[1] if len(sys.argv) > 1 else "tcp"
+    print(free_udp_range(int(sys.argv[2])) if kind == "udp" else free_tcp_port())
