@@ -99,7 +99,8 @@ class ResultExecutor(futures.Executor):
         try:
             inner = pool.submit(run_call, callback)
         except (RuntimeError, cf_process.BrokenProcessPool) as exc:
-            self._in_flight -= 1
+            with self._lock:
+                self._in_flight -= 1
             self._replace(pool, exc)
             raise futurist.RejectedSubmission(str(exc)) from None
         inner.add_done_callback(lambda f: self._done(f, outer, callback, pool, submitted))

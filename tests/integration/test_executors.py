@@ -97,12 +97,12 @@ def test_unpicklable_call_is_a_failure_not_silence():
     assert not collect.results["n0"]
 
 
-def test_first_runs_are_staggered_over_the_interval():
+@pytest.mark.parametrize("kind,count", [("threads", 2000), ("processes", 400)])
+def test_first_runs_are_staggered_over_the_interval(kind, count):
     collect = Collector()
-    executor = ResultExecutor("threads", 16, collect)
+    executor = ResultExecutor(kind, 4, collect)
     scheduler = Scheduler(executor)
     spacing = 4.0
-    count = 2000
     started = time.monotonic()
     try:
         scheduler.replace([NodeCall(report_pid, n, spacing) for n in nodes(count)], stop_timeout=5)
