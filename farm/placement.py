@@ -1,0 +1,70 @@
+"""Which worker owns which partition: pure functions of their inputs.
+
+A node belongs to partition `partition_of(name, P)`, fixed for the life of a
+farm. The leader places the P partitions on the live workers with a consistent
+hash ring (tooz.hashring, itself pure), weighted by each worker's capacity, so
+that any coordinator computes the same map from the same members and a join or
+leave moves only the partitions it must.
+"""
+
+import bisect
+import hashlib
+
+from tooz import hashring
+
+_RING_SIZE = 2**128  # tooz hashes ring points with md5
+
+# Ring points per unit of weight. tooz's default (32) leaves shares between
+# 0.62x and 1.46x of even over 50 members; 256 keeps them within about 15 %.
+POINTS_PER_WEIGHT = 256
+
+
+def partition_of(name, partitions):
+    """The partition of a node name (pure; stable across processes and hosts)."""
+    digest = hashlib.md5(name.encode("utf-8"), usedforsecurity=False).digest()
+    return int.from_bytes(digest[:8], "big") % partitions
+
+
+def place(members, partitions, points=POINTS_PER_WEIGHT):
+    """Map every partition to one member.
+
+    `members` maps member id (str) to an integer weight >= 1. The result is a
+    tuple of member ids indexed by partition (empty when there are no members).
+    Only the members and weights matter, not their order.
+    """
+    if not members:
+        return ()
+    ring = hashring.HashRing([], partitions=points)
+    for member in sorted(members):
+        ring.add_node(member, weight=max(1, int(members[member])))
+    # Partitions sit at evenly spaced ring positions rather than at hashed
+    # ones, which trims the sampling noise on top of the ring's own unevenness
+    # (1,024 partitions over 10 members: 0.89-1.22x of even with hashed keys,
+    # 0.89-1.10x spaced). Over many members the count of partitions per member
+    # still varies by about 1/sqrt(P/members) (50 members: 0.63-1.61x while
+    # their ring arcs are 0.86-1.19x); more partitions reduce it. tooz's ring
+    # offers lookups by key only, so the lookup by position reads its points.
+    points_sorted = ring._partitions
+    owners = []
+    for p in range(partitions):
+        position = (p * _RING_SIZE) // partitions
+        i = bisect.bisect(points_sorted, position)
+        owners.append(ring._ring[points_sorted[i if i < len(points_sorted) else 0]])
+    return tuple(owners)
+
+
+def owned(placement, member):
+    """The partitions `member` owns in a placement."""
+    return frozenset(p for p, owner in enumerate(placement) if owner == member)
+
+
+def moved(before, after):
+    """Partitions whose owner differs between two placements of the same size."""
+    if not before:
+        return frozenset(range(len(after)))
+    return frozenset(p for p, (a, b) in enumerate(zip(before, after, strict=True)) if a != b)
+
+
+def weight_of(pool_size, slots_per_weight=16):
+    """A worker's ring weight from its pool size: one unit per 16 slots."""
+    return max(1, round(pool_size / slots_per_weight))
