@@ -1,0 +1,164 @@
+"""Group membership and leader election with tooz: the tooz adapter.
+
+tooz's Redis driver never re-joins a pruned member, has no lost-leadership
+event and hangs about a minute in start() against a dead Redis. So: callers
+call `ensure_joined` every tick (it re-joins when the member is gone or the
+group vanished); `elected` only gates who may try farm's own fenced lease
+(store.hold_lease), which is what decides who publishes; `start` is bounded.
+Every tooz error leaves this module as BackendUnavailable.
+"""
+
+import json
+import logging
+import math
+import threading
+import urllib.parse
+
+import tooz
+from tooz import coordination
+
+from farm.errors import BackendUnavailable
+from farm.store import redact_url
+
+LOG = logging.getLogger(__name__)
+
+
+def tooz_url(url, namespace, membership_timeout, leader_timeout, socket_timeout=5):
+    """The tooz URL for farm's groups: its timeouts as tooz URL options (pure)."""
+    parts = urllib.parse.urlsplit(url)
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    if parts.scheme.startswith("redis"):
+        query.setdefault("timeout", str(int(socket_timeout)))
+        query.setdefault("membership_timeout", f"{membership_timeout:g}")
+        # tooz wants an integer; half the leader timeout, since farm's lease
+        # (the other half) starts counting at the same moment.
+        query.setdefault("lock_timeout", str(max(1, math.ceil(leader_timeout / 2))))
+        query.setdefault("namespace", f"{namespace}_tooz")
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+class Membership:
+    def __init__(self, url, member_id, start_timeout=10.0):
+        self.member_id = member_id
+        self._url = url
+        self._where = redact_url(url)
+        self._start_timeout = start_timeout
+        self._coord = None
+        self._joined = {}
+        self._elected = set()
+
+    def _wrap(self, what, fn, *args):
+        try:
+            return fn(*args)
+        except (tooz.ToozError, coordination.ToozError) as exc:
+            raise BackendUnavailable(f"tooz ({self._where}) failed during {what}: {exc}") from None
+        except Exception as exc:  # redis errors can leak through tooz's futures
+            raise BackendUnavailable(f"tooz ({self._where}) failed during {what}: "
+                                     f"{type(exc).__name__}: {exc}") from None
+
+    def start(self):
+        """Connect, bounded by start_timeout (tooz alone can take a minute)."""
+        coord = coordination.get_coordinator(self._url, self.member_id.encode("utf-8"))
+        outcome = {}
+
+        def run():
+            try:
+                coord.start(start_heart=True)
+                outcome["ok"] = True
+            except Exception as exc:
+                outcome["error"] = exc
+        t = threading.Thread(target=run, name="farm-tooz-start", daemon=True)
+        t.start()
+        t.join(self._start_timeout)
+        if not outcome.get("ok"):
+            error = outcome.get("error", f"no answer within {self._start_timeout:g} s")
+            raise BackendUnavailable(f"cannot start tooz on {self._where}: {error}")
+        self._coord = coord
+
+    def ensure_joined(self, group, capabilities):
+        """Join `group`, or join again if we were pruned or the group is gone."""
+        gid = group.encode("utf-8")
+        self._joined[group] = capabilities
+
+        def read():
+            try:
+                return self._coord.get_members(gid).get()
+            except coordination.GroupNotCreated:
+                return set()
+        if self.member_id.encode("utf-8") in self._wrap("get_members", read):
+            return False
+        self._join(gid, capabilities)
+        return True
+
+    def _join(self, gid, capabilities):
+        caps = json.dumps(capabilities, sort_keys=True).encode("utf-8")
+        try:
+            self._coord.join_group(gid, caps).get()
+        except coordination.GroupNotCreated:
+            try:
+                self._coord.create_group(gid).get()
+            except coordination.GroupAlreadyExist:
+                pass
+            self._wrap("join_group", lambda: self._coord.join_group(gid, caps).get())
+        except coordination.MemberAlreadyExist:
+            pass
+        except Exception as exc:
+            raise BackendUnavailable(f"tooz ({self._where}) failed during join: {exc}") from None
+        LOG.info("joined group %s as %s", gid.decode(), self.member_id)
+
+    def members(self, group):
+        """member id -> capabilities dict, for live members (prunes dead ones)."""
+        gid = group.encode("utf-8")
+
+        def read():
+            try:
+                raw = self._coord.get_members_with_capabilities(gid).get()
+            except coordination.GroupNotCreated:
+                return {}
+            out = {}
+            for member, caps in raw.items():
+                try:
+                    out[member.decode("utf-8")] = json.loads(caps or b"{}")
+                except ValueError:
+                    out[member.decode("utf-8")] = {}
+            return out
+        return self._wrap("get_members", read)
+
+    def run_for_leader(self, group):
+        gid = group.encode("utf-8")
+        self._wrap("watch_elected_as_leader", self._coord.watch_elected_as_leader, gid,
+                   lambda event: self._elected.add(group))
+
+    def tick(self):
+        """Run tooz's watchers (this is when an election is attempted)."""
+        self._wrap("run_watchers", self._coord.run_watchers)
+
+    def elected(self, group):
+        return group in self._elected
+
+    def stand_down(self, group):
+        """Forget an election win and free tooz's leader lock if we still hold it."""
+        self._elected.discard(group)
+        lock_name = b"leader_of_" + group.encode("utf-8")
+        for lock in list(getattr(self._coord, "_acquired_locks", ())):
+            if lock.name.endswith(lock_name + b"_lock"):
+                try:
+                    lock.release()
+                except Exception:
+                    LOG.debug("releasing tooz's leader lock failed", exc_info=True)
+
+    def leave(self, group):
+        gid = group.encode("utf-8")
+        self._joined.pop(group, None)
+        try:
+            self._coord.leave_group(gid).get()
+        except Exception as exc:
+            LOG.warning("leaving group %s failed: %s", group, exc)
+
+    def stop(self):
+        if self._coord is not None:
+            try:
+                self._coord.stop()
+            except Exception as exc:
+                LOG.warning("stopping tooz failed: %s", exc)
+            self._coord = None
