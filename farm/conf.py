@@ -18,6 +18,19 @@ coordination_opts = [
     cfg.StrOpt("namespace", default="farm",
                help="Prefix of every Redis key farm writes, so that several farms "
                     "can share one Redis."),
+    cfg.StrOpt("tooz_url", default="",
+               help="tooz backend for membership and election (etcd3, zookeeper, "
+                    "...). Empty: tooz's Redis driver on backend_url. State stays "
+                    "in backend_url either way."),
+    cfg.FloatOpt("membership_timeout", default=10.0, min=1.0,
+                 help="Seconds without a heartbeat after which a worker is out of "
+                      "the group and its partitions move."),
+    cfg.FloatOpt("leader_timeout", default=10.0, min=2.0,
+                 help="Seconds within which a standby coordinator takes over from "
+                      "a leader that died."),
+    cfg.IntOpt("partitions", default=1024, min=1, max=1048576,
+               help="Partitions nodes are hashed into. Fixed for the life of a "
+                    "farm: the first coordinator records it in Redis."),
 ]
 
 worker_opts = [
@@ -62,6 +75,10 @@ def list_opts():
 class Coordination:
     backend_url: str
     namespace: str
+    tooz_url: str
+    membership_timeout: float
+    leader_timeout: float
+    partitions: int
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,18 +1,150 @@
-"""farm-coordinator: leader-elected placement of partitions on workers.
+"""farm-coordinator: any number run; one leads and places partitions on workers.
 
-Not built yet (issue: coordinate across hosts). Until then every farm-worker
-polls the whole inventory, and this command says so instead of pretending.
+Thin daemon around Coordinator.step, which one loop calls every TICK seconds:
+tooz's election says who may *try* to lead; farm's lease in Redis (renewed
+every tick, fenced in the same Lua call that publishes) says who does. A
+leader that was paused finds the lease gone and stands down without having
+published anything.
 """
 
+import logging
+import os
+import signal
+import socket
 import sys
+import threading
+import time
+import uuid
 
 import click
 
+from farm import conf, errors, logs, placement
+from farm.membership import Membership, tooz_url
+from farm.store import Store
+
+LOG = logging.getLogger("farm.coordinator")
+TICK = 0.5
+
+
+def member_id(kind):
+    """Unique per process life: tooz liveness breaks if an id is reused."""
+    return f"{kind}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def groups(namespace):
+    return f"{namespace}.workers", f"{namespace}.coordinators"
+
+
+def weights(members):
+    """member id -> ring weight, from the capabilities workers announce (pure)."""
+    return {m: placement.weight_of(int(caps.get("pool_size") or 16)) for m, caps in members.items()}
+
+
+class Coordinator:
+    def __init__(self, settings, store, membership, my_id):
+        self.settings = settings
+        self.store = store
+        self.membership = membership
+        self.my_id = my_id
+        self.workers_group, self.group = groups(settings.coordination.namespace)
+        self.partitions = None
+        self.leading = False
+        self.epoch = None
+        self.placement = ()
+
+    def step(self):
+        c = self.settings.coordination
+        if not self.membership.started:
+            self.store.ping()  # fails at once where tooz's start would hang
+            self.membership.start()
+            self.membership.run_for_leader(self.group)
+        if self.partitions is None:
+            self.partitions = self.store.fix_partitions(c.partitions)
+            if self.partitions != c.partitions:
+                LOG.warning("this farm has %d partitions (recorded in Redis); ignoring "
+                            "[coordination] partitions = %d", self.partitions, c.partitions)
+        self.membership.ensure_joined(self.group, {"host": socket.gethostname(), "pid": os.getpid()})
+        self.membership.tick()
+        if not self.membership.elected(self.group):
+            return self._follow("not elected")
+        epoch = self.store.hold_lease(self.my_id, c.leader_timeout / 2)
+        if epoch < 0:
+            return self._follow("another coordinator holds the lease")
+        if not self.leading:
+            LOG.info("leading (epoch %d)", epoch)
+        self.leading, self.epoch = True, epoch
+        members = self.membership.members(self.workers_group)
+        new = placement.place(weights(members), self.partitions)
+        generation = self.store.publish_assignment(self.my_id, epoch, sorted(members), new, time.time())
+        if generation < 0:
+            return self._follow("fenced out while publishing")
+        if generation > 0:
+            LOG.info("published generation %d: %d workers, %d of %d partitions moved",
+                     generation, len(members), len(placement.moved(self.placement, new)),
+                     self.partitions)
+        self.placement = new
+
+    def _follow(self, why):
+        if self.leading:
+            LOG.warning("no longer leading: %s", why)
+            self.membership.stand_down(self.group)
+        self.leading = False
+
+    def step_down(self):
+        """After losing Redis: never assume we still lead."""
+        self._follow("lost contact with Redis")
+
+    def shutdown(self):
+        if not self.membership.started:
+            return
+        if self.leading:
+            try:
+                self.store.release_lease(self.my_id)
+            except errors.BackendUnavailable:
+                pass
+            self.membership.stand_down(self.group)
+        self.membership.leave(self.group)
+        self.membership.stop()
+
+
+def run(coordinator, stop):
+    outage = False
+    while not stop.is_set():
+        try:
+            coordinator.step()
+            if outage:
+                LOG.warning("Redis is reachable again")
+            outage, delay = False, TICK
+        except errors.BackendUnavailable as exc:
+            if not outage:
+                LOG.error("cannot coordinate: %s", exc)
+            coordinator.step_down()
+            outage, delay = True, 1.0
+        stop.wait(delay)
+
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config-file", type=click.Path(dir_okay=False))
+@click.option("--config-file", type=click.Path(dir_okay=False), help="oslo.config file.")
 def main(config_file):
-    """Coordinate workers (not available yet)."""
-    click.echo("farm-coordinator: coordination is not implemented yet; every farm-worker "
-               "polls the whole inventory. Run one farm-worker per inventory.", err=True)
-    sys.exit(2)
+    """Run for leader; while leading, place partitions on live workers."""
+    try:
+        settings = conf.load(config_file)
+    except errors.ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    logs.setup(settings.logging.level)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    c = settings.coordination
+    my_id = member_id("coordinator")
+    store = Store(c.backend_url, c.namespace)
+    membership = Membership(tooz_url(c.tooz_url or c.backend_url, c.namespace,
+                                     c.membership_timeout, c.leader_timeout), my_id, start_timeout=5)
+    coordinator = Coordinator(settings, store, membership, my_id)
+    LOG.info("farm-coordinator %s starting", my_id)
+    try:
+        run(coordinator, stop)
+    finally:
+        LOG.info("farm-coordinator stopping")
+        coordinator.shutdown()
+    sys.exit(0)

@@ -56,6 +56,10 @@ class Membership:
             raise BackendUnavailable(f"tooz ({self._where}) failed during {what}: "
                                      f"{type(exc).__name__}: {exc}") from None
 
+    @property
+    def started(self):
+        return self._coord is not None
+
     def start(self):
         """Connect, bounded by start_timeout (tooz alone can take a minute)."""
         coord = coordination.get_coordinator(self._url, self.member_id.encode("utf-8"))

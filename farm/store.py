@@ -9,6 +9,12 @@ Keys, all under the namespace `ns`:
   {ns}:state:{name}       hash  power_state, polled_at, latency, last_ok_at,
                                 reachable, consecutive_failures, error_kind, last_error
   {ns}:events             stream of power and reachability changes
+  {ns}:partitions         int   the partition count, fixed at the first coordinator's start
+  {ns}:leader             string the leader's member id, with a TTL (the lease)
+  {ns}:leader:epoch       int   bumped each time a new leader takes the lease
+  {ns}:assignment         hash  generation, epoch, leader, members (JSON list),
+                                placement (JSON list: member index per partition),
+                                published_at; PUBLISHed on channel {ns}:assignment
 """
 
 import json
@@ -63,6 +69,39 @@ return written
 """
 
 
+# The lease decides who leads: tooz's election has no lost-leadership event,
+# so a leader that was paused must find out here, atomically, that it is out.
+_HOLD_LEASE = """
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return tonumber(redis.call('GET', KEYS[2]) or '0')
+end
+if not cur then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return redis.call('INCR', KEYS[2])
+end
+return -1
+"""
+
+_RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# Publish only while holding the lease (the fence), and only a change.
+_PUBLISH = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local cur = redis.call('HMGET', KEYS[2], 'placement', 'members')
+if cur[1] == ARGV[3] and cur[2] == ARGV[4] then return 0 end
+local gen = redis.call('HINCRBY', KEYS[2], 'generation', 1)
+redis.call('HSET', KEYS[2], 'placement', ARGV[3], 'members', ARGV[4], 'epoch', ARGV[2],
+           'leader', ARGV[1], 'published_at', ARGV[5])
+redis.call('PUBLISH', KEYS[2], gen)
+return gen
+"""
+
+
 def redact_url(url):
     """The URL with any password replaced, for messages and logs."""
     parts = urllib.parse.urlsplit(url)
@@ -96,6 +135,9 @@ class Store:
         except (ValueError, TypeError) as exc:
             raise BackendUnavailable(f"invalid backend URL {self._where}: {exc}") from None
         self._write_results = self._redis.register_script(_WRITE_RESULTS)
+        self._hold_lease = self._redis.register_script(_HOLD_LEASE)
+        self._release_lease = self._redis.register_script(_RELEASE_LEASE)
+        self._publish = self._redis.register_script(_PUBLISH)
 
     def _key(self, *parts):
         return ":".join((self.namespace,) + parts)
@@ -198,3 +240,59 @@ class Store:
                            self._key("events"), min=f"({after}" if after != "0-0" else "-",
                            count=count)
         return [(entry_id, fields) for entry_id, fields in entries]
+
+    # -- coordination -------------------------------------------------------
+    def fix_partitions(self, partitions):
+        """Record the partition count once; return the farm's count."""
+        key = self._key("partitions")
+        self._do("partition count", self._redis.set, key, partitions, nx=True)
+        return int(self._do("partition count", self._redis.get, key))
+
+    def hold_lease(self, member_id, ttl):
+        """Take or renew the leader lease: our epoch, or -1 if another holds it."""
+        return int(self._do("leader lease", self._hold_lease,
+                            keys=[self._key("leader"), self._key("leader", "epoch")],
+                            args=[member_id, int(ttl * 1000)]))
+
+    def release_lease(self, member_id):
+        return self._do("leader lease", self._release_lease, keys=[self._key("leader")],
+                        args=[member_id])
+
+    def leader(self):
+        return self._do("leader read", self._redis.get, self._key("leader"))
+
+    def publish_assignment(self, member_id, epoch, members, placement, now):
+        """Publish a placement if we hold the lease and it changed.
+
+        Returns the new generation, 0 if unchanged, -1 if fenced out.
+        """
+        index = {m: i for i, m in enumerate(members)}
+        return int(self._do("assignment publish", self._publish,
+                            keys=[self._key("leader"), self._key("assignment")],
+                            args=[member_id, epoch,
+                                  json.dumps([index[o] for o in placement], separators=(",", ":")),
+                                  json.dumps(list(members)), repr(now)]))
+
+    def assignment_generation(self):
+        return int(self._do("assignment read", self._redis.hget, self._key("assignment"),
+                            "generation") or 0)
+
+    def assignment(self):
+        """(generation, members, placement tuple of member ids), or None if none yet."""
+        raw = self._do("assignment read", self._redis.hgetall, self._key("assignment"))
+        if not raw or "placement" not in raw:
+            return None
+        members = json.loads(raw["members"])
+        placement = tuple(members[i] for i in json.loads(raw["placement"]))
+        return {"generation": int(raw["generation"]), "members": members, "placement": placement,
+                "leader": raw.get("leader"), "epoch": int(raw.get("epoch") or 0),
+                "published_at": float(raw.get("published_at") or 0)}
+
+    def assignment_channel(self):
+        return self._key("assignment")
+
+    def subscribe_assignments(self):
+        """A redis PubSub on the assignment channel (messages carry the generation)."""
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        self._do("subscribe", pubsub.subscribe, self._key("assignment"))
+        return pubsub

@@ -1,20 +1,28 @@
 """farm-worker: polls its nodes' BMCs in parallel on futurist.
 
-Thin daemon: Worker wires the inventory, the tasks, the executor and the
-result writer; main() reads configuration, installs signal handlers that only
-set a flag, and runs Worker until that flag is set.
+Thin daemon: Worker wires membership, the inventory, the assignment, the
+tasks, the executor and the result writer; main() reads configuration,
+installs signal handlers that only set a flag, and runs Worker until then.
+
+A worker polls the nodes whose partition the published assignment gives it.
+Until a coordinator has ever published one in this namespace it polls the
+whole inventory (one worker, no coordinator: the simplest farm).
 """
 
 import logging
+import os
 import signal
+import socket
 import sys
 import threading
 import time
 
 import click
 
-from farm import conf, errors, logs
+from farm import conf, errors, logs, placement
+from farm.coordinator import groups, member_id
 from farm.executors import ResultExecutor
+from farm.membership import Membership, tooz_url
 from farm.model import PollResult
 from farm.results import ResultWriter
 from farm.scheduling import Scheduler
@@ -22,18 +30,30 @@ from farm.store import Store
 from farm.tasks import load_tasks, power
 
 LOG = logging.getLogger("farm.worker")
+TICK = 1.0  # the safety-net re-read; pub/sub makes changes reach us sooner
 
 
 class Worker:
-    def __init__(self, settings, store, task_names=None):
+    def __init__(self, settings, store, membership=None, my_id=None, task_names=None):
         self.settings = settings
         self.store = store
-        self.writer = ResultWriter(store, settings.worker.result_flush_interval)
-        self.executor = ResultExecutor(settings.worker.executor,
-                                       settings.worker.workers_pool_size, self._on_result)
+        self.membership = membership
+        self.my_id = my_id or member_id("worker")
+        self.group, _ = groups(settings.coordination.namespace)
+        w = settings.worker
+        self.capabilities = {"host": socket.gethostname(), "pid": os.getpid(),
+                             "executor": w.executor, "pool_size": w.workers_pool_size,
+                             "started_at": time.time()}
+        self.writer = ResultWriter(store, w.result_flush_interval)
+        self.executor = ResultExecutor(w.executor, w.workers_pool_size, self._on_result)
         self.tasks = [cls(settings) for cls in load_tasks(task_names).values()]
         self.scheduler = Scheduler(self.executor)
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
         self.inventory_version = None
+        self.inventory = []
+        self.generation = None
+        self.assignment = None
         self.nodes = []
 
     def _on_result(self, call, result, error):
@@ -49,57 +69,118 @@ class Worker:
                 self.writer.add(PollResult(node=node.name, polled_at=time.time(), latency=0.0,
                                            error_kind="error", error=f"task failed: {summary}"))
 
-    def refresh(self):
-        """Re-read the inventory if it changed; rebuild the schedule. True if rebuilt."""
-        version = self.store.inventory_version()
-        if version == self.inventory_version:
-            return False
+    # -- what to poll ---------------------------------------------------------
+    def _read_inventory(self, version):
         version, nodes = self.store.load_nodes()
-        if not nodes and self.nodes and version < (self.inventory_version or 0):
+        if not nodes and self.inventory and version < (self.inventory_version or 0):
             # An empty inventory under an older version is what a Redis that
             # restarted without persistence looks like, not an operator's
             # choice (an import with --replace bumps the version): keep polling.
-            if self.inventory_version is not None:
-                LOG.error("the inventory in Redis is empty and its version went back from %d "
-                          "to %d (Redis lost its data?); polling the last known %d nodes "
-                          "until it is imported again", self.inventory_version, version,
-                          len(self.nodes))
-            self.inventory_version = version
+            LOG.error("the inventory in Redis is empty and its version went back from %d "
+                      "to %d (Redis lost its data?); polling the last known %d nodes "
+                      "until it is imported again", self.inventory_version, version,
+                      len(self.inventory))
+        else:
+            self.inventory = nodes
+        self.inventory_version = version
+
+    def mine(self):
+        """The nodes this worker polls (pure given inventory and assignment)."""
+        if self.assignment is None:
+            return list(self.inventory)
+        owners = self.assignment["placement"]
+        if not owners:
+            return []
+        return [n for n in self.inventory
+                if owners[placement.partition_of(n.name, len(owners))] == self.my_id]
+
+    def sync(self):
+        """Stay in the group; follow inventory and assignment changes. True if
+        the set of polled nodes changed."""
+        if self.membership is not None:
+            if not self.membership.started:
+                self.store.ping()  # fails at once where tooz's start would hang
+                self.membership.start()
+            if self.membership.ensure_joined(self.group, self.capabilities) and self.generation:
+                LOG.warning("(re)joined %s as %s", self.group, self.my_id)
+        version = self.store.inventory_version()
+        generation = self.store.assignment_generation()
+        if version == self.inventory_version and generation == self.generation:
+            return False
+        if version != self.inventory_version:
+            self._read_inventory(version)
+        if generation != self.generation:
+            assignment = self.store.assignment()
+            if assignment is not None or self.assignment is None:
+                # no assignment after having one = Redis lost it: keep ours
+                self.assignment = assignment
+            self.generation = generation
+        nodes = self.mine()
+        if [n.name for n in nodes] == [n.name for n in self.nodes] and nodes == self.nodes:
             return False
         calls = [c for task in self.tasks for c in task.calls(nodes)]
         self.scheduler.replace(calls, stop_timeout=self.settings.worker.bmc_timeout + 1)
-        LOG.info("polling %d nodes (inventory version %d) on %d %s",
-                 len(nodes), version, self.settings.worker.workers_pool_size,
+        owned = (len(placement.owned(self.assignment["placement"], self.my_id))
+                 if self.assignment else "all")
+        LOG.info("polling %d nodes (inventory version %d, assignment generation %s, "
+                 "partitions %s) on %d %s", len(nodes), self.inventory_version,
+                 self.generation or "none", owned, self.settings.worker.workers_pool_size,
                  self.settings.worker.executor)
-        self.inventory_version, self.nodes = version, nodes
+        self.nodes = nodes
         return True
 
-    def run(self, stop):
-        """Poll until `stop` is set; survives Redis being away (keeps polling
-        the last inventory, retries with backoff)."""
-        self.writer.start()
-        backoff, outage = 0.5, False
-        while not stop.is_set():
+    # -- loops ----------------------------------------------------------------
+    def _watch_assignments(self):
+        """Wake the main loop as soon as a new generation is published."""
+        backoff = 0.5
+        while not self.stopping.is_set():
             try:
-                self.refresh()
+                pubsub = self.store.subscribe_assignments()
+                backoff = 0.5
+                while not self.stopping.is_set():
+                    if pubsub.get_message(timeout=1.0):
+                        self.wake.set()
+            except Exception:  # Redis away: the main loop's re-read covers us
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    def run(self):
+        """Poll until stop(); survives Redis being away (keeps polling the last
+        assignment, retries with backoff, re-joins when it is back)."""
+        self.writer.start()
+        threading.Thread(target=self._watch_assignments, name="farm-assignments",
+                         daemon=True).start()
+        delay, outage = TICK, False
+        while not self.stopping.is_set():
+            try:
+                self.sync()
                 if outage:
                     LOG.warning("Redis is reachable again")
-                backoff, outage = self.settings.worker.inventory_refresh_interval, False
+                delay, outage = TICK, False
             except errors.BackendUnavailable as exc:
                 if not outage:
-                    LOG.error("cannot read the inventory, polling the last one known "
-                              "(%d nodes): %s", len(self.nodes), exc)
-                backoff = min(backoff * 2, 30.0) if outage else 0.5
+                    LOG.error("cannot reach Redis, polling the last %d nodes known: %s",
+                              len(self.nodes), exc)
+                delay = min(delay * 2, 10.0) if outage else 0.5
                 outage = True
-            stop.wait(backoff)
+            self.wake.wait(delay)
+            self.wake.clear()
+
+    def stop(self):
+        self.stopping.set()
+        self.wake.set()
 
     def shutdown(self):
-        """Stop taking new polls, let in-flight ones end (bounded by
-        bmc_timeout), write their results, then log out of BMC sessions."""
+        """In order: stop taking new polls, let in-flight ones end (bounded by
+        bmc_timeout), leave the group so our partitions move now, write the
+        last results, log out of BMC sessions."""
         w = self.settings.worker
         if not self.scheduler.stop(w.bmc_timeout + 1):
             LOG.warning("some polls were still running at shutdown")
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.membership is not None and self.membership.started:
+            self.membership.leave(self.group)
+            self.membership.stop()
         self.writer.stop(timeout=5.0)
         power.close_clients()
         LOG.info("wrote %d poll results; %d batches failed; process pool restarts: %d",
@@ -111,22 +192,25 @@ class Worker:
 @click.option("--executor", type=click.Choice(["threads", "processes"]),
               help="Override [worker] executor.")
 def main(config_file, executor):
-    """Poll the power state of every node in the inventory."""
+    """Poll the power state of the nodes assigned to this worker."""
     try:
         settings = conf.load(config_file, {"worker.executor": executor} if executor else None)
     except errors.ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     logs.setup(settings.logging.level)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    store = Store(settings.coordination.backend_url, settings.coordination.namespace)
-    worker = Worker(settings, store)
-    LOG.info("farm-worker starting (executor=%s, pool=%d, interval=%gs, bmc_timeout=%gs)",
-             settings.worker.executor, settings.worker.workers_pool_size,
+    c = settings.coordination
+    my_id = member_id("worker")
+    store = Store(c.backend_url, c.namespace)
+    membership = Membership(tooz_url(c.tooz_url or c.backend_url, c.namespace,
+                                     c.membership_timeout, c.leader_timeout), my_id, start_timeout=3)
+    worker = Worker(settings, store, membership, my_id)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    signal.signal(signal.SIGINT, lambda *_: worker.stop())
+    LOG.info("farm-worker %s starting (executor=%s, pool=%d, interval=%gs, bmc_timeout=%gs)",
+             my_id, settings.worker.executor, settings.worker.workers_pool_size,
              settings.worker.poll_interval, settings.worker.bmc_timeout)
     try:
-        worker.run(stop)
+        worker.run()
     finally:
         LOG.info("farm-worker stopping")
         worker.shutdown()

@@ -154,7 +154,7 @@ def test_worker_survives_redis_down_at_start(make_sim, tmp_path, namespace):
                        bmc_timeout=1.0, inventory_refresh_interval=0.5)
     proc, log = start_worker(tmp_path, cfg)
     try:
-        wait_for(lambda: "cannot read the inventory" in log.read_text(), 15, what="an outage logged")
+        wait_for(lambda: "cannot reach Redis" in log.read_text(), 15, what="an outage logged")
         assert proc.poll() is None
         server.start()
         sim = make_sim(3)
