@@ -17,8 +17,9 @@ MAX_BATCH = 2000
 
 
 class ResultWriter:
-    def __init__(self, store, flush_interval=0.2, max_backoff=5.0):
+    def __init__(self, store, flush_interval=0.2, max_backoff=5.0, worker=""):
         self._store = store
+        self._worker = worker
         self._flush_interval = flush_interval
         self._max_backoff = max_backoff
         self._pending = {}
@@ -58,7 +59,7 @@ class ResultWriter:
             if not batch:
                 return True
             try:
-                self._store.write_results(batch)
+                self._store.write_results(batch, self._worker)
             except BackendUnavailable as exc:
                 self._put_back(batch)
                 self.failed_writes += 1

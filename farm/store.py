@@ -7,7 +7,8 @@ Keys, all under the namespace `ns`:
   {ns}:inventory          hash  node name -> JSON {address, port, username, password}
   {ns}:inventory:version  int   bumped by every change of the inventory
   {ns}:state:{name}       hash  power_state, polled_at, latency, last_ok_at,
-                                reachable, consecutive_failures, error_kind, last_error
+                                reachable, consecutive_failures, error_kind, last_error,
+                                worker (member id of the worker that polled)
   {ns}:events             stream of power and reachability changes
   {ns}:partitions         int   the partition count, fixed at the first coordinator's start
   {ns}:leader             string the leader's member id, with a TTL (the lease)
@@ -32,13 +33,14 @@ _TOOZ_ONLY_OPTIONS = {"timeout", "membership_timeout", "lock_timeout", "namespac
 # One round trip for a whole batch of results. Compare-and-write must be atomic
 # so that the event stream records each change exactly once.
 _WRITE_RESULTS = """
-local prefix, maxlen = ARGV[1], ARGV[2]
+local prefix, maxlen, worker = ARGV[1], ARGV[2], ARGV[3]
 local written = 0
-for i = 3, #ARGV, 6 do
+for i = 4, #ARGV, 6 do
   local name, at, lat = ARGV[i], ARGV[i+1], ARGV[i+2]
   local ps, kind, err = ARGV[i+3], ARGV[i+4], ARGV[i+5]
   if redis.call('HEXISTS', prefix .. ':inventory', name) == 1 then
     local key = prefix .. ':state:' .. name
+    redis.call('HSET', key, 'worker', worker)
     local prev = redis.call('HMGET', key, 'power_state', 'reachable')
     local stream = prefix .. ':events'
     if kind == '' then
@@ -217,11 +219,12 @@ class Store:
         return int(version or 0), nodes
 
     # -- state --------------------------------------------------------------
-    def write_results(self, results):
-        """Write a batch of PollResults and their events in one round trip."""
+    def write_results(self, results, worker=""):
+        """Write a batch of PollResults (polled by `worker`) and their events in
+        one round trip."""
         if not results:
             return 0
-        args = [self.namespace, EVENTS_MAXLEN]
+        args = [self.namespace, EVENTS_MAXLEN, worker]
         for r in results:
             args += [r.node, repr(r.polled_at), f"{r.latency:.6f}",
                      r.power_state.value if r.power_state else "",

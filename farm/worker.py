@@ -44,7 +44,7 @@ class Worker:
         self.capabilities = {"host": socket.gethostname(), "pid": os.getpid(),
                              "executor": w.executor, "pool_size": w.workers_pool_size,
                              "started_at": time.time()}
-        self.writer = ResultWriter(store, w.result_flush_interval)
+        self.writer = ResultWriter(store, w.result_flush_interval, worker=self.my_id)
         self.executor = ResultExecutor(w.executor, w.workers_pool_size, self._on_result)
         self.tasks = [cls(settings) for cls in load_tasks(task_names).values()]
         self.scheduler = Scheduler(self.executor)

@@ -155,9 +155,10 @@ def make_sim(tmp_path):
         sim.stop()
 
 
-def write_config(path, redis_url, namespace, **worker):
-    lines = ["[coordination]", f"backend_url = {redis_url}", f"namespace = {namespace}",
-             "[worker]"]
+def write_config(path, redis_url, namespace, coordination=None, **worker):
+    lines = ["[coordination]", f"backend_url = {redis_url}", f"namespace = {namespace}"]
+    lines += [f"{k} = {v}" for k, v in (coordination or {}).items()]
+    lines += ["[worker]"]
     lines += [f"{k} = {v}" for k, v in worker.items()]
     path.write_text("\n".join(lines) + "\n")
     return str(path)

@@ -1,0 +1,140 @@
+"""Three workers and two coordinators as real processes on one Redis:
+placement, join, SIGKILL of a worker and of the leader, graceful leave."""
+
+import collections
+import signal
+import subprocess
+import time
+
+import pytest
+
+from farm import placement
+from farm.store import Store
+from tests.conftest import script, wait_for, write_config
+from tests.integration.test_worker import import_sim
+
+MEMBERSHIP_TIMEOUT = 3.0
+LEADER_TIMEOUT = 4.0
+INTERVAL = 1.0
+PARTITIONS = 64
+
+
+class Farm:
+    def __init__(self, tmp_path, cfg):
+        self.tmp_path, self.cfg = tmp_path, cfg
+        self.procs = []
+
+    def start(self, kind):
+        n = len(self.procs)
+        log = open(self.tmp_path / f"{kind}-{n}.log", "w")
+        proc = subprocess.Popen([script(f"farm-{kind}"), "--config-file", self.cfg],
+                                stdout=log, stderr=subprocess.STDOUT)
+        proc.log_path = self.tmp_path / f"{kind}-{n}.log"
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def member_of(proc, store):
+    """The member id a worker process announced (from the assignment)."""
+    a = store.assignment()
+    for m in (a["members"] if a else []):
+        if f"-{proc.pid}-" in m:
+            return m
+    return None
+
+
+def polled_by_owner(store, nodes, assignment, since):
+    """True when every node was polled after `since` by its assigned owner."""
+    states = store.node_states([n.name for n in nodes])
+    for n in nodes:
+        s = states[n.name]
+        owner = assignment["placement"][placement.partition_of(n.name, PARTITIONS)]
+        if float(s.get("polled_at") or 0) <= since or s.get("worker") != owner:
+            return False
+    return True
+
+
+@pytest.fixture
+def farm(tmp_path, redis_server, namespace):
+    cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace,
+                       coordination={"membership_timeout": MEMBERSHIP_TIMEOUT,
+                                     "leader_timeout": LEADER_TIMEOUT, "partitions": PARTITIONS},
+                       poll_interval=INTERVAL, bmc_timeout=1.0, workers_pool_size=4)
+    f = Farm(tmp_path, cfg)
+    yield f
+    f.stop_all()
+
+
+def test_workers_share_nodes_and_survive_faults(farm, make_sim, redis_server, namespace):
+    store = Store(redis_server.url, namespace)
+    sim = make_sim(60)
+    nodes = import_sim(sim, store)
+    coordinators = [farm.start("coordinator") for _ in range(2)]
+    workers = [farm.start("worker") for _ in range(3)]
+
+    def assignment_with(count):
+        a = store.assignment()
+        return a if a and len(a["members"]) == count else None
+    a3 = wait_for(lambda: assignment_with(3), 30, what="an assignment over 3 workers")
+    assert collections.Counter(a3["placement"]).keys() == set(a3["members"])
+    start = time.time()
+    wait_for(lambda: polled_by_owner(store, nodes, a3, start), 20, what="every node polled by its owner")
+
+    # a fourth worker takes about a quarter, all from the others to it
+    fourth = farm.start("worker")
+    a4 = wait_for(lambda: assignment_with(4), 20, what="an assignment over 4 workers")
+    newcomer = member_of(fourth, store)
+    moved = placement.moved(a3["placement"], a4["placement"])
+    assert moved and all(a4["placement"][p] == newcomer for p in moved)
+    assert 0.25 * 0.5 <= len(moved) / PARTITIONS <= 0.25 * 1.6, len(moved)
+    joined = time.time()
+    wait_for(lambda: polled_by_owner(store, nodes, a4, joined), 20, what="polls follow the new owners")
+
+    # SIGKILL a worker: its nodes go to the others within the membership timeout
+    victim = workers[0]
+    victim_id = member_of(victim, store)
+    victim.send_signal(signal.SIGKILL)
+    killed = time.time()
+    a_after = wait_for(lambda: (lambda a: a if a and victim_id not in a["members"] else None)(
+        store.assignment()), MEMBERSHIP_TIMEOUT + 10, what="the dead worker's partitions moved")
+    wait_for(lambda: polled_by_owner(store, nodes, a_after, killed), MEMBERSHIP_TIMEOUT + 15,
+             what="the dead worker's nodes polled by others")
+    takeover = time.time() - killed
+    assert takeover <= MEMBERSHIP_TIMEOUT + INTERVAL + 5, takeover
+    print(f"\nmoved on join: {len(moved)}/{PARTITIONS}; takeover after SIGKILL: {takeover:.2f}s")
+
+    # SIGKILL the leader: a standby holds the lease within leader_timeout, same placement
+    leader_id = store.leader()
+    leader = next(c for c in coordinators if f"-{c.pid}-" in leader_id)
+    generation = store.assignment_generation()
+    leader.send_signal(signal.SIGKILL)
+    killed = time.time()
+    new_leader = wait_for(lambda: (lambda x: x if x and x != leader_id else None)(store.leader()),
+                          LEADER_TIMEOUT + 5, what="a standby to lead")
+    failover = time.time() - killed
+    assert failover <= LEADER_TIMEOUT + 1.0, failover
+    print(f"leader failover: {failover:.2f}s")
+    time.sleep(1.5)  # the new leader has published by now, if it had anything to change
+    assert store.assignment()["placement"] == a_after["placement"]
+    assert store.assignment_generation() == generation
+    assert new_leader != leader_id
+
+    # SIGTERM a worker: it leaves at once (no membership timeout) and exits 0
+    leaving = workers[1]
+    leaving_id = member_of(leaving, store)
+    leaving.send_signal(signal.SIGTERM)
+    t = time.time()
+    assert leaving.wait(15) == 0
+    wait_for(lambda: leaving_id not in (store.assignment() or {"members": [leaving_id]})["members"],
+             5, what="the leaver's partitions moved")
+    assert time.time() - t < MEMBERSHIP_TIMEOUT + 2.5
