@@ -6,7 +6,7 @@ import time
 
 import click
 
-from farm import conf, errors, inventory
+from farm import conf, errors, inventory, placement
 from farm.store import Store
 
 
@@ -142,3 +142,59 @@ def summary(config_file, as_json):
     oldest = "-" if s["oldest_poll_age"] is None else f"{s['oldest_poll_age']}s"
     click.echo(f"{s['nodes']} nodes; power: {power}; failing: {failing}; "
                f"never polled: {s['never_polled']}; oldest poll: {oldest} ago")
+
+
+def status_report(store, poll_interval, now):
+    """Leader, generation, workers and node freshness, as one dict."""
+    assignment = store.assignment()
+    reports = store.worker_reports()
+    rows = node_rows(store)
+    owners = assignment["placement"] if assignment else ()
+    per_worker = collections.Counter(
+        owners[placement.partition_of(r["name"], len(owners))] for r in rows) if owners else {}
+    parts = collections.Counter(owners)
+    members = set(assignment["members"]) if assignment else set()
+    workers = []
+    for member in sorted(members | set(reports)):
+        rep = reports.get(member, {})
+        beat = rep.get("last_heartbeat")
+        workers.append({"id": member, "host": rep.get("host"), "pid": rep.get("pid"),
+                        "partitions": parts.get(member, 0) if owners else None,
+                        "nodes": per_worker.get(member, 0) if owners else rep.get("nodes"),
+                        "last_heartbeat": beat,
+                        "heartbeat_age": round(now - beat, 1) if beat else None,
+                        "assigned": member in members})
+    summary = summarize(rows, now)
+    stale = sum(1 for r in rows if r["last_polled_at"] is not None
+                and now - r["last_polled_at"] > 2 * poll_interval)
+    return {"leader": store.leader(), "generation": assignment["generation"] if assignment else None,
+            "epoch": assignment["epoch"] if assignment else None,
+            "partitions": len(owners) or None, "workers": workers,
+            "nodes": {"total": summary["nodes"], "never_polled": summary["never_polled"],
+                      "stale": stale, "power": summary["power"], "failing": summary["failing"]}}
+
+
+@main.command()
+@_config_option
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+def status(config_file, as_json):
+    """The leader, the assignment generation, each worker, stale nodes."""
+    ctx = _Ctx(config_file)
+    try:
+        report = status_report(ctx.store, ctx.settings.worker.poll_interval, time.time())
+    except errors.BackendUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(report, indent=1))
+        return
+    click.echo(f"leader: {report['leader'] or 'none'}   generation: {report['generation'] or 'none'}"
+               f"   partitions: {report['partitions'] or '-'}")
+    click.echo(f"{'WORKER':<44} {'HOST':<16} {'PID':>7} {'PARTS':>6} {'NODES':>6}  HEARTBEAT")
+    for w in report["workers"]:
+        age = "gone" if w["heartbeat_age"] is None else f"{w['heartbeat_age']}s ago"
+        parts = "-" if w["partitions"] is None else w["partitions"]
+        click.echo(f"{w['id']:<44} {w['host'] or '?':<16} {w['pid'] or '?':>7} {parts:>6} "
+                   f"{w['nodes'] if w['nodes'] is not None else '-':>6}  {age}")
+    n = report["nodes"]
+    click.echo(f"nodes: {n['total']} total, {n['never_polled']} never polled, {n['stale']} stale "
+               f"(not polled for 2 intervals)")

@@ -13,6 +13,8 @@ Keys, all under the namespace `ns`:
   {ns}:partitions         int   the partition count, fixed at the first coordinator's start
   {ns}:leader             string the leader's member id, with a TTL (the lease)
   {ns}:leader:epoch       int   bumped each time a new leader takes the lease
+  {ns}:worker:{id}        hash  a worker's own report (host, pid, executor, pool_size,
+                                nodes, last_heartbeat), expiring when it stops reporting
   {ns}:assignment         hash  generation, epoch, leader, members (JSON list),
                                 placement (JSON list: member index per partition),
                                 published_at; PUBLISHed on channel {ns}:assignment
@@ -299,3 +301,24 @@ class Store:
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         self._do("subscribe", pubsub.subscribe, self._key("assignment"))
         return pubsub
+
+    def report_worker(self, member_id, info, ttl):
+        key = self._key("worker", member_id)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(key, mapping={k: json.dumps(v) for k, v in info.items()})
+        pipe.pexpire(key, int(ttl * 1000))
+        self._do("worker report", pipe.execute)
+
+    def forget_worker(self, member_id):
+        self._do("worker report", self._redis.delete, self._key("worker", member_id))
+
+    def worker_reports(self):
+        """member id -> the worker's own report, for workers still reporting."""
+        keys = list(self._redis.scan_iter(match=self._key("worker", "*"), count=1000))
+        pipe = self._redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+        raw = self._do("worker reports", pipe.execute)
+        prefix = len(self._key("worker", ""))
+        return {k[prefix:]: {f: json.loads(v) for f, v in r.items()}
+                for k, r in zip(keys, raw, strict=True) if r}

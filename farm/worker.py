@@ -103,6 +103,9 @@ class Worker:
                 self.membership.start()
             if self.membership.ensure_joined(self.group, self.capabilities) and self.generation:
                 LOG.warning("(re)joined %s as %s", self.group, self.my_id)
+        self.store.report_worker(self.my_id, dict(self.capabilities, nodes=len(self.nodes),
+                                                  last_heartbeat=time.time()),
+                                 ttl=self.settings.coordination.membership_timeout)
         version = self.store.inventory_version()
         generation = self.store.assignment_generation()
         if version == self.inventory_version and generation == self.generation:
@@ -181,6 +184,10 @@ class Worker:
         if self.membership is not None and self.membership.started:
             self.membership.leave(self.group)
             self.membership.stop()
+        try:
+            self.store.forget_worker(self.my_id)
+        except errors.BackendUnavailable:
+            pass
         self.writer.stop(timeout=5.0)
         power.close_clients()
         LOG.info("wrote %d poll results; %d batches failed; process pool restarts: %d",

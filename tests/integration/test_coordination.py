@@ -2,6 +2,7 @@
 placement, join, SIGKILL of a worker and of the leader, graceful leave."""
 
 import collections
+import json
 import signal
 import subprocess
 import time
@@ -89,6 +90,15 @@ def test_workers_share_nodes_and_survive_faults(farm, make_sim, redis_server, na
     assert collections.Counter(a3["placement"]).keys() == set(a3["members"])
     start = time.time()
     wait_for(lambda: polled_by_owner(store, nodes, a3, start), 20, what="every node polled by its owner")
+    status = json.loads(subprocess.run([script("farm"), "status", "--config-file", farm.cfg, "--json"],
+                                       capture_output=True, text=True, timeout=30, check=True).stdout)
+    assert status["generation"] == store.assignment_generation() and status["leader"] == store.leader()
+    listed = {w["id"]: w for w in status["workers"] if w["assigned"]}
+    assert set(listed) == set(a3["members"])
+    assert sum(w["partitions"] for w in listed.values()) == PARTITIONS
+    assert sum(w["nodes"] for w in listed.values()) == len(nodes)
+    assert {w["pid"] for w in listed.values()} == {p.pid for p in workers}
+    assert status["nodes"]["never_polled"] == 0
 
     # a fourth worker takes about a quarter, all from the others to it
     fourth = farm.start("worker")
