@@ -50,6 +50,7 @@ class Coordinator:
         self.partitions = None
         self.leading = False
         self.epoch = None
+        self.settle_until = 0.0
         self.placement = ()
 
     def step(self):
@@ -70,10 +71,16 @@ class Coordinator:
         epoch = self.store.hold_lease(self.my_id, c.leader_timeout / 2)
         if epoch < 0:
             return self._follow("another coordinator holds the lease")
-        if not self.leading:
+        if epoch != self.epoch:
             LOG.info("leading (epoch %d)", epoch)
+            # Workers may still be re-joining (after a Redis restart, or while
+            # the old leader was away): for one membership timeout publish no
+            # placement that drops a member of the current assignment.
+            self.settle_until = time.monotonic() + c.membership_timeout
         self.leading, self.epoch = True, epoch
         members = self.membership.members(self.workers_group)
+        if time.monotonic() < self.settle_until and not self._settled(members):
+            return
         new = placement.place(weights(members), self.partitions)
         generation = self.store.publish_assignment(self.my_id, epoch, sorted(members), new, time.time())
         if generation < 0:
@@ -83,6 +90,12 @@ class Coordinator:
                      generation, len(members), len(placement.moved(self.placement, new)),
                      self.partitions)
         self.placement = new
+
+    def _settled(self, members):
+        current = self.store.assignment()
+        if current is None:
+            return bool(members)
+        return set(current["members"]) <= set(members)
 
     def _follow(self, why):
         if self.leading:
@@ -120,6 +133,10 @@ def run(coordinator, stop):
                 LOG.error("cannot coordinate: %s", exc)
             coordinator.step_down()
             outage, delay = True, 1.0
+        except Exception:  # a bug must not take the standby pool down with it
+            LOG.exception("coordination step failed; stepping down and retrying")
+            coordinator.step_down()
+            delay = 2.0
         stop.wait(delay)
 
 

@@ -59,10 +59,11 @@ def owned(placement, member):
 
 
 def moved(before, after):
-    """Partitions whose owner differs between two placements of the same size."""
-    if not before:
-        return frozenset(range(len(after)))
-    return frozenset(p for p, (a, b) in enumerate(zip(before, after, strict=True)) if a != b)
+    """Partitions whose owner differs between two placements (a partition
+    missing on one side counts as moved)."""
+    size = max(len(before), len(after))
+    return frozenset(p for p in range(size)
+                     if p >= len(before) or p >= len(after) or before[p] != after[p])
 
 
 def weight_of(pool_size, slots_per_weight=16):

@@ -166,6 +166,9 @@ class Worker:
                               len(self.nodes), exc)
                 delay = min(delay * 2, 10.0) if outage else 0.5
                 outage = True
+            except Exception:  # keep polling what we have; a bug here must not stop it
+                LOG.exception("following the inventory and assignment failed; retrying")
+                delay = 5.0
             self.wake.wait(delay)
             self.wake.clear()
 

@@ -148,3 +148,66 @@ def test_workers_share_nodes_and_survive_faults(farm, make_sim, redis_server, na
     wait_for(lambda: leaving_id not in (store.assignment() or {"members": [leaving_id]})["members"],
              5, what="the leaver's partitions moved")
     assert time.time() - t < MEMBERSHIP_TIMEOUT + 2.5
+
+
+def test_paused_leader_is_fenced(farm, make_sim, redis_server, namespace):
+    """SIGSTOP the leader until a standby leads and publishes; on SIGCONT the
+    old leader must publish nothing and step down."""
+    store = Store(redis_server.url, namespace)
+    sim = make_sim(10)
+    import_sim(sim, store)
+    coordinators = [farm.start("coordinator") for _ in range(2)]
+    farm.start("worker")
+    wait_for(lambda: store.assignment(), 30, what="a first assignment")
+    old_id = wait_for(store.leader, 10, what="a leader")
+    old = next(c for c in coordinators if f"-{c.pid}-" in old_id)
+    old.send_signal(signal.SIGSTOP)
+    try:
+        new_id = wait_for(lambda: (lambda x: x if x and x != old_id else None)(store.leader()),
+                          LEADER_TIMEOUT + 10, what="a standby to lead")
+        farm.start("worker")  # a change only the new leader can publish
+        a = wait_for(lambda: (lambda a: a if a and len(a["members"]) == 2 else None)(store.assignment()),
+                     20, what="the new leader's assignment")
+        assert a["leader"] == new_id
+    finally:
+        old.send_signal(signal.SIGCONT)
+    wait_for(lambda: "no longer leading" in old.log_path.read_text(), 10, what="the old leader to step down")
+    time.sleep(1.5)
+    after = store.assignment()
+    assert after["leader"] == new_id and after["generation"] == a["generation"]
+    assert store.leader() == new_id
+
+
+def test_redis_restart_recovers(farm, make_sim, tmp_path, namespace):
+    """Redis is killed and comes back empty: workers keep polling, re-join,
+    the coordinator leads again and a re-imported inventory is polled."""
+    from tests.conftest import RedisServer, write_config
+    server = RedisServer(tmp_path)
+    server.start()
+    farm.cfg = write_config(tmp_path / "own.conf", server.url, namespace,
+                            coordination={"membership_timeout": MEMBERSHIP_TIMEOUT,
+                                          "leader_timeout": LEADER_TIMEOUT, "partitions": PARTITIONS},
+                            poll_interval=INTERVAL, bmc_timeout=1.0, workers_pool_size=4)
+    store = Store(server.url, namespace)
+    sim = make_sim(20)
+    nodes = import_sim(sim, store)
+    farm.start("coordinator")
+    workers = [farm.start("worker") for _ in range(2)]
+    try:
+        a = wait_for(lambda: (lambda a: a if a and len(a["members"]) == 2 else None)(store.assignment()),
+                     30, what="an assignment over 2 workers")
+        t0 = time.time()
+        wait_for(lambda: polled_by_owner(store, nodes, a, t0), 20, what="every node polled")
+        server.stop(signal.SIGKILL)
+        time.sleep(2.0)
+        assert all(p.poll() is None for p in farm.procs)
+        server.start()
+        import_sim(sim, store)
+        a2 = wait_for(lambda: (lambda a: a if a and len(a["members"]) == 2 else None)(store.assignment()),
+                      30, what="a new assignment after the restart")
+        t1 = time.time()
+        wait_for(lambda: polled_by_owner(store, nodes, a2, t1), 20, what="every node polled again")
+        assert all(p.poll() is None for p in workers)
+    finally:
+        farm.stop_all()
+        server.stop()
