@@ -5,6 +5,7 @@ import collections
 import json
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -65,6 +66,47 @@ def polled_by_owner(store, nodes, assignment, since):
     return True
 
 
+class PollLog:
+    """Samples every node's (polled_at, worker) every 50 ms in a thread, to
+    measure the longest gap between two polls of a node and how long two
+    workers polled the same node after a move."""
+
+    def __init__(self, store, nodes):
+        self.store, self.names = store, [n.name for n in nodes]
+        self.polls = collections.defaultdict(list)  # name -> [(polled_at, worker)]
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.stop.is_set():
+            try:
+                states = self.store.node_states(self.names)
+            except Exception:
+                states = {}
+            for name, s in states.items():
+                if s.get("polled_at"):
+                    entry = (float(s["polled_at"]), s.get("worker"))
+                    if not self.polls[name] or self.polls[name][-1] != entry:
+                        self.polls[name].append(entry)
+            self.stop.wait(0.05)
+
+    def longest_gap(self, since, until):
+        gaps = [b[0] - a[0] for polls in self.polls.values()
+                for a, b in zip(polls, polls[1:], strict=False) if since <= b[0] <= until]
+        return max(gaps, default=0.0)
+
+    def double_window(self, old, new, since):
+        """Longest time one node was polled by `old` after `new` first polled it."""
+        worst = 0.0
+        for polls in self.polls.values():
+            first_new = next((t for t, w in polls if w == new and t >= since), None)
+            if first_new is None:
+                continue
+            last_old = max((t for t, w in polls if w == old), default=0.0)
+            worst = max(worst, last_old - first_new)
+        return worst
+
+
 @pytest.fixture
 def farm(tmp_path, redis_server, namespace):
     cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace,
@@ -100,7 +142,11 @@ def test_workers_share_nodes_and_survive_faults(farm, make_sim, redis_server, na
     assert {w["pid"] for w in listed.values()} == {p.pid for p in workers}
     assert status["nodes"]["never_polled"] == 0
 
+    log = PollLog(store, nodes)
+    log.thread.start()
+
     # a fourth worker takes about a quarter, all from the others to it
+    before_join = time.time()
     fourth = farm.start("worker")
     a4 = wait_for(lambda: assignment_with(4), 20, what="an assignment over 4 workers")
     newcomer = member_of(fourth, store)
@@ -109,6 +155,8 @@ def test_workers_share_nodes_and_survive_faults(farm, make_sim, redis_server, na
     assert 0.25 * 0.5 <= len(moved) / PARTITIONS <= 0.25 * 1.6, len(moved)
     joined = time.time()
     wait_for(lambda: polled_by_owner(store, nodes, a4, joined), 20, what="polls follow the new owners")
+    doubles = max(log.double_window(a3["placement"][p], newcomer, before_join) for p in moved)
+    join_gap = log.longest_gap(before_join, time.time())
 
     # SIGKILL a worker: its nodes go to the others within the membership timeout
     victim = workers[0]
@@ -120,8 +168,16 @@ def test_workers_share_nodes_and_survive_faults(farm, make_sim, redis_server, na
     wait_for(lambda: polled_by_owner(store, nodes, a_after, killed), MEMBERSHIP_TIMEOUT + 15,
              what="the dead worker's nodes polled by others")
     takeover = time.time() - killed
+    kill_gap = log.longest_gap(killed - INTERVAL, time.time())
     assert takeover <= MEMBERSHIP_TIMEOUT + INTERVAL + 5, takeover
-    print(f"\nmoved on join: {len(moved)}/{PARTITIONS}; takeover after SIGKILL: {takeover:.2f}s")
+    # the bound: poll_interval + membership_timeout, plus propagation (a tick
+    # of the leader, pub/sub, a rebuild) and a result flush
+    assert kill_gap <= INTERVAL + MEMBERSHIP_TIMEOUT + 2.0, kill_gap
+    assert join_gap <= INTERVAL + 2.0, join_gap
+    assert doubles <= 2.0, doubles
+    print(f"\nmoved on join: {len(moved)}/{PARTITIONS}; longest gap on join {join_gap:.2f}s; "
+          f"double polling after a move at most {doubles:.2f}s; takeover after SIGKILL: "
+          f"{takeover:.2f}s; longest gap then {kill_gap:.2f}s")
 
     # SIGKILL the leader: a standby holds the lease within leader_timeout, same placement
     leader_id = store.leader()
@@ -133,7 +189,10 @@ def test_workers_share_nodes_and_survive_faults(farm, make_sim, redis_server, na
                           LEADER_TIMEOUT + 5, what="a standby to lead")
     failover = time.time() - killed
     assert failover <= LEADER_TIMEOUT + 1.0, failover
-    print(f"leader failover: {failover:.2f}s")
+    time.sleep(INTERVAL * 2)
+    leader_gap = log.longest_gap(killed, time.time())
+    assert leader_gap <= INTERVAL + 1.0, leader_gap
+    print(f"leader failover: {failover:.2f}s; longest gap meanwhile {leader_gap:.2f}s")
     time.sleep(1.5)  # the new leader has published by now, if it had anything to change
     assert store.assignment()["placement"] == a_after["placement"]
     assert store.assignment_generation() == generation
@@ -148,6 +207,7 @@ def test_workers_share_nodes_and_survive_faults(farm, make_sim, redis_server, na
     wait_for(lambda: leaving_id not in (store.assignment() or {"members": [leaving_id]})["members"],
              5, what="the leaver's partitions moved")
     assert time.time() - t < MEMBERSHIP_TIMEOUT + 2.5
+    log.stop.set()
 
 
 def test_paused_leader_is_fenced(farm, make_sim, redis_server, namespace):
