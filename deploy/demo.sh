@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # farm against a simulated fleet on this machine: a private redis-server,
-# farm-sim with a few hundred BMCs (some hung, some off), one farm-worker.
+# farm-sim with a few hundred BMCs (some hung, some off), two coordinators
+# and two workers.
 # Prints the fleet's state every few seconds; stops everything it started on
 # Ctrl-C or after --duration seconds.
 #
@@ -56,10 +57,14 @@ FARM_SIM_PASSWORD="demo-$RANDOM$RANDOM" .venv/bin/farm-sim --count "$count" --ba
   --hung-fraction 0.1 --off-fraction 0.2 --inventory "$work/inventory.yaml" >"$work/sim.log" 2>&1 & pids+=($!)
 for _ in $(seq 100); do [ -f "$work/inventory.yaml" ] && break; sleep 0.1; done
 .venv/bin/farm nodes import --config-file "$work/farm.conf" "$work/inventory.yaml"
-.venv/bin/farm-worker --config-file "$work/farm.conf" >"$work/worker.log" 2>&1 & pids+=($!)
+for i in 1 2; do
+  .venv/bin/farm-coordinator --config-file "$work/farm.conf" >"$work/coordinator-$i.log" 2>&1 & pids+=($!)
+  .venv/bin/farm-worker --config-file "$work/farm.conf" >"$work/worker-$i.log" 2>&1 & pids+=($!)
+done
 
 end=$((SECONDS + duration))
 while [ $SECONDS -lt $end ]; do
   sleep 5
   echo "$(date +%H:%M:%S) $(.venv/bin/farm nodes summary --config-file "$work/farm.conf")"
+  .venv/bin/farm status --config-file "$work/farm.conf"
 done

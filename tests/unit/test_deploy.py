@@ -6,12 +6,16 @@ import os
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def test_systemd_worker_unit():
+import pytest
+
+
+@pytest.mark.parametrize("daemon", ["farm-worker", "farm-coordinator"])
+def test_systemd_units(daemon):
     unit = configparser.ConfigParser(strict=True, interpolation=None)
     unit.optionxform = str
-    unit.read(os.path.join(ROOT, "deploy", "systemd", "farm-worker.service"))
+    assert unit.read(os.path.join(ROOT, "deploy", "systemd", f"{daemon}.service"))
     service = unit["Service"]
-    assert service["ExecStart"].split()[0].endswith("farm-worker")
+    assert service["ExecStart"].split()[0].endswith(daemon)
     assert service["KillMode"] == "mixed" and service["Restart"] == "on-failure"
     # the stop timeout must exceed the default bmc_timeout (5 s) plus the flush
     assert int(service["TimeoutStopSec"]) > 5 + 5
