@@ -3,10 +3,10 @@
 import configparser
 import os
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-
-import pytest
 
 
 @pytest.mark.parametrize("daemon", ["farm-worker", "farm-coordinator"])
