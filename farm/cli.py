@@ -64,6 +64,19 @@ def import_(config_file, replace, file):
                f"updated, {counts['unchanged']} unchanged, {counts['removed']} removed")
 
 
+@nodes.command("remove")
+@_config_option
+@click.argument("names", nargs=-1, required=True)
+def remove(config_file, names):
+    """Remove nodes by name (their state too); workers drop them without a restart."""
+    ctx = _Ctx(config_file)
+    try:
+        removed = ctx.store.remove_nodes(list(names))
+    except errors.BackendUnavailable as exc:
+        raise click.ClickException(f"{exc}; nothing removed") from None
+    click.echo(f"{removed} of {len(names)} nodes removed")
+
+
 def _float(value):
     try:
         return float(value) if value not in (None, "") else None

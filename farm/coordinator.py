@@ -9,7 +9,6 @@ published anything.
 
 import logging
 import os
-import signal
 import socket
 import sys
 import threading
@@ -18,8 +17,7 @@ import uuid
 
 import click
 
-from farm import conf, errors, logs, placement
-from farm.membership import Membership, tooz_url
+from farm import daemon, errors, placement
 from farm.store import Store
 
 LOG = logging.getLogger("farm.coordinator")
@@ -144,20 +142,12 @@ def run(coordinator, stop):
 @click.option("--config-file", type=click.Path(dir_okay=False), help="oslo.config file.")
 def main(config_file):
     """Run for leader; while leading, place partitions on live workers."""
-    try:
-        settings = conf.load(config_file)
-    except errors.ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    logs.setup(settings.logging.level)
+    settings = daemon.start(config_file)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    c = settings.coordination
+    daemon.on_stop_signals(stop.set)
     my_id = member_id("coordinator")
-    store = Store(c.backend_url, c.namespace)
-    membership = Membership(tooz_url(c.tooz_url or c.backend_url, c.namespace,
-                                     c.membership_timeout, c.leader_timeout), my_id, start_timeout=5)
-    coordinator = Coordinator(settings, store, membership, my_id)
+    store = Store(settings.coordination.backend_url, settings.coordination.namespace)
+    coordinator = Coordinator(settings, store, daemon.membership(settings, my_id, 5), my_id)
     LOG.info("farm-coordinator %s starting", my_id)
     try:
         run(coordinator, stop)

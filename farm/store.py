@@ -197,6 +197,7 @@ class Store:
         return counts
 
     def remove_nodes(self, names):
+        """Remove nodes and their state in one transaction; the count removed."""
         pipe = self._redis.pipeline()
         pipe.hdel(self._key("inventory"), *names)
         pipe.delete(*[self._key("state", n) for n in names])

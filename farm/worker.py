@@ -11,7 +11,6 @@ whole inventory (one worker, no coordinator: the simplest farm).
 
 import logging
 import os
-import signal
 import socket
 import sys
 import threading
@@ -19,10 +18,9 @@ import time
 
 import click
 
-from farm import conf, errors, logs, placement
+from farm import daemon, errors, placement
 from farm.coordinator import groups, member_id
 from farm.executors import ResultExecutor
-from farm.membership import Membership, tooz_url
 from farm.model import PollResult
 from farm.results import ResultWriter
 from farm.scheduling import Scheduler
@@ -203,19 +201,11 @@ class Worker:
               help="Override [worker] executor.")
 def main(config_file, executor):
     """Poll the power state of the nodes assigned to this worker."""
-    try:
-        settings = conf.load(config_file, {"worker.executor": executor} if executor else None)
-    except errors.ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    logs.setup(settings.logging.level)
-    c = settings.coordination
+    settings = daemon.start(config_file, {"worker.executor": executor} if executor else None)
     my_id = member_id("worker")
-    store = Store(c.backend_url, c.namespace)
-    membership = Membership(tooz_url(c.tooz_url or c.backend_url, c.namespace,
-                                     c.membership_timeout, c.leader_timeout), my_id, start_timeout=3)
-    worker = Worker(settings, store, membership, my_id)
-    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
-    signal.signal(signal.SIGINT, lambda *_: worker.stop())
+    store = Store(settings.coordination.backend_url, settings.coordination.namespace)
+    worker = Worker(settings, store, daemon.membership(settings, my_id, 3), my_id)
+    daemon.on_stop_signals(worker.stop)
     LOG.info("farm-worker %s starting (executor=%s, pool=%d, interval=%gs, bmc_timeout=%gs)",
              my_id, settings.worker.executor, settings.worker.workers_pool_size,
              settings.worker.poll_interval, settings.worker.bmc_timeout)

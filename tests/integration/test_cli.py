@@ -95,3 +95,10 @@ def test_bad_config_is_a_clear_error(tmp_path):
     result = farm("nodes", "list", "--config-file", str(path))
     assert result.returncode == 1 and "invalid configuration" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_remove_nodes(cfg, tmp_path):
+    farm("nodes", "import", "--config-file", cfg, write_csv(tmp_path, ["n1,::1,,a,p", "n2,::1,,a,p"]))
+    result = farm("nodes", "remove", "--config-file", cfg, "n1", "nope")
+    assert result.returncode == 0 and "1 of 2 nodes removed" in result.stdout
+    assert set(listed(cfg)) == {"n2"}
