@@ -7,6 +7,7 @@ setup(
     packages=find_packages(include=["farm", "farm.*"]),
     python_requires=">=3.11",
     install_requires=[
+        "prometheus-client>=0.17",
         "futurist>=3.0",
         "pyghmi==1.6.19",  # farm patches its session loop: see farm/bmc/pyghmi_fixes.py
         "tooz>=6.0",

@@ -60,10 +60,26 @@ logging_opts = [
     cfg.StrOpt("level", default="INFO",
                choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                help="Log level of farm's daemons."),
+    cfg.StrOpt("format", default="text", choices=["text", "json"],
+               help="text: one readable line per record; json: one JSON object "
+                    "per line, for log shippers."),
+]
+
+metrics_opts = [
+    cfg.StrOpt("bind", default="127.0.0.1",
+               help="Address the Prometheus metrics endpoint listens on "
+                    "(0.0.0.0 in a container)."),
+    cfg.IntOpt("port", default=9470, min=0, max=65535,
+               help="Port of farm-worker's metrics endpoint; 0 picks a free port "
+                    "(logged at start)."),
+    cfg.IntOpt("coordinator_port", default=9471, min=0, max=65535,
+               help="Port of farm-coordinator's metrics endpoint; 0 picks a free "
+                    "port (logged at start)."),
+    cfg.BoolOpt("enabled", default=True, help="Serve metrics at all."),
 ]
 
 GROUPS = {"coordination": coordination_opts, "worker": worker_opts,
-          "logging": logging_opts}
+          "logging": logging_opts, "metrics": metrics_opts}
 
 
 def list_opts():
@@ -95,6 +111,15 @@ class Worker:
 @dataclasses.dataclass(frozen=True)
 class Logging:
     level: str
+    format: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Metrics:
+    bind: str
+    port: int
+    coordinator_port: int
+    enabled: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +127,7 @@ class Settings:
     coordination: Coordination
     worker: Worker
     logging: Logging
+    metrics: Metrics
 
 
 def load(config_file=None, overrides=None):
@@ -135,4 +161,5 @@ def load(config_file=None, overrides=None):
         raise errors.ConfigError(f"invalid configuration: {exc}") from None
     return Settings(coordination=Coordination(**values["coordination"]),
                     worker=Worker(**values["worker"]),
-                    logging=Logging(**values["logging"]))
+                    logging=Logging(**values["logging"]),
+                    metrics=Metrics(**values["metrics"]))

@@ -18,6 +18,8 @@ import uuid
 import click
 
 from farm import daemon, errors, placement
+from farm.metrics import CoordinatorMetrics
+from farm.metrics import serve as serve_metrics
 from farm.store import Store
 
 LOG = logging.getLogger("farm.coordinator")
@@ -39,7 +41,8 @@ def weights(members):
 
 
 class Coordinator:
-    def __init__(self, settings, store, membership, my_id):
+    def __init__(self, settings, store, membership, my_id, metrics=None):
+        self.metrics = metrics or CoordinatorMetrics()
         self.settings = settings
         self.store = store
         self.membership = membership
@@ -76,7 +79,9 @@ class Coordinator:
             # placement that drops a member of the current assignment.
             self.settle_until = time.monotonic() + c.membership_timeout
         self.leading, self.epoch = True, epoch
+        self.metrics.leader.set(1)
         members = self.membership.members(self.workers_group)
+        self.metrics.workers.set(len(members))
         if time.monotonic() < self.settle_until and not self._settled(members):
             return
         new = placement.place(weights(members), self.partitions)
@@ -84,6 +89,8 @@ class Coordinator:
         if generation < 0:
             return self._follow("fenced out while publishing")
         if generation > 0:
+            self.metrics.generation.set(generation)
+            self.metrics.published.inc()
             LOG.info("published generation %d: %d workers, %d of %d partitions moved",
                      generation, len(members), len(placement.moved(self.placement, new)),
                      self.partitions)
@@ -100,6 +107,7 @@ class Coordinator:
             LOG.warning("no longer leading: %s", why)
             self.membership.stand_down(self.group)
         self.leading = False
+        self.metrics.leader.set(0)
 
     def step_down(self):
         """After losing Redis: never assume we still lead."""
@@ -140,14 +148,20 @@ def run(coordinator, stop):
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config-file", type=click.Path(dir_okay=False), help="oslo.config file.")
-def main(config_file):
+@click.option("--metrics-port", type=click.IntRange(0, 65535),
+              help="Override [metrics] coordinator_port (0: a free port, logged).")
+def main(config_file, metrics_port):
     """Run for leader; while leading, place partitions on live workers."""
-    settings = daemon.start(config_file)
+    settings = daemon.start(config_file, {"metrics.coordinator_port": metrics_port}
+                            if metrics_port is not None else None)
     stop = threading.Event()
     daemon.on_stop_signals(stop.set)
     my_id = member_id("coordinator")
     store = Store(settings.coordination.backend_url, settings.coordination.namespace)
     coordinator = Coordinator(settings, store, daemon.membership(settings, my_id, 5), my_id)
+    if settings.metrics.enabled:
+        serve_metrics(coordinator.metrics.registry, settings.metrics.bind,
+                      settings.metrics.coordinator_port)
     LOG.info("farm-coordinator %s starting", my_id)
     try:
         run(coordinator, stop)

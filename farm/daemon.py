@@ -15,7 +15,7 @@ def start(config_file, overrides=None):
         settings = conf.load(config_file, overrides)
     except errors.ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    logs.setup(settings.logging.level)
+    logs.setup(settings.logging.level, settings.logging.format)
     return settings
 
 

@@ -21,6 +21,8 @@ import click
 from farm import daemon, errors, placement
 from farm.coordinator import groups, member_id
 from farm.executors import ResultExecutor
+from farm.metrics import WorkerMetrics
+from farm.metrics import serve as serve_metrics
 from farm.model import PollResult
 from farm.results import ResultWriter
 from farm.scheduling import Scheduler
@@ -32,7 +34,7 @@ TICK = 1.0  # the safety-net re-read; pub/sub makes changes reach us sooner
 
 
 class Worker:
-    def __init__(self, settings, store, membership=None, my_id=None, task_names=None):
+    def __init__(self, settings, store, membership=None, my_id=None, task_names=None, metrics=None):
         self.settings = settings
         self.store = store
         self.membership = membership
@@ -53,19 +55,23 @@ class Worker:
         self.generation = None
         self.assignment = None
         self.nodes = []
+        self.metrics = metrics or WorkerMetrics()
 
     def _on_result(self, call, result, error):
         if isinstance(result, PollResult):
             call.consecutive_failures = 0 if result.ok else call.consecutive_failures + 1
             self.writer.add(result)
+            self.metrics.observe(result)
         elif error is not None:
             call.consecutive_failures += 1
             summary = error.splitlines()[0][:200]
             LOG.warning("%s failed: %s", call.__name__, summary)
             node = getattr(call, "node", None)
             if node is not None:
-                self.writer.add(PollResult(node=node.name, polled_at=time.time(), latency=0.0,
-                                           error_kind="error", error=f"task failed: {summary}"))
+                failed = PollResult(node=node.name, polled_at=time.time(), latency=0.0,
+                                    error_kind="error", error=f"task failed: {summary}")
+                self.writer.add(failed)
+                self.metrics.observe(failed)
 
     # -- what to poll ---------------------------------------------------------
     def _read_inventory(self, version):
@@ -116,18 +122,21 @@ class Worker:
                 # no assignment after having one = Redis lost it: keep ours
                 self.assignment = assignment
             self.generation = generation
+        owned = (len(placement.owned(self.assignment["placement"], self.my_id))
+                 if self.assignment else "all")
+        self.metrics.partitions.set(owned if isinstance(owned, int) else -1)
+        self.metrics.generation.set(self.generation or 0)
         nodes = self.mine()
-        if [n.name for n in nodes] == [n.name for n in self.nodes] and nodes == self.nodes:
+        if nodes == self.nodes:
             return False
         calls = [c for task in self.tasks for c in task.calls(nodes)]
         self.scheduler.replace(calls, stop_timeout=self.settings.worker.bmc_timeout + 1)
-        owned = (len(placement.owned(self.assignment["placement"], self.my_id))
-                 if self.assignment else "all")
         LOG.info("polling %d nodes (inventory version %d, assignment generation %s, "
                  "partitions %s) on %d %s", len(nodes), self.inventory_version,
                  self.generation or "none", owned, self.settings.worker.workers_pool_size,
                  self.settings.worker.executor)
         self.nodes = nodes
+        self.metrics.own([n.name for n in nodes], time.time())
         return True
 
     # -- loops ----------------------------------------------------------------
@@ -167,6 +176,7 @@ class Worker:
             except Exception:  # keep polling what we have; a bug here must not stop it
                 LOG.exception("following the inventory and assignment failed; retrying")
                 delay = 5.0
+            self.metrics.refresh(time.time(), self.executor.in_flight)
             self.wake.wait(delay)
             self.wake.clear()
 
@@ -199,12 +209,21 @@ class Worker:
 @click.option("--config-file", type=click.Path(dir_okay=False), help="oslo.config file.")
 @click.option("--executor", type=click.Choice(["threads", "processes"]),
               help="Override [worker] executor.")
-def main(config_file, executor):
+@click.option("--metrics-port", type=click.IntRange(0, 65535),
+              help="Override [metrics] port (0: a free port, logged).")
+def main(config_file, executor, metrics_port):
     """Poll the power state of the nodes assigned to this worker."""
-    settings = daemon.start(config_file, {"worker.executor": executor} if executor else None)
+    overrides = {}
+    if executor:
+        overrides["worker.executor"] = executor
+    if metrics_port is not None:
+        overrides["metrics.port"] = metrics_port
+    settings = daemon.start(config_file, overrides)
     my_id = member_id("worker")
     store = Store(settings.coordination.backend_url, settings.coordination.namespace)
     worker = Worker(settings, store, daemon.membership(settings, my_id, 3), my_id)
+    if settings.metrics.enabled:
+        serve_metrics(worker.metrics.registry, settings.metrics.bind, settings.metrics.port)
     daemon.on_stop_signals(worker.stop)
     LOG.info("farm-worker %s starting (executor=%s, pool=%d, interval=%gs, bmc_timeout=%gs)",
              my_id, settings.worker.executor, settings.worker.workers_pool_size,

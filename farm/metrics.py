@@ -1,0 +1,102 @@
+"""Prometheus metrics for farm's daemons: the prometheus-client adapter.
+
+Each daemon owns one registry and serves it over HTTP on [metrics] bind/port
+(port 0 picks a free one, which the daemon logs). The power-state gauge has one
+series per owned node: its series count is the node count.
+"""
+
+import logging
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+LOG = logging.getLogger(__name__)
+RESULTS = ("ok", "timeout", "auth", "unreachable", "error")
+
+
+class WorkerMetrics:
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.polls = Counter("farm_polls", "Polls by result.", ["result"], registry=r)
+        for result in RESULTS:
+            self.polls.labels(result)
+        self.latency = Histogram("farm_poll_latency_seconds", "Duration of one poll.",
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                          1, 2.5, 5, 10, 30), registry=r)
+        self.nodes = Gauge("farm_nodes_owned", "Nodes this worker polls.", registry=r)
+        self.partitions = Gauge("farm_partitions_owned",
+                                "Partitions assigned to this worker (-1: no assignment, "
+                                "it polls the whole inventory).", registry=r)
+        self.stalest = Gauge("farm_stalest_node_age_seconds",
+                             "Seconds since the least recently polled owned node was polled "
+                             "(since it was taken on, if never).", registry=r)
+        self.last_pass = Gauge("farm_last_pass_duration_seconds",
+                               "Seconds the last full pass over the owned nodes took.", registry=r)
+        self.queue = Gauge("farm_executor_queue_depth",
+                           "Polls submitted to the executor and not finished.", registry=r)
+        self.generation = Gauge("farm_assignment_generation",
+                                "Assignment generation this worker follows (0: none).", registry=r)
+        self.power = Gauge("farm_node_power_state", "1 if the node is on, 0 if off.", ["node"],
+                           registry=r)
+        self._last_poll = {}
+        self._pass_started = time.time()
+        self._pass_seen = set()
+
+    def own(self, names, now):
+        """The worker's node set changed: drop series of nodes it no longer polls."""
+        names = set(names)
+        for gone in set(self._last_poll) - names:
+            self._last_poll.pop(gone, None)
+            try:
+                self.power.remove(gone)
+            except KeyError:
+                pass
+        for name in names:
+            self._last_poll.setdefault(name, now)
+        self.nodes.set(len(names))
+        self._pass_started, self._pass_seen = now, set()
+
+    def observe(self, result):
+        self.polls.labels(result.error_kind or "ok").inc()
+        self.latency.observe(result.latency)
+        if result.node not in self._last_poll:
+            return  # a poll of a node just handed over
+        self._last_poll[result.node] = result.polled_at
+        if result.power_state is not None:
+            self.power.labels(result.node).set(1 if result.power_state.value == "on" else 0)
+        self._pass_seen.add(result.node)
+        if len(self._pass_seen) >= len(self._last_poll):
+            self.last_pass.set(result.polled_at - self._pass_started)
+            self._pass_started, self._pass_seen = result.polled_at, set()
+
+    def refresh(self, now, in_flight):
+        """Values computed at scrape time."""
+        self.stalest.set(max((now - t for t in self._last_poll.values()), default=0.0))
+        self.queue.set(in_flight)
+
+
+class CoordinatorMetrics:
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.leader = Gauge("farm_is_leader", "1 while this coordinator leads.", registry=r)
+        self.generation = Gauge("farm_assignment_generation",
+                                "Generation of the last assignment this coordinator published.",
+                                registry=r)
+        self.workers = Gauge("farm_workers_live", "Live workers seen by the leader.", registry=r)
+        self.published = Counter("farm_assignments_published", "Assignments published.",
+                                 registry=r)
+
+
+def serve(registry, bind, port):
+    """Serve `registry` over HTTP; returns the port, or None if it cannot bind
+    (a daemon keeps running without metrics rather than not at all)."""
+    try:
+        server, _ = start_http_server(port, addr=bind, registry=registry)
+    except OSError as exc:
+        LOG.error("cannot serve metrics on %s:%d: %s", bind, port, exc)
+        return None
+    port = server.server_port
+    LOG.info("metrics on http://%s:%d/metrics", bind, port)
+    return port
