@@ -2,12 +2,15 @@
 
 import collections
 import json
+import sys
 import time
 
 import click
 
 from farm import conf, errors, inventory, placement
 from farm.store import Store
+
+PROGRESS_FROM = 10_000  # nodes; smaller imports finish before a bar helps
 
 
 class _Ctx:
@@ -57,7 +60,11 @@ def import_(config_file, replace, file):
                                    f"imported:\n{lines}{more}") from None
     ctx = _Ctx(config_file)
     try:
-        counts = ctx.store.import_nodes(parsed, replace=replace)
+        if len(parsed) >= PROGRESS_FROM:
+            with click.progressbar(length=len(parsed), label="importing", file=sys.stderr) as bar:
+                counts = ctx.store.import_nodes(parsed, replace=replace, progress=bar.update)
+        else:
+            counts = ctx.store.import_nodes(parsed, replace=replace)
     except errors.BackendUnavailable as exc:
         raise click.ClickException(f"{exc}; nothing imported") from None
     click.echo(f"{len(parsed)} nodes in {file}: {counts['added']} added, {counts['updated']} "
@@ -103,6 +110,16 @@ def node_rows(store):
     return rows
 
 
+def filter_rows(rows, state=None, stale=False, stale_after=None, now=None):
+    """Rows in a power state ("unknown": none yet) and/or stale (pure)."""
+    if state is not None:
+        rows = [r for r in rows if (r["power_state"] or "unknown") == state]
+    if stale:
+        rows = [r for r in rows if r["last_polled_at"] is None
+                or now - r["last_polled_at"] > stale_after]
+    return rows
+
+
 def _rows(config_file):
     try:
         return node_rows(_Ctx(config_file).store)
@@ -117,9 +134,18 @@ def _age(ts, now):
 @nodes.command("list")
 @_config_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
-def list_(config_file, as_json):
+@click.option("--state", type=click.Choice(["on", "off", "unknown"]),
+              help="Only nodes in this power state.")
+@click.option("--stale", is_flag=True,
+              help="Only nodes not polled for two poll intervals (or never).")
+def list_(config_file, as_json, state, stale):
     """Show every node with its last power state and the age of its last poll."""
-    rows = _rows(config_file)
+    ctx = _Ctx(config_file)
+    try:
+        rows = node_rows(ctx.store)
+    except errors.BackendUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    rows = filter_rows(rows, state, stale, 2 * ctx.settings.worker.poll_interval, time.time())
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
@@ -190,24 +216,48 @@ def status_report(store, poll_interval, now):
 @main.command()
 @_config_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
-def status(config_file, as_json):
+@click.option("--watch", is_flag=True, help="Refresh in place until Ctrl-C.")
+@click.option("--interval", type=click.FloatRange(0.2, 3600), default=2.0, show_default=True,
+              help="Seconds between refreshes with --watch.")
+def status(config_file, as_json, watch, interval):
     """The leader, the assignment generation, each worker, stale nodes."""
     ctx = _Ctx(config_file)
+    if not watch:
+        report = _status(ctx)
+        click.echo(json.dumps(report, indent=1) if as_json else render_status(report))
+        return
     try:
-        report = status_report(ctx.store, ctx.settings.worker.poll_interval, time.time())
+        while True:
+            try:
+                text = render_status(_status(ctx))
+            except click.ClickException as exc:
+                text = f"error: {exc.message}"
+            if sys.stdout.isatty():  # redraw in place
+                click.echo("\x1b[2J\x1b[H", nl=False, color=True)
+            click.echo(time.strftime("%H:%M:%S ") + text + ("" if sys.stdout.isatty() else "\n"))
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+
+
+def _status(ctx):
+    try:
+        return status_report(ctx.store, ctx.settings.worker.poll_interval, time.time())
     except errors.BackendUnavailable as exc:
         raise click.ClickException(str(exc)) from None
-    if as_json:
-        click.echo(json.dumps(report, indent=1))
-        return
-    click.echo(f"leader: {report['leader'] or 'none'}   generation: {report['generation'] or 'none'}"
-               f"   partitions: {report['partitions'] or '-'}")
-    click.echo(f"{'WORKER':<44} {'HOST':<16} {'PID':>7} {'PARTS':>6} {'NODES':>6}  HEARTBEAT")
+
+
+def render_status(report):
+    """The status report as a readable table (pure)."""
+    lines = [f"leader: {report['leader'] or 'none'}   generation: {report['generation'] or 'none'}"
+             f"   partitions: {report['partitions'] or '-'}",
+             f"{'WORKER':<44} {'HOST':<16} {'PID':>7} {'PARTS':>6} {'NODES':>6}  HEARTBEAT"]
     for w in report["workers"]:
         age = "gone" if w["heartbeat_age"] is None else f"{w['heartbeat_age']}s ago"
         parts = "-" if w["partitions"] is None else w["partitions"]
-        click.echo(f"{w['id']:<44} {w['host'] or '?':<16} {w['pid'] or '?':>7} {parts:>6} "
-                   f"{w['nodes'] if w['nodes'] is not None else '-':>6}  {age}")
+        lines.append(f"{w['id']:<44} {w['host'] or '?':<16} {w['pid'] or '?':>7} {parts:>6} "
+                     f"{w['nodes'] if w['nodes'] is not None else '-':>6}  {age}")
     n = report["nodes"]
-    click.echo(f"nodes: {n['total']} total, {n['never_polled']} never polled, {n['stale']} stale "
-               f"(not polled for 2 intervals)")
+    lines.append(f"nodes: {n['total']} total, {n['never_polled']} never polled, {n['stale']} stale "
+                 f"(not polled for 2 intervals)")
+    return "\n".join(lines)

@@ -161,10 +161,12 @@ class Store:
         self._redis.close()
 
     # -- inventory ----------------------------------------------------------
-    def import_nodes(self, nodes, replace=False):
+    def import_nodes(self, nodes, replace=False, progress=None):
         """Upsert nodes in one transaction; with replace, drop absent ones.
 
-        Returns (added, updated, unchanged, removed) counts.
+        Returns (added, updated, unchanged, removed) counts. `progress(n)` is
+        called as the transaction is assembled (it is sent as one MULTI, so a
+        failure changes nothing).
         """
         inv = self._key("inventory")
         wanted = {n.name: json.dumps({"address": n.address, "port": n.port,
@@ -186,6 +188,8 @@ class Store:
             names = list(changed)
             for i in range(0, len(names), 1000):
                 pipe.hset(inv, mapping={n: changed[n] for n in names[i:i + 1000]})
+                if progress:
+                    progress(len(names[i:i + 1000]))
             for i in range(0, len(removed), 1000):
                 chunk = removed[i:i + 1000]
                 pipe.hdel(inv, *chunk)

@@ -102,3 +102,30 @@ def test_remove_nodes(cfg, tmp_path):
     result = farm("nodes", "remove", "--config-file", cfg, "n1", "nope")
     assert result.returncode == 0 and "1 of 2 nodes removed" in result.stdout
     assert set(listed(cfg)) == {"n2"}
+
+
+def test_filters_status_watch_and_progress(cfg, tmp_path, store):
+    import os
+    import signal as sig
+    import time as t
+    farm("nodes", "import", "--config-file", cfg, write_csv(tmp_path, ["a,::1,,u,p", "b,::1,,u,p"]))
+    from farm.model import PollResult, PowerState
+    store.write_results([PollResult("a", t.time(), 0.001, PowerState.OFF)], "w1")
+    offs = json.loads(farm("nodes", "list", "--config-file", cfg, "--json", "--state", "off").stdout)
+    assert [r["name"] for r in offs] == ["a"]
+    stale = json.loads(farm("nodes", "list", "--config-file", cfg, "--json", "--stale").stdout)
+    assert [r["name"] for r in stale] == ["b"]
+    # --watch redraws until interrupted
+    proc = subprocess.Popen([script("farm"), "status", "--config-file", cfg, "--watch", "--interval", "0.3"],
+                            stdout=subprocess.PIPE, text=True)
+    t.sleep(1.5)
+    proc.send_signal(sig.SIGINT)
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and out.count("nodes: 2 total") >= 2
+    # a big import shows progress and lands whole
+    big = tmp_path / "big.csv"
+    big.write_text("name,address,username,password\n" + "".join(f"n{i},::1,u,p\n" for i in range(12000)))
+    result = farm("nodes", "import", "--config-file", cfg, str(big), timeout=120)
+    assert result.returncode == 0 and "importing" in result.stderr and "12000 added" in result.stdout
+    assert store.inventory_version() >= 2 and len(store.load_nodes()[1]) == 12002
+    assert os.path.exists(cfg)
