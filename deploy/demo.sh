@@ -20,12 +20,12 @@ while [ $# -gt 0 ]; do
 done
 
 command -v redis-server >/dev/null || { echo "needs redis-server (apt-get install redis-server)" >&2; exit 1; }
-if [ ! -x .venv/bin/farm-worker ]; then
+if [ ! -x .venv/bin/python ]; then
   echo "setting up .venv ..."
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e .
 fi
+.venv/bin/pip install -q -e .   # quick when already installed; picks up new dependencies
 
 work=$(mktemp -d)
 pids=()
@@ -51,6 +51,10 @@ executor = $executor
 poll_interval = 10
 bmc_timeout = 2
 workers_pool_size = 32
+[metrics]
+# two of each daemon on one host: free ports, each logged at start
+port = 0
+coordinator_port = 0
 CONF
 
 FARM_SIM_PASSWORD="demo-$RANDOM$RANDOM" .venv/bin/farm-sim --count "$count" --base-port "$base_port" \
@@ -62,9 +66,12 @@ for i in 1 2; do
   .venv/bin/farm-worker --config-file "$work/farm.conf" >"$work/worker-$i.log" 2>&1 & pids+=($!)
 done
 
-end=$((SECONDS + duration))
-while [ $SECONDS -lt $end ]; do
-  sleep 5
-  echo "$(date +%H:%M:%S) $(.venv/bin/farm nodes summary --config-file "$work/farm.conf")"
-  .venv/bin/farm status --config-file "$work/farm.conf"
+sleep 2
+for log in "$work"/coordinator-*.log "$work"/worker-*.log; do
+  if grep -q Traceback "$log"; then echo "a daemon failed to start ($log):" >&2; tail -5 "$log" >&2; exit 1; fi
 done
+
+# farm status --watch until Ctrl-C or --duration; then everything started here stops.
+timeout --foreground -s INT "$duration" .venv/bin/farm status --config-file "$work/farm.conf" \
+  --watch --interval 2 || true
+.venv/bin/farm nodes summary --config-file "$work/farm.conf"

@@ -25,3 +25,50 @@ def test_example_config_loads():
     from farm import conf
     s = conf.load(os.path.join(ROOT, "deploy", "farm.conf.example"))
     assert s.worker.poll_interval == 60
+
+
+def _yaml_docs(path):
+    import yaml
+    with open(os.path.join(ROOT, path)) as f:
+        return [d for d in yaml.safe_load_all(f) if d]
+
+
+def test_compose_file():
+    (compose,) = _yaml_docs("deploy/compose.yaml")
+    services = compose["services"]
+    assert {"redis", "sim", "import", "coordinator", "worker"} <= set(services)
+    assert services["coordinator"]["deploy"]["replicas"] == 2
+    for name in ("coordinator", "worker", "sim", "import"):
+        assert services[name]["build"]["dockerfile"] == "deploy/Dockerfile"
+    # the worker must be scalable: no fixed container name or host port
+    assert "container_name" not in services["worker"] and "ports" not in services["worker"]
+
+
+def test_kubernetes_manifests():
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in _yaml_docs("deploy/k8s/farm.yaml")}
+    assert docs[("Deployment", "farm-coordinator")]["spec"]["replicas"] == 2
+    assert ("Deployment", "farm-worker") in docs and ("Secret", "farm-inventory") in docs
+    import tempfile
+
+
+    from farm import conf
+    with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as f:
+        f.write(docs[("ConfigMap", "farm-config")]["data"]["farm.conf"])
+    try:
+        settings = conf.load(f.name)
+    finally:
+        os.unlink(f.name)
+    assert settings.metrics.bind == "0.0.0.0" and settings.coordination.backend_url == "redis://redis:6379"
+    for name in ("farm-coordinator", "farm-worker"):
+        spec = docs[("Deployment", name)]["spec"]
+        assert spec["selector"]["matchLabels"] == spec["template"]["metadata"]["labels"]
+        assert spec["template"]["spec"]["terminationGracePeriodSeconds"] > 5
+
+
+def test_container_config_and_dockerfile():
+    from farm import conf
+    s = conf.load(os.path.join(ROOT, "deploy", "farm.container.conf"))
+    assert s.metrics.bind == "0.0.0.0" and s.logging.format == "json"
+    with open(os.path.join(ROOT, "deploy", "Dockerfile")) as f:
+        dockerfile = f.read()
+    assert dockerfile.startswith("#") and "FROM python:3.11" in dockerfile and "USER farm" in dockerfile
