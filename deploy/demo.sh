@@ -6,20 +6,24 @@
 # Ctrl-C or after --duration seconds.
 #
 #   bash deploy/demo.sh [--duration SECONDS] [--count N] [--executor threads|processes]
+#                       [--backend-url redis://HOST:PORT]   (use that Redis, start none)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-duration=60 count=300 executor=threads
+duration=60 count=300 executor=threads backend_url=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration=$2; shift 2 ;;
     --count) count=$2; shift 2 ;;
     --executor) executor=$2; shift 2 ;;
+    --backend-url) backend_url=$2; shift 2 ;;
     *) echo "usage: $0 [--duration S] [--count N] [--executor threads|processes]" >&2; exit 2 ;;
   esac
 done
 
-command -v redis-server >/dev/null || { echo "needs redis-server (apt-get install redis-server)" >&2; exit 1; }
+if [ -z "$backend_url" ]; then
+  command -v redis-server >/dev/null || { echo "needs redis-server (apt-get install redis-server)" >&2; exit 1; }
+fi
 if [ ! -x .venv/bin/python ]; then
   echo "setting up .venv ..."
   python3 -m venv .venv
@@ -40,12 +44,16 @@ trap cleanup EXIT INT TERM
 redis_port=$(.venv/bin/python -m farm.sim.ports tcp)
 base_port=$(.venv/bin/python -m farm.sim.ports udp "$count")
 
-redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
-  >"$work/redis.log" 2>&1 & pids+=($!)
+if [ -z "$backend_url" ]; then
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
+    >"$work/redis.log" 2>&1 & pids+=($!)
+  backend_url="redis://127.0.0.1:$redis_port"
+fi
+namespace="demo-$$"
 cat >"$work/farm.conf" <<CONF
 [coordination]
-backend_url = redis://127.0.0.1:$redis_port
-namespace = demo
+backend_url = $backend_url
+namespace = $namespace
 [worker]
 executor = $executor
 poll_interval = 10

@@ -238,11 +238,13 @@ def test_passwords_never_leak(make_sim, store, redis_server, namespace, tmp_path
     try:
         wait_for(lambda: {v.get("error_kind") for v in states(store, nodes).values()} >= {"auth", "timeout"},
                  30, what="auth and timeout failures")
+        with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
+            argv = f.read().decode()
     finally:
         assert stop_worker(proc) == 0
     listing = subprocess.run([script("farm"), "nodes", "list", "--config-file", cfg, "--json"],
                              capture_output=True, text=True, timeout=30)
-    texts = [log.read_text(), repr(states(store, nodes)), listing.stdout + listing.stderr]
+    texts = [log.read_text(), repr(states(store, nodes)), listing.stdout + listing.stderr, argv]
     assert "DEBUG" in texts[0]
     for secret in (sim.password, wrong):
         for text in texts:

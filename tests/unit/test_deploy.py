@@ -2,8 +2,12 @@
 
 import configparser
 import os
+import tempfile
 
 import pytest
+import yaml
+
+from farm import conf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -22,13 +26,11 @@ def test_systemd_units(daemon):
 
 
 def test_example_config_loads():
-    from farm import conf
     s = conf.load(os.path.join(ROOT, "deploy", "farm.conf.example"))
     assert s.worker.poll_interval == 60
 
 
 def _yaml_docs(path):
-    import yaml
     with open(os.path.join(ROOT, path)) as f:
         return [d for d in yaml.safe_load_all(f) if d]
 
@@ -48,10 +50,6 @@ def test_kubernetes_manifests():
     docs = {(d["kind"], d["metadata"]["name"]): d for d in _yaml_docs("deploy/k8s/farm.yaml")}
     assert docs[("Deployment", "farm-coordinator")]["spec"]["replicas"] == 2
     assert ("Deployment", "farm-worker") in docs and ("Secret", "farm-inventory") in docs
-    import tempfile
-
-
-    from farm import conf
     with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as f:
         f.write(docs[("ConfigMap", "farm-config")]["data"]["farm.conf"])
     try:
@@ -66,7 +64,6 @@ def test_kubernetes_manifests():
 
 
 def test_container_config_and_dockerfile():
-    from farm import conf
     s = conf.load(os.path.join(ROOT, "deploy", "farm.container.conf"))
     assert s.metrics.bind == "0.0.0.0" and s.logging.format == "json"
     with open(os.path.join(ROOT, "deploy", "Dockerfile")) as f:
