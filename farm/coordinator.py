@@ -127,23 +127,8 @@ class Coordinator:
 
 
 def run(coordinator, stop):
-    outage = False
-    while not stop.is_set():
-        try:
-            coordinator.step()
-            if outage:
-                LOG.warning("Redis is reachable again")
-            outage, delay = False, TICK
-        except errors.BackendUnavailable as exc:
-            if not outage:
-                LOG.error("cannot coordinate: %s", exc)
-            coordinator.step_down()
-            outage, delay = True, 1.0
-        except Exception:  # a bug must not take the standby pool down with it
-            LOG.exception("coordination step failed; stepping down and retrying")
-            coordinator.step_down()
-            delay = 2.0
-        stop.wait(delay)
+    daemon.keep_running(coordinator.step, stop.wait, stop.is_set, TICK,
+                        lambda: "cannot coordinate", on_trouble=coordinator.step_down)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

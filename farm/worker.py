@@ -160,25 +160,13 @@ class Worker:
         self.writer.start()
         threading.Thread(target=self._watch_assignments, name="farm-assignments",
                          daemon=True).start()
-        delay, outage = TICK, False
-        while not self.stopping.is_set():
-            try:
-                self.sync()
-                if outage:
-                    LOG.warning("Redis is reachable again")
-                delay, outage = TICK, False
-            except errors.BackendUnavailable as exc:
-                if not outage:
-                    LOG.error("cannot reach Redis, polling the last %d nodes known: %s",
-                              len(self.nodes), exc)
-                delay = min(delay * 2, 10.0) if outage else 0.5
-                outage = True
-            except Exception:  # keep polling what we have; a bug here must not stop it
-                LOG.exception("following the inventory and assignment failed; retrying")
-                delay = 5.0
-            self.metrics.refresh(time.time(), self.executor.in_flight)
-            self.wake.wait(delay)
-            self.wake.clear()
+        daemon.keep_running(self.sync, self._wait, self.stopping.is_set, TICK,
+                            lambda: f"cannot reach Redis, polling the last {len(self.nodes)} nodes known")
+
+    def _wait(self, seconds):
+        self.metrics.refresh(time.time(), self.executor.in_flight)
+        self.wake.wait(seconds)
+        self.wake.clear()
 
     def stop(self):
         self.stopping.set()
