@@ -1,0 +1,247 @@
+"""farm against the tools a user would pick instead, in one run, same fleet.
+
+    python -m bench.compare [--count 200] [--repeats 3] [--rounds 3] [--threads 32]
+
+Contenders: farm-worker (threads, processes), FreeIPMI's ipmipower -D LAN_2_0
+(one process over all hosts), ipmitool -I lanplus forked per node (32 at a
+time), and plain pyghmi in a 32-thread pool (bench/stock_pyghmi.py). Each
+repeat runs every contender once, alternating, first on an all-healthy fleet
+(cost per poll) and then with 10 % hung (time until every healthy node was
+polled once). Prints Markdown tables of medians. Needs redis-server,
+ipmitool and ipmipower (Debian: freeipmi-tools). The simulator's password is
+passed on ipmipower's command line: a throwaway test credential.
+"""
+
+import argparse
+import json
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+from farm import inventory
+from farm.sim.fleet import pick
+from farm.sim.ports import free_tcp_port, free_udp_range
+from farm.store import Store
+
+BIN = os.path.dirname(sys.executable)
+PASSWORD = "bench-password"
+TIMEOUT = 2.0  # per poll, every contender
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid, with_children=True):
+    """user+sys seconds of a live process (and its live children), from /proc."""
+    total = 0.0
+    pids = [pid]
+    if with_children:
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                    if int(fields[1]) == pid:
+                        pids.append(int(entry))
+                except OSError:
+                    pass
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / TICK
+        except OSError:
+            pass
+    return total
+
+
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+class Fleet:
+    def __init__(self, count, hung_fraction, work):
+        self.base = free_udp_range(count)
+        self.inv = os.path.join(work, f"inv-{self.base}.yaml")
+        self.proc = subprocess.Popen(
+            [os.path.join(BIN, "farm-sim"), "--count", str(count), "--base-port", str(self.base),
+             "--hung-fraction", str(hung_fraction), "--inventory", self.inv],
+            env=dict(os.environ, FARM_SIM_PASSWORD=PASSWORD), stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(self.inv) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with open(self.inv) as f:
+            self.nodes = inventory.parse(f.read(), self.inv)
+        self.hung = {self.nodes[i].name for i in pick(count, hung_fraction, 0)}
+        self.healthy = len(self.nodes) - len(self.hung)
+
+    def cpu(self):
+        return proc_cpu(self.proc.pid, with_children=False)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def run_ipmipower(fleet, rounds):
+    hosts = ",".join(f"{n.address}:{n.port}" for n in fleet.nodes)
+    cpu0, ok, done = children_cpu(), 0, []
+    for _ in range(rounds):
+        start = time.monotonic()
+        proc = subprocess.Popen(["ipmipower", "-D", "LAN_2_0", "-h", hosts, "-u", "admin", "-p", PASSWORD,
+                                 "--stat", f"--session-timeout={int(TIMEOUT * 1000)}"],
+                                stdout=subprocess.PIPE, text=True)
+        last, n_ok = start, 0
+        for line in proc.stdout:
+            if line.rstrip().endswith((": on", ": off")):
+                n_ok += 1
+                last = time.monotonic()
+        proc.wait()
+        ok += n_ok
+        done.append(last - start if n_ok >= fleet.healthy else None)
+    return {"polls": ok, "cpu_s": children_cpu() - cpu0, "healthy_done_s": done}
+
+
+def run_ipmitool(fleet, rounds, threads):
+    env = dict(os.environ, IPMI_PASSWORD=PASSWORD)
+
+    def one(node):
+        r = subprocess.run(["ipmitool", "-I", "lanplus", "-H", node.address, "-p", str(node.port),
+                            "-U", node.username, "-E", "-R", "1", "-N", str(int(TIMEOUT)),
+                            "chassis", "power", "status"], env=env, capture_output=True, text=True)
+        return r.returncode == 0 and "Chassis Power is" in r.stdout, time.monotonic()
+    cpu0, ok, done = children_cpu(), 0, []
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in range(rounds):
+            start = time.monotonic()
+            results = list(pool.map(one, fleet.nodes))
+            good = [t for r, t in results if r]
+            ok += len(good)
+            done.append(max(good) - start if len(good) >= fleet.healthy else None)
+    return {"polls": ok, "cpu_s": children_cpu() - cpu0, "healthy_done_s": done}
+
+
+def run_stock_pyghmi(fleet, rounds, threads, work):
+    hosts = os.path.join(work, f"hosts-{fleet.base}.txt")
+    with open(hosts, "w") as f:
+        f.writelines(f"{n.address} {n.port} {n.username}\n" for n in fleet.nodes)
+    out = subprocess.run([sys.executable, "-m", "bench.stock_pyghmi", hosts, str(rounds), str(threads),
+                          str(TIMEOUT)], env=dict(os.environ, BENCH_PASSWORD=PASSWORD),
+                         capture_output=True, text=True, timeout=600)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    done = [d if i < len(r["round_healthy_done_s"]) and r["ok"] else None
+            for i, d in enumerate(r["round_healthy_done_s"])]
+    return {"polls": r["ok"], "cpu_s": r["cpu_s"], "healthy_done_s": done, "stuck": r["stuck"]}
+
+
+def _polls(url):
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    return sum(float(line.rpartition(" ")[2]) for line in text.splitlines()
+               if line.startswith("farm_polls_total{"))
+
+
+def run_farm(fleet, executor, work, window, threads):
+    port = free_tcp_port()
+    redis = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
+                              "--dir", work], stdout=subprocess.DEVNULL)
+    try:
+        store = Store(f"redis://127.0.0.1:{port}", "bench")
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                store.ping()
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        store.import_nodes(fleet.nodes)
+        conf = os.path.join(work, f"farm-{port}.conf")
+        with open(conf, "w") as f:
+            f.write(f"[coordination]\nbackend_url = redis://127.0.0.1:{port}\nnamespace = bench\n"
+                    f"[worker]\nexecutor = {executor}\npoll_interval = 1\nbmc_timeout = {TIMEOUT}\n"
+                    f"workers_pool_size = {threads}\n[metrics]\nport = 0\n")
+        log_path = os.path.join(work, f"worker-{port}.log")
+        start = time.monotonic()
+        worker = subprocess.Popen([os.path.join(BIN, "farm-worker"), "--config-file", conf],
+                                  stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+        healthy = [n.name for n in fleet.nodes if n.name not in fleet.hung]
+        done = None
+        url = None
+        while time.monotonic() - start < 60:
+            if url is None:
+                with open(log_path) as f:
+                    m = re.search(r"metrics on (http://\S+/metrics)", f.read())
+                url = m.group(1) if m else None
+            states = store.node_states(healthy)
+            if all(s.get("power_state") for s in states.values()):
+                done = time.monotonic() - start
+                break
+            time.sleep(0.05)
+        time.sleep(1.0)  # past start-up and the first pass
+        cpu0, polls0 = proc_cpu(worker.pid), _polls(url)
+        time.sleep(window)
+        cpu, polls = proc_cpu(worker.pid) - cpu0, _polls(url) - polls0
+        worker.terminate()
+        worker.wait(30)
+        return {"polls": polls, "cpu_s": cpu, "healthy_done_s": [done]}
+    finally:
+        redis.terminate()
+        redis.wait(10)
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 3) if values else None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--count", type=int, default=200)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=32)
+    ap.add_argument("--window", type=float, default=10.0, help="farm's measured steady window, s")
+    a = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="farm-compare-")
+    contenders = {
+        "farm-worker (threads)": lambda f: run_farm(f, "threads", work, a.window, a.threads),
+        "farm-worker (processes)": lambda f: run_farm(f, "processes", work, a.window, a.threads),
+        "ipmipower -D LAN_2_0": lambda f: run_ipmipower(f, a.rounds),
+        "ipmitool -I lanplus per node": lambda f: run_ipmitool(f, a.rounds, a.threads),
+        "pyghmi, 32-thread pool": lambda f: run_stock_pyghmi(f, a.rounds, a.threads, work),
+    }
+    cost = {name: [] for name in contenders}
+    sim_cost = {name: [] for name in contenders}
+    hung = {name: [] for name in contenders}
+    for _ in range(a.repeats):
+        for fraction, table in ((0.0, "cost"), (0.1, "hung")):
+            fleet = Fleet(a.count, fraction, work)
+            try:
+                for name, run in contenders.items():
+                    sim0 = fleet.cpu()
+                    r = run(fleet)
+                    print(json.dumps({"contender": name, "hung": fraction, **r}), file=sys.stderr, flush=True)
+                    per_k = 1000 / r["polls"] if r["polls"] else None
+                    if table == "cost":
+                        cost[name].append(r["cpu_s"] * per_k if per_k else None)
+                        sim_cost[name].append((fleet.cpu() - sim0) * per_k if per_k else None)
+                    else:
+                        hung[name].extend(r["healthy_done_s"])
+            finally:
+                fleet.stop()
+    print(f"| contender | client CPU s per 1,000 polls ({a.count} BMCs) | simulator CPU s per 1,000 polls "
+          f"| every healthy node polled once, 10 % hung (s) |")
+    print("|---|---|---|---|")
+    for name in contenders:
+        print(f"| {name} | {median(cost[name])} | {median(sim_cost[name])} | {median(hung[name])} |")
+
+
+if __name__ == "__main__":
+    main()
