@@ -1,0 +1,18 @@
+"""python -m bench NAME [ARGS]: run one benchmark (each starts its own Redis and fleet).
+
+  compare         farm against ipmipower, ipmitool and plain pyghmi (cost per poll, hung BMCs)
+  fleet           a farm-worker's staleness with and without hung BMCs, CPU per poll
+  pyghmi-threads  pyghmi from a thread pool, fix by fix (FARM_PYGHMI_FIXES)
+"""
+
+import runpy
+import sys
+
+MODULES = {"compare": "bench.compare", "fleet": "bench.fleet", "pyghmi-threads": "bench.pyghmi_threads"}
+
+if len(sys.argv) < 2 or sys.argv[1] not in MODULES:
+    print(__doc__.strip(), file=sys.stderr)
+    sys.exit(2)
+name = sys.argv.pop(1)
+sys.argv[0] = f"python -m bench {name}"
+runpy.run_module(MODULES[name], run_name="__main__")
