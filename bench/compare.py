@@ -25,68 +25,14 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from farm import inventory
-from farm.sim.fleet import pick
-from farm.sim.ports import free_tcp_port, free_udp_range
-from farm.store import Store
+from bench.common import BIN, PASSWORD, Fleet, PrivateRedis, proc_cpu, worker_conf
 
-BIN = os.path.dirname(sys.executable)
-PASSWORD = "bench-password"
 TIMEOUT = 2.0  # per poll, every contender
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def proc_cpu(pid, with_children=True):
-    """user+sys seconds of a live process (and its live children), from /proc."""
-    total = 0.0
-    pids = [pid]
-    if with_children:
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/stat") as f:
-                        fields = f.read().rsplit(")", 1)[1].split()
-                    if int(fields[1]) == pid:
-                        pids.append(int(entry))
-                except OSError:
-                    pass
-    for p in pids:
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / TICK
-        except OSError:
-            pass
-    return total
 
 
 def children_cpu():
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
-
-
-class Fleet:
-    def __init__(self, count, hung_fraction, work):
-        self.base = free_udp_range(count)
-        self.inv = os.path.join(work, f"inv-{self.base}.yaml")
-        self.proc = subprocess.Popen(
-            [os.path.join(BIN, "farm-sim"), "--count", str(count), "--base-port", str(self.base),
-             "--hung-fraction", str(hung_fraction), "--inventory", self.inv],
-            env=dict(os.environ, FARM_SIM_PASSWORD=PASSWORD), stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while not os.path.exists(self.inv) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        with open(self.inv) as f:
-            self.nodes = inventory.parse(f.read(), self.inv)
-        self.hung = {self.nodes[i].name for i in pick(count, hung_fraction, 0)}
-        self.healthy = len(self.nodes) - len(self.hung)
-
-    def cpu(self):
-        return proc_cpu(self.proc.pid, with_children=False)
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(10)
 
 
 def run_ipmipower(fleet, rounds):
@@ -147,26 +93,12 @@ def _polls(url):
 
 
 def run_farm(fleet, executor, work, window, threads):
-    port = free_tcp_port()
-    redis = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
-                              "--dir", work], stdout=subprocess.DEVNULL)
-    try:
-        store = Store(f"redis://127.0.0.1:{port}", "bench")
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                store.ping()
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+    with PrivateRedis(work) as redis:
+        store = redis.store
         store.import_nodes(fleet.nodes)
-        conf = os.path.join(work, f"farm-{port}.conf")
-        with open(conf, "w") as f:
-            f.write(f"[coordination]\nbackend_url = redis://127.0.0.1:{port}\nnamespace = bench\n"
-                    f"[worker]\nexecutor = {executor}\npoll_interval = 1\nbmc_timeout = {TIMEOUT}\n"
-                    f"workers_pool_size = {threads}\n[metrics]\nport = 0\n")
+        port = redis.port
+        conf = worker_conf(os.path.join(work, f"farm-{port}.conf"), redis.url, executor, 1, TIMEOUT,
+                           threads)
         log_path = os.path.join(work, f"worker-{port}.log")
         start = time.monotonic()
         worker = subprocess.Popen([os.path.join(BIN, "farm-worker"), "--config-file", conf],
@@ -191,9 +123,6 @@ def run_farm(fleet, executor, work, window, threads):
         worker.terminate()
         worker.wait(30)
         return {"polls": polls, "cpu_s": cpu, "healthy_done_s": [done]}
-    finally:
-        redis.terminate()
-        redis.wait(10)
 
 
 def median(values):

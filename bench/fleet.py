@@ -19,52 +19,23 @@ import sys
 import tempfile
 import time
 
-from farm import inventory
-from farm.sim.fleet import pick
-from farm.sim.ports import free_tcp_port, free_udp_range
-from farm.store import Store
+from bench.common import Fleet, PrivateRedis, worker_conf
 
 BIN = os.path.dirname(sys.executable)
-
-
 def children_cpu():
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
 
 
 def scenario(executor, hung_fraction, count, seconds, interval, pool, work):
-    port = free_tcp_port()
-    redis = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
-                              "--dir", work], stdout=subprocess.DEVNULL)
-    base = free_udp_range(count)
-    inv = os.path.join(work, f"inv-{base}.yaml")
-    sim = subprocess.Popen([os.path.join(BIN, "farm-sim"), "--count", str(count), "--base-port",
-                            str(base), "--hung-fraction", str(hung_fraction), "--inventory", inv],
-                           stderr=subprocess.DEVNULL)
+    fleet = Fleet(count, hung_fraction, work)
+    redis = PrivateRedis(work)
     try:
-        deadline = time.monotonic() + 30
-        while not os.path.exists(inv) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        store = Store(f"redis://127.0.0.1:{port}", "bench")
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                store.ping()
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        with open(inv) as f:
-            nodes = inventory.parse(f.read(), inv)
-        store.import_nodes(nodes)
-        hung = {nodes[i].name for i in pick(count, hung_fraction, 0)}
-        healthy = [n.name for n in nodes if n.name not in hung]
-        conf = os.path.join(work, f"farm-{base}.conf")
-        with open(conf, "w") as f:
-            f.write(f"[coordination]\nbackend_url = redis://127.0.0.1:{port}\nnamespace = bench\n"
-                    f"[worker]\nexecutor = {executor}\npoll_interval = {interval}\nbmc_timeout = 2\n"
-                    f"workers_pool_size = {pool}\n")
+        store = redis.store
+        store.import_nodes(fleet.nodes)
+        healthy = [n.name for n in fleet.nodes if n.name not in fleet.hung]
+        base = fleet.base
+        conf = worker_conf(os.path.join(work, f"farm-{base}.conf"), redis.url, executor, interval, 2, pool)
         log_path = os.path.join(work, f"worker-{base}.log")
         cpu0 = children_cpu()
         started = time.time()
@@ -92,7 +63,7 @@ def scenario(executor, hung_fraction, count, seconds, interval, pool, work):
             m = re.search(r"wrote (\d+) poll results", f.read())
         polls = int(m.group(1)) if m else 0
         staleness.sort()
-        return {"executor": executor, "hung": len(hung), "nodes": count,
+        return {"executor": executor, "hung": len(fleet.hung), "nodes": count,
                 "all_healthy_polled_s": round(first_all, 2) if first_all else None,
                 "stale_mean_s": round(statistics.mean(staleness), 2),
                 "stale_p99_s": round(staleness[int(len(staleness) * 0.99)], 2),
@@ -100,10 +71,8 @@ def scenario(executor, hung_fraction, count, seconds, interval, pool, work):
                 "polls": polls, "worker_cpu_s": round(cpu, 2),
                 "cpu_ms_per_poll": round(cpu / polls * 1000, 3) if polls else None}
     finally:
-        sim.terminate()
-        sim.wait(10)
-        redis.terminate()
-        redis.wait(10)
+        fleet.stop()
+        redis.close()
 
 
 def main():
