@@ -308,11 +308,16 @@ class Store:
         return pubsub
 
     def report_worker(self, member_id, info, ttl):
+        """Refresh a worker's own report and read what it follows, in one round
+        trip (a worker does this every second): (inventory version, generation)."""
         key = self._key("worker", member_id)
-        pipe = self._redis.pipeline(transaction=True)
+        pipe = self._redis.pipeline(transaction=False)
         pipe.hset(key, mapping={k: json.dumps(v) for k, v in info.items()})
         pipe.pexpire(key, int(ttl * 1000))
-        self._do("worker report", pipe.execute)
+        pipe.get(self._key("inventory", "version"))
+        pipe.hget(self._key("assignment"), "generation")
+        _, _, version, generation = self._do("worker report", pipe.execute)
+        return int(version or 0), int(generation or 0)
 
     def forget_worker(self, member_id):
         self._do("worker report", self._redis.delete, self._key("worker", member_id))

@@ -74,7 +74,7 @@ class Worker:
                 self.metrics.observe(failed)
 
     # -- what to poll ---------------------------------------------------------
-    def _read_inventory(self, version):
+    def _read_inventory(self):
         version, nodes = self.store.load_nodes()
         if not nodes and self.inventory and version < (self.inventory_version or 0):
             # An empty inventory under an older version is what a Redis that
@@ -107,15 +107,13 @@ class Worker:
                 self.membership.start()
             if self.membership.ensure_joined(self.group, self.capabilities) and self.generation:
                 LOG.warning("(re)joined %s as %s", self.group, self.my_id)
-        self.store.report_worker(self.my_id, dict(self.capabilities, nodes=len(self.nodes),
-                                                  last_heartbeat=time.time()),
-                                 ttl=self.settings.coordination.membership_timeout)
-        version = self.store.inventory_version()
-        generation = self.store.assignment_generation()
+        version, generation = self.store.report_worker(
+            self.my_id, dict(self.capabilities, nodes=len(self.nodes), last_heartbeat=time.time()),
+            ttl=self.settings.coordination.membership_timeout)
         if version == self.inventory_version and generation == self.generation:
             return False
         if version != self.inventory_version:
-            self._read_inventory(version)
+            self._read_inventory()
         if generation != self.generation:
             assignment = self.store.assignment()
             if assignment is not None or self.assignment is None:
