@@ -11,17 +11,13 @@ import argparse
 import collections
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 
+from bench.common import Fleet
 from farm import errors
 from farm.bmc.ipmi import IpmiClient
-from farm.model import Node
-from farm.sim.fleet import pick
-from farm.sim.ports import free_udp_range
 
 
 def main():
@@ -33,18 +29,10 @@ def main():
     ap.add_argument("--deadline", type=float, default=1.0)
     ap.add_argument("--give-up-after", type=float, default=120.0)
     a = ap.parse_args()
-    base = free_udp_range(a.bmcs)
-    inv = os.path.join(tempfile.mkdtemp(), "inv.yaml")
-    sim = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "farm-sim"),
-                            "--count", str(a.bmcs), "--base-port", str(base),
-                            "--hung-fraction", str(a.hung), "--inventory", inv],
-                           stderr=subprocess.DEVNULL)
+    fleet = Fleet(a.bmcs, a.hung, tempfile.mkdtemp())
     try:
-        t_end = time.monotonic() + 30
-        while not os.path.exists(inv) and time.monotonic() < t_end:
-            time.sleep(0.05)
-        hung = pick(a.bmcs, a.hung, 0)
-        nodes = [Node(f"n{i}", "127.0.0.1", base + i, "admin", "password") for i in range(a.bmcs)]
+        nodes = fleet.nodes
+        hung = {i for i, n in enumerate(nodes) if n.name in fleet.hung}
         client = IpmiClient(timeout=a.deadline, session_idle_max=3600)
         lat, over, bad = [], 0, 0
         kinds = collections.Counter()
@@ -89,8 +77,7 @@ def main():
         if stuck:
             os._exit(1)  # the stuck threads never return; do not wait for them
     finally:
-        sim.terminate()
-        sim.wait(10)
+        fleet.stop()
 
 
 if __name__ == "__main__":
