@@ -27,8 +27,13 @@ for that thread to wake them. Three defects make a thread pool stall there:
    returns, including for the wake-up pokes waiters send it. A waiter that
    pokes after the IO thread already took its wait item wakes itself at once,
    loops and pokes again: one login to a silent BMC burnt 1.8 s of CPU per 2 s.
-   The replacement IO loop (pyghmi's, Apache-2.0, with one change) wakes
+   The replacement IO loop (pyghmi's, Apache-2.0, with two changes) wakes
    generic waiters only for real packets or at their deadline.
+   Its second change: stock pyghmi select()s on every socket, then tries a
+   recvfrom on every one of them, ready or not; the simulator's 10,000 server
+   sockets exceed select's 1,024-descriptor limit, and the per-wake-up cost
+   grows with the socket count. The replacement waits on epoll and reads only
+   the sockets that are ready.
 5. No deadline. A call against a dead or frozen BMC waits out pyghmi's retry
    and re-login schedule (28 s and more). The replacement `_io_wait` honours a
    per-thread deadline set with `deadline()` and raises DeadlineExceeded,
@@ -46,6 +51,7 @@ import contextlib
 import os
 import random
 import select
+import selectors
 import threading
 import time
 
@@ -96,7 +102,9 @@ def io_sendto(mysocket, packet, sockaddr):
         mysocket.sendto(packet, sockaddr)
     except BlockingIOError:
         # Send buffer full: wait briefly for room, once. UDP may drop anyway.
-        if select.select((), (mysocket,), (), 0.05)[1]:
+        waiter = select.poll()  # not select(): descriptors may exceed 1,024
+        waiter.register(mysocket, select.POLLOUT)
+        if waiter.poll(50):
             try:
                 mysocket.sendto(packet, sockaddr)
             except OSError:
@@ -214,6 +222,21 @@ def _wait_for_rsp(cls, timeout=None, callout=True):
     return remaining
 
 
+class _Readiness:
+    """epoll over pyghmi's socket list, which only ever grows (by append)."""
+
+    def __init__(self, sockets):
+        self.sockets = sockets
+        self.known = 0
+        self.selector = selectors.EpollSelector()
+
+    def wait(self, timeout):
+        while self.known < len(self.sockets):
+            self.selector.register(self.sockets[self.known], selectors.EVENT_READ)
+            self.known += 1
+        return [key.fileobj for key, _ in self.selector.select(timeout)]
+
+
 def _define_worker():
     stock = _STOCK_DEFINE_WORKER()
 
@@ -224,6 +247,7 @@ def _define_worker():
             iowaiters = []
             directediowaiters = {}
             timeout = 300
+            readiness = _Readiness(_session.iosockets)
             _session.iothreadready = True
             while _session.iothreadwaiters:
                 _session.iothreadwaiters.pop().set()
@@ -231,10 +255,10 @@ def _define_worker():
                 if timeout < 0:
                     timeout = 0
                 _session.selectdeadline = _clock() + timeout
-                select.select(_session.iosockets, (), (), timeout)
+                ready = readiness.wait(timeout)  # changed: epoll, ready sockets only
                 _session.selectdeadline = _clock() + 300
                 timeout = 300
-                sockaddrs = _session._io_graball(_session.iosockets, directediowaiters)
+                sockaddrs = _session._io_graball(ready, directediowaiters)
                 # changed: a poke is not activity; generic waiters wake for a
                 # packet or at their own deadline, else they keep waiting.
                 rightnow = _clock()
