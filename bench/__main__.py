@@ -3,12 +3,14 @@
   compare         farm against ipmipower, ipmitool and plain pyghmi (cost per poll, hung BMCs)
   fleet           a farm-worker's staleness with and without hung BMCs, CPU per poll
   pyghmi-threads  pyghmi from a thread pool, fix by fix (FARM_PYGHMI_FIXES)
+  scale           one farm-worker over 10,000 BMCs: staleness, CPU and memory per node
 """
 
 import runpy
 import sys
 
-MODULES = {"compare": "bench.compare", "fleet": "bench.fleet", "pyghmi-threads": "bench.pyghmi_threads"}
+MODULES = {"compare": "bench.compare", "fleet": "bench.fleet", "pyghmi-threads": "bench.pyghmi_threads",
+           "scale": "bench.scale"}
 
 if len(sys.argv) < 2 or sys.argv[1] not in MODULES:
     print(__doc__.strip(), file=sys.stderr)

@@ -2,9 +2,13 @@
 worker configuration."""
 
 import os
+import re
+import signal
+import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 
 from farm import inventory
 from farm.sim.fleet import pick
@@ -16,20 +20,23 @@ PASSWORD = "bench-password"  # the simulator's throwaway credential
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+def _children(pid):
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
 def proc_cpu(pid, with_children=True):
     """user+sys seconds of a live process (and its live children), from /proc."""
-    pids = [pid]
-    if with_children:
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/stat") as f:
-                        if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                            pids.append(int(entry))
-                except OSError:
-                    pass
     total = 0.0
-    for p in pids:
+    for p in [pid] + (_children(pid) if with_children else []):
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
@@ -71,34 +78,124 @@ class PrivateRedis:
 
 
 class Fleet:
-    """A farm-sim process; `hung` names the BMCs that never answer."""
+    """`shards` farm-sim processes serving `count` BMCs between them; `hung`
+    names the BMCs that never answer. One process serves 10,000 BMCs; more
+    shards let the simulator use more than one core."""
 
-    def __init__(self, count, hung_fraction, work):
+    def __init__(self, count, hung_fraction, work, shards=1):
         self.base = free_udp_range(count)
-        self.inv = os.path.join(work, f"inv-{self.base}.yaml")
-        self.proc = subprocess.Popen(
-            [os.path.join(BIN, "farm-sim"), "--count", str(count), "--base-port", str(self.base),
-             "--hung-fraction", str(hung_fraction), "--inventory", self.inv],
-            env=dict(os.environ, FARM_SIM_PASSWORD=PASSWORD), stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while not os.path.exists(self.inv) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        with open(self.inv) as f:
-            self.nodes = inventory.parse(f.read(), self.inv)
-        self.hung = {self.nodes[i].name for i in pick(count, hung_fraction, 0)}
+        self.procs, self.nodes, self.hung = [], [], set()
+        sizes = [count // shards + (1 if i < count % shards else 0) for i in range(shards)]
+        invs, port = [], self.base
+        for size in sizes:
+            inv = os.path.join(work, f"inv-{port}.yaml")
+            self.procs.append(subprocess.Popen(
+                [os.path.join(BIN, "farm-sim"), "--count", str(size), "--base-port", str(port),
+                 "--hung-fraction", str(hung_fraction), "--inventory", inv],
+                env=dict(os.environ, FARM_SIM_PASSWORD=PASSWORD), stderr=open(f"{inv}.log", "w")))
+            invs.append((inv, size))
+            port += size
+        deadline = time.monotonic() + 120
+        for (inv, size), proc in zip(invs, self.procs, strict=True):
+            while not os.path.exists(inv):
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    self.stop()
+                    with open(f"{inv}.log") as f:
+                        raise RuntimeError(f"farm-sim did not write {inv}: {f.read()[-500:]}")
+                time.sleep(0.05)
+            with open(inv) as f:
+                nodes = inventory.parse(f.read(), inv)
+            self.hung |= {nodes[i].name for i in pick(size, hung_fraction, 0)}
+            self.nodes += nodes
         self.healthy = len(self.nodes) - len(self.hung)
+        self.healthy_names = [n.name for n in self.nodes if n.name not in self.hung]
 
     def cpu(self):
-        return proc_cpu(self.proc.pid, with_children=False)
+        return sum(proc_cpu(p.pid, with_children=False) for p in self.procs)
 
     def stop(self):
-        self.proc.terminate()
-        self.proc.wait(10)
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            p.wait(10)
 
 
-def worker_conf(path, redis_url, executor, interval, timeout, pool):
+def farm_conf(path, redis_url, executor, interval, timeout, pool, **coordination):
+    """A farm.conf for both daemons; `coordination` adds [coordination] options."""
+    extra = "".join(f"{k} = {v}\n" for k, v in coordination.items())
     with open(path, "w") as f:
-        f.write(f"[coordination]\nbackend_url = {redis_url}\nnamespace = bench\n"
+        f.write(f"[coordination]\nbackend_url = {redis_url}\nnamespace = bench\n{extra}"
                 f"[worker]\nexecutor = {executor}\npoll_interval = {interval}\nbmc_timeout = {timeout}\n"
-                f"workers_pool_size = {pool}\n[metrics]\nport = 0\n")
+                f"workers_pool_size = {pool}\n[metrics]\nport = 0\ncoordinator_port = 0\n")
     return path
+
+
+worker_conf = farm_conf
+
+
+def start(kind, conf, work):
+    """Start farm-worker or farm-coordinator; its log is in proc.log_path."""
+    start.count = getattr(start, "count", 0) + 1
+    log_path = os.path.join(work, f"{kind}-{os.getpid()}-{start.count}.log")
+    proc = subprocess.Popen([os.path.join(BIN, f"farm-{kind}"), "--config-file", conf],
+                            stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+    proc.log_path = log_path
+    return proc
+
+
+def metrics_url(proc, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(proc.log_path) as f:
+            m = re.search(r"metrics on (http://\S+/metrics)", f.read())
+        if m:
+            return m.group(1)
+        time.sleep(0.05)
+    raise RuntimeError(f"{proc.log_path}: no metrics address within {timeout} s")
+
+
+def polls_total(url):
+    """farm_polls_total summed over results, from a worker's metrics endpoint."""
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    return sum(float(line.rpartition(" ")[2]) for line in text.splitlines()
+               if line.startswith("farm_polls_total{"))
+
+
+def stop(procs, sig=signal.SIGTERM):
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(sig)
+    for p in procs:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(10)
+
+
+def proc_memory(pid):
+    """(RSS, PSS) bytes of a process and its children. PSS shares pages
+    between the processes that map them, so it is the fair sum for a pool."""
+    rss = pss = 0
+    for p in [pid] + _children(pid):
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Rss:"):
+                        rss += int(line.split()[1]) * 1024
+                    elif line.startswith("Pss:"):
+                        pss += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return rss, pss
+
+
+def percentile(sorted_values, q):
+    if not sorted_values:
+        return None
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))]
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None

@@ -49,6 +49,13 @@ def abandon_session(session):
     with ipmi_session.util.protect(ipmi_session.KEEPALIVE_SESSIONS):
         ipmi_session.Session.keepalive_sessions.pop(session, None)
         ipmi_session.Session.waiting_sessions.pop(session, None)
+    # Session.__new__ hands a login still listed here to the next caller for
+    # that BMC, which then fails at once with IpmiException(None) instead of
+    # logging in afresh.
+    pending = ipmi_session.Session.initting_sessions
+    for key, value in list(pending.items()):
+        if value is session:
+            pending.pop(key, None)
 
 
 class _Kept:
@@ -90,11 +97,7 @@ class IpmiClient:
             bmc=node.address, port=node.port,
             userid=node.username.encode("utf-8"),
             password=node.password.encode("utf-8"))
-        session = command.ipmi_session
-        # farm keeps sessions alive by polling; pyghmi's keepalives would run
-        # on whichever thread next waits, racing our own use of the session.
-        with ipmi_session.util.protect(ipmi_session.KEEPALIVE_SESSIONS):
-            ipmi_session.Session.keepalive_sessions.pop(session, None)
+        _no_keepalive(command.ipmi_session)
         return _Kept(command)
 
     def _logout(self, kept):
@@ -115,8 +118,20 @@ class IpmiClient:
             raise errors.BmcTimeout(f"no answer within {self.timeout:g} s") from None
         except pyghmi_exc.IpmiException as exc:
             self._drop(kept, node)
+            if exc.args in ((), (None,)):
+                # pyghmi's login gave up on its own retry schedule and
+                # raised IpmiException(None): the BMC never answered.
+                raise errors.BmcUnreachable("no answer to the login") from None
             cls = classify(str(exc))
             raise cls(_safe(str(exc), node)) from None
+        except AttributeError as exc:
+            self._drop(kept, node)
+            if "errormsg" in str(exc):
+                # A login that failed before pyghmi set its message: pyghmi
+                # cannot even build its exception. Seen only for hung BMCs.
+                raise errors.BmcUnreachable("no answer to the login") from None
+            raise errors.BmcProtocolError(
+                f"unexpected AttributeError from the BMC session: {_safe(str(exc), node)}") from None
         except Exception as exc:  # pyghmi raises struct.error, KeyError, ...
             self._drop(kept, node)
             raise errors.BmcProtocolError(
@@ -137,6 +152,9 @@ class IpmiClient:
             self._logout(kept)
             return
         kept.last_used = time.monotonic()
+        # Again after the poll: the thread that finishes a login adds the
+        # session to keepalive_sessions just after Command() may return.
+        _no_keepalive(kept.command.ipmi_session)
         with self._lock:
             self._kept[self._key(node)] = kept
 
@@ -156,6 +174,15 @@ class IpmiClient:
             self._logout(k)
 
 
+def _no_keepalive(session):
+    # farm keeps sessions alive by polling. pyghmi's keepalives would run on
+    # whichever thread next waits, racing our own use of the session, and
+    # every wait_for_rsp call walks keepalive_sessions: with a third of 1,000
+    # kept sessions left there, a worker with 10 % hung BMCs burnt a core.
+    with ipmi_session.util.protect(ipmi_session.KEEPALIVE_SESSIONS):
+        ipmi_session.Session.keepalive_sessions.pop(session, None)
+
+
 def _pending_sessions(node):
     userid = node.username.encode("utf-8")
     found = []
@@ -165,10 +192,13 @@ def _pending_sessions(node):
             found.append(session)
     for handlers in list(ipmi_session.Session.bmc_handlers.values()):
         for session in list(handlers.values()):
+            # Logged in but still `logging` is a login the deadline cut
+            # short after the BMC accepted it: Session.__new__ would hand it
+            # to every later Command, which then waits for it forever.
             if (getattr(session, "bmc", None) == node.address
                     and getattr(session, "port", None) == node.port
                     and getattr(session, "userid", None) == userid
-                    and not getattr(session, "logged", 0)
+                    and (not getattr(session, "logged", 0) or getattr(session, "logging", False))
                     and not getattr(session, "broken", True)):
                 found.append(session)
     return found

@@ -22,7 +22,13 @@ for that thread to wake them. Three defects make a thread pool stall there:
    socket to blocking; the IO thread's `recvfrom` on that socket then blocks
    until the next packet for it arrives, and every waiter of the process
    stalls behind it. The replacement sends without touching the mode.
-4. Spinning generic waiters. The IO thread wakes every generic waiter (one
+4. Spinning waiters. pyghmi's clock ticks every 10 ms. `wait_for_rsp` and
+   `awaitresponse` compute a wait of 0 once a timer is due (`due <= now`) but
+   act on it only when `due < now`, so every waiter on a due timer spins for
+   up to a tick. (Acting at `due <= now` instead made pyghmi give up on
+   healthy sessions.) The copies wait one tick when a timer is due now.
+   Also, the IO thread wakes
+   every generic waiter (one
    with no BMC address: a login driving `wait_for_rsp`) whenever `select`
    returns, including for the wake-up pokes waiters send it. A waiter that
    pokes after the IO thread already took its wait item wakes itself at once,
@@ -34,7 +40,17 @@ for that thread to wake them. Three defects make a thread pool stall there:
    sockets exceed select's 1,024-descriptor limit, and the per-wake-up cost
    grows with the socket count. The replacement waits on epoll and reads only
    the sockets that are ready.
-5. No deadline. A call against a dead or frozen BMC waits out pyghmi's retry
+5. Thundering logins. A synchronous login waits in `wait_for_rsp` as a
+   generic waiter, woken by every packet for any session, with the soonest
+   retry timer of every session in the process as its timeout. With 10 % of
+   1,000 BMCs hung, about 40 logins hang at any time; 128 threads then called
+   wait_for_rsp 2,600 times a second and the process burnt a core (0.14
+   without hung BMCs), mostly handing the GIL around. The fix records, per
+   thread, the session it is logging in: its waits are directed to that BMC's
+   address, time out at that session's own timer, and whichever thread
+   processes a packet of that session wakes it (its one Event is cleared
+   before the session's state is checked, so no wake-up is lost).
+6. No deadline. A call against a dead or frozen BMC waits out pyghmi's retry
    and re-login schedule (28 s and more). The replacement `_io_wait` honours a
    per-thread deadline set with `deadline()` and raises DeadlineExceeded,
    a BaseException so that pyghmi's own `except Exception` cannot swallow it.
@@ -42,9 +58,9 @@ for that thread to wake them. Three defects make a thread pool stall there:
 
 Every blocking wait in pyghmi's session layer goes through `_io_wait`, so these
 and the IO loop are the only places patched. `FARM_PYGHMI_FIXES` picks fixes
-1-4 by name (`locks,wakeups,sendto,ioloop`, the default `all`, or `0` for none)
-to reproduce the stalls in bench/pyghmi_threads.py; the deadline (5) is
-always on.
+1-5 by name (`locks,wakeups,sendto,ioloop,logins`, the default `all`, or `0`
+for none) to reproduce the stalls in bench/pyghmi_threads.py; the deadline (6)
+is always on.
 """
 
 import contextlib
@@ -59,6 +75,9 @@ from pyghmi import exceptions as pyghmi_exc
 from pyghmi.ipmi.private import session as _session
 
 _local = threading.local()
+
+
+_TICK = 1.0 / os.sysconf("SC_CLK_TCK")  # the resolution of pyghmi's clock
 
 
 def _clock():
@@ -124,7 +143,15 @@ def _make_io_wait(fix_wakeups):
             if left <= 0:
                 raise DeadlineExceeded()
             timeout = min(timeout, left) if timeout is not None else left
-        evt = threading.Event()
+        login = getattr(_local, "login", None) if myaddr is None else None
+        if login is not None:  # changed (fix 5): directed, on the session's Event
+            myaddr = login.sockaddr  # None until the BMC first answered; then
+            candidates = getattr(login, "allsockaddrs", ())  # what login sent to
+            if myaddr is None and len(candidates) == 1:
+                myaddr = candidates[0]
+            evt = login.farm_wake
+        else:
+            evt = threading.Event()
         if evq is not None:
             evq.append(evt)
         wake_at = timeout + _clock()  # pyghmi's clock, like everything it compares with
@@ -153,7 +180,7 @@ def _awaitresponse(self, retry, netfn, command):
         alltimeout = _clock() + (self._getmaxtimeout() * 2)
         while (retry and _session.unmatched(self.lastresponse, netfn, command)
                and (self.logging or self.logged or self.onlogpayload)):
-            timeout = self.expiration - _clock()
+            timeout = self.expiration - _clock() or _TICK  # changed: due now = wait a tick (fix 4)
             _session._io_wait(timeout, self.sockaddr)
             while self.iterwaiters:
                 self.iterwaiters.pop()({"success": True})
@@ -178,8 +205,9 @@ def _soonest(timeout, sessions, curtime):
     """The wait until the first of `sessions` is due, capped by `timeout`."""
     for parms in list(sessions.values()):
         left = parms["timeout"] - curtime
-        if left <= 0:
+        if left < 0:
             return 0
+        left = left or _TICK  # due now is acted on after the next tick (fix 4)
         if timeout is None or left < timeout:
             timeout = left
     return timeout
@@ -188,9 +216,17 @@ def _soonest(timeout, sessions, curtime):
 def _wait_for_rsp(cls, timeout=None, callout=True):
     # pyghmi 1.6.19 Session.wait_for_rsp, except where marked.
     curtime = _clock()
+    own = getattr(_local, "login", None)
+    if own is not None:  # changed (fix 5)
+        own.farm_wake.clear()  # before the check: a later change sets it again
+        if not own.logging or own.broken:
+            return 0
     if timeout != 0:
         with _session.util.protect(_session.WAITING_SESSIONS):
-            timeout = _soonest(timeout, cls.waiting_sessions, curtime)
+            if own in cls.waiting_sessions:  # changed (fix 5): its own timer
+                timeout = _soonest(timeout, {own: cls.waiting_sessions[own]}, curtime)
+            else:
+                timeout = _soonest(timeout, cls.waiting_sessions, curtime)
         with _session.util.protect(_session.KEEPALIVE_SESSIONS):
             timeout = _soonest(timeout, cls.keepalive_sessions, curtime)
     while cls.iterwaiters:
@@ -201,7 +237,11 @@ def _wait_for_rsp(cls, timeout=None, callout=True):
         return 0
     if _session._poller(timeout=timeout):
         while _session.sessionqueue:
-            _session.sessionqueue.popleft().process_pktqueue()
+            session = _session.sessionqueue.popleft()
+            session.process_pktqueue()
+            wake = getattr(session, "farm_wake", None)
+            if wake is not None:  # changed (fix 5): its login thread may wait
+                wake.set()
     sessionstokeepalive = []
     with _session.util.protect(_session.KEEPALIVE_SESSIONS):
         for session, parms in list(cls.keepalive_sessions.items()):
@@ -270,11 +310,11 @@ def _define_worker():
                         pending.append(w)
                         timeout = min(timeout, w[0] - rightnow)
                 iowaiters = pending
+                rightnow = _clock()  # changed: one clock read per pass, not per address
                 for d in list(directediowaiters):
-                    rightnow = _clock()
                     for idx, w in reversed(list(enumerate(directediowaiters[d]))):
                         ltimeout = w[0] - rightnow
-                        if ltimeout < 0:
+                        if ltimeout <= 0:  # changed: due now wakes (else select(0) spins a tick)
                             w[1].set()
                             del directediowaiters[d][idx]
                         elif ltimeout < timeout:
@@ -301,7 +341,23 @@ def _define_worker():
 
 _STOCK_DEFINE_WORKER = _session.define_worker
 
-ALL_FIXES = ("locks", "wakeups", "sendto", "ioloop")
+_STOCK_SESSION_INIT = _session.Session.__init__
+
+
+def _session_init(self, *args, **kwargs):
+    # Session.__init__ logs in, or waits for a login already in progress, and
+    # returns when it is done: meanwhile this thread's waits are for it.
+    if getattr(self, "farm_wake", None) is None:
+        self.farm_wake = threading.Event()
+    outer = getattr(_local, "login", None)
+    _local.login = self
+    try:
+        _STOCK_SESSION_INIT(self, *args, **kwargs)
+    finally:
+        _local.login = outer
+
+
+ALL_FIXES = ("locks", "wakeups", "sendto", "ioloop", "logins")
 
 
 def enabled_fixes(spec):
@@ -334,5 +390,7 @@ def apply():
             if _session.iothread is not None:
                 raise RuntimeError("pyghmi_fixes.apply() must run before pyghmi's IO thread starts")
             _session.define_worker = _define_worker
+        if "logins" in fixes:
+            _session.Session.__init__ = _session_init
         _session._io_wait = _make_io_wait(fix_wakeups="wakeups" in fixes)
         _applied = True

@@ -15,11 +15,22 @@ def free_tcp_port(address="127.0.0.1"):
         return s.getsockname()[1]
 
 
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_udp_range(count, address="127.0.0.1", attempts=100):
     """A base port such that base..base+count-1 are all free UDP ports now."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    low, high = 10000, _ephemeral_low() - 1  # below the kernel's ephemeral ports,
+    if high - low + 1 < count:               # which other sockets take at random
+        low, high = 10000, 65535
     for _ in range(attempts):
-        base = random.randint(20000, 60000 - count)
+        base = random.randint(low, high - count + 1)
         socks = []
         try:
             for port in range(base, base + count):

@@ -20,6 +20,11 @@ def report_pid(node):
     return (node.name, os.getpid())
 
 
+def pid_after(seconds):
+    time.sleep(seconds)
+    return (os.getpid(), threading.get_ident())
+
+
 def always_fails(node):
     raise RuntimeError(f"cannot poll {node.name}")
 
@@ -101,6 +106,12 @@ def test_unpicklable_call_is_a_failure_not_silence():
 def test_first_runs_are_staggered_over_the_interval(kind, count):
     collect = Collector()
     executor = ResultExecutor(kind, 4, collect)
+    # Spawned children take a second or more to import on a busy machine:
+    # start the clock once each of them has run something (threads: at once).
+    deadline, seen = time.monotonic() + 60, set()
+    while len(seen) < 4:
+        assert time.monotonic() < deadline, f"only {len(seen)} of 4 pool members ran a call"
+        seen |= {f.result(timeout=60) for f in [executor._pool.submit(pid_after, 0.2) for _ in range(8)]}
     scheduler = Scheduler(executor)
     spacing = 4.0
     started = time.monotonic()

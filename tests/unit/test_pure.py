@@ -64,7 +64,7 @@ def test_pick_count(count, fraction, salt):
 
 
 def test_enabled_fixes():
-    assert enabled_fixes("all") == {"locks", "wakeups", "sendto", "ioloop"}
+    assert enabled_fixes("all") == {"locks", "wakeups", "sendto", "ioloop", "logins"}
     assert enabled_fixes("0") == set()
     assert enabled_fixes("locks, sendto") == {"locks", "sendto"}
     with pytest.raises(ValueError):
