@@ -4,13 +4,16 @@
   fleet           a farm-worker's staleness with and without hung BMCs, CPU per poll
   pyghmi-threads  pyghmi from a thread pool, fix by fix (FARM_PYGHMI_FIXES)
   scale           one farm-worker over 10,000 BMCs: staleness, CPU and memory per node
+  scaleout        1, 2 and 4 workers on one fleet: polls/s and staleness
+  faults          takeover after a worker's SIGKILL, leader failover, longest gap
 """
 
 import runpy
 import sys
 
 MODULES = {"compare": "bench.compare", "fleet": "bench.fleet", "pyghmi-threads": "bench.pyghmi_threads",
-           "scale": "bench.scale"}
+           "scale": "bench.scale",
+           "scaleout": "bench.scaleout", "faults": "bench.faults"}
 
 if len(sys.argv) < 2 or sys.argv[1] not in MODULES:
     print(__doc__.strip(), file=sys.stderr)
