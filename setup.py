@@ -16,7 +16,8 @@ setup(
         "click>=8.0",
         "PyYAML>=6.0",
     ],
-    extras_require={"test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "ruff"]},
+    extras_require={"test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "ruff"],
+                    "bench": ["matplotlib>=3.5"]},
     entry_points={
         "console_scripts": [
             "farm = farm.cli:main",

@@ -1,6 +1,6 @@
 """farm against the tools a user would pick instead, in one run, same fleet.
 
-    python -m bench.compare [--count 200] [--repeats 3] [--rounds 3] [--threads 32]
+    python -m bench compare [--counts 200,1000] [--repeats 3] [--rounds 3] [--threads 32] [--write-docs]
 
 Contenders: farm-worker (threads, processes), FreeIPMI's ipmipower -D LAN_2_0
 (one process over all hosts), ipmitool -I lanplus forked per node (32 at a
@@ -15,17 +15,15 @@ passed on ipmipower's command line: a throwaway test credential.
 import argparse
 import json
 import os
-import re
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from bench.common import BIN, PASSWORD, Fleet, PrivateRedis, proc_cpu, worker_conf
+from bench import common, report
+from bench.common import PASSWORD, Fleet, PrivateRedis, farm_conf, median, proc_cpu
 
 TIMEOUT = 2.0  # per poll, every contender
 
@@ -86,57 +84,46 @@ def run_stock_pyghmi(fleet, rounds, threads, work):
     return {"polls": r["ok"], "cpu_s": r["cpu_s"], "healthy_done_s": done, "stuck": r["stuck"]}
 
 
-def _polls(url):
-    text = urllib.request.urlopen(url, timeout=5).read().decode()
-    return sum(float(line.rpartition(" ")[2]) for line in text.splitlines()
-               if line.startswith("farm_polls_total{"))
-
-
 def run_farm(fleet, executor, work, window, threads):
     with PrivateRedis(work) as redis:
         store = redis.store
         store.import_nodes(fleet.nodes)
-        port = redis.port
-        conf = worker_conf(os.path.join(work, f"farm-{port}.conf"), redis.url, executor, 1, TIMEOUT,
-                           threads)
-        log_path = os.path.join(work, f"worker-{port}.log")
+        conf = farm_conf(os.path.join(work, f"farm-{redis.port}.conf"), redis.url, executor, 1, TIMEOUT,
+                         threads)
         start = time.monotonic()
-        worker = subprocess.Popen([os.path.join(BIN, "farm-worker"), "--config-file", conf],
-                                  stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
-        healthy = [n.name for n in fleet.nodes if n.name not in fleet.hung]
-        done = None
-        url = None
-        while time.monotonic() - start < 60:
-            if url is None:
-                with open(log_path) as f:
-                    m = re.search(r"metrics on (http://\S+/metrics)", f.read())
-                url = m.group(1) if m else None
-            states = store.node_states(healthy)
-            if all(s.get("power_state") for s in states.values()):
-                done = time.monotonic() - start
-                break
-            time.sleep(0.05)
-        time.sleep(1.0)  # past start-up and the first pass
-        cpu0, polls0 = proc_cpu(worker.pid), _polls(url)
-        time.sleep(window)
-        cpu, polls = proc_cpu(worker.pid) - cpu0, _polls(url) - polls0
-        worker.terminate()
-        worker.wait(30)
+        worker = common.start("worker", conf, work)
+        try:
+            url = common.metrics_url(worker)
+            done = None
+            while time.monotonic() - start < 60:
+                states = store.node_states(fleet.healthy_names)
+                if all(s.get("power_state") for s in states.values()):
+                    done = time.monotonic() - start
+                    break
+                time.sleep(0.05)
+            time.sleep(1.0)  # past start-up and the first pass
+            cpu0, polls0 = proc_cpu(worker.pid), common.polls_total(url)
+            time.sleep(window)
+            cpu, polls = proc_cpu(worker.pid) - cpu0, common.polls_total(url) - polls0
+        finally:
+            common.stop([worker])
         return {"polls": polls, "cpu_s": cpu, "healthy_done_s": [done]}
 
 
-def median(values):
-    values = [v for v in values if v is not None]
-    return round(statistics.median(values), 3) if values else None
+def rounded(values):
+    m = median(values)
+    return None if m is None else round(m, 3)
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--count", type=int, default=200)
+    ap.add_argument("--counts", default="200,1000", help="fleet sizes, comma-separated")
+    ap.add_argument("--shards", type=int, default=2, help="simulator processes")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=32)
     ap.add_argument("--window", type=float, default=10.0, help="farm's measured steady window, s")
+    ap.add_argument("--write-docs", action="store_true")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="farm-compare-")
     contenders = {
@@ -144,32 +131,43 @@ def main():
         "farm-worker (processes)": lambda f: run_farm(f, "processes", work, a.window, a.threads),
         "ipmipower -D LAN_2_0": lambda f: run_ipmipower(f, a.rounds),
         "ipmitool -I lanplus per node": lambda f: run_ipmitool(f, a.rounds, a.threads),
-        "pyghmi, 32-thread pool": lambda f: run_stock_pyghmi(f, a.rounds, a.threads, work),
+        f"pyghmi, {a.threads}-thread pool": lambda f: run_stock_pyghmi(f, a.rounds, a.threads, work),
     }
-    cost = {name: [] for name in contenders}
-    sim_cost = {name: [] for name in contenders}
-    hung = {name: [] for name in contenders}
+    counts = [int(c) for c in a.counts.split(",")]
+    cost, sim_cost, hung = ({(c, n): [] for c in counts for n in contenders} for _ in range(3))
     for _ in range(a.repeats):
-        for fraction, table in ((0.0, "cost"), (0.1, "hung")):
-            fleet = Fleet(a.count, fraction, work)
-            try:
-                for name, run in contenders.items():
-                    sim0 = fleet.cpu()
-                    r = run(fleet)
-                    print(json.dumps({"contender": name, "hung": fraction, **r}), file=sys.stderr, flush=True)
-                    per_k = 1000 / r["polls"] if r["polls"] else None
-                    if table == "cost":
-                        cost[name].append(r["cpu_s"] * per_k if per_k else None)
-                        sim_cost[name].append((fleet.cpu() - sim0) * per_k if per_k else None)
-                    else:
-                        hung[name].extend(r["healthy_done_s"])
-            finally:
-                fleet.stop()
-    print(f"| contender | client CPU s per 1,000 polls ({a.count} BMCs) | simulator CPU s per 1,000 polls "
-          f"| every healthy node polled once, 10 % hung (s) |")
-    print("|---|---|---|---|")
+        for count in counts:
+            for fraction in (0.0, 0.1):
+                fleet = Fleet(count, fraction, work, shards=a.shards)
+                try:
+                    for name, run in contenders.items():
+                        sim0 = fleet.cpu()
+                        r = run(fleet)
+                        print(json.dumps({"contender": name, "count": count, "hung": fraction, **r}),
+                              file=sys.stderr, flush=True)
+                        per_k = 1000 / r["polls"] if r["polls"] else None
+                        if fraction == 0.0:
+                            cost[count, name].append(r["cpu_s"] * per_k if per_k else None)
+                            sim_cost[count, name].append((fleet.cpu() - sim0) * per_k if per_k else None)
+                        else:
+                            hung[count, name].extend(r["healthy_done_s"])
+                finally:
+                    fleet.stop()
+    header = ["contender"]
+    for c in counts:
+        header += [f"client CPU s per 1,000 polls, {c} BMCs", f"simulator CPU s per 1,000 polls, {c} BMCs"]
+    header += [f"every healthy node polled once, {c} BMCs, 10 % hung (s)" for c in counts]
+    rows = []
     for name in contenders:
-        print(f"| {name} | {median(cost[name])} | {median(sim_cost[name])} | {median(hung[name])} |")
+        row = [name]
+        for c in counts:
+            row += [rounded(cost[c, name]), rounded(sim_cost[c, name])]
+        row += [rounded(hung[c, name]) for c in counts]
+        rows.append(row)
+    tables = report.table(header, rows)
+    print(tables)
+    if a.write_docs:
+        report.section("compare", tables)
 
 
 if __name__ == "__main__":

@@ -35,22 +35,22 @@ def environment():
             f"{_first_line(['ipmipower', '--version'])}")
 
 
-def section(name, tables):
+def section(name, tables, path=DOC, machine=None):
     """Replace NAME's block in docs/benchmarks.md with `tables` (Markdown)."""
     command = "python -m bench " + " ".join([name] + sys.argv[1:])
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = (f"<!-- bench:{name} -->\nWritten by `{command}` on {stamp}.\n"
-            f"Machine: {environment()}.\n\n{tables.strip()}\n<!-- /bench:{name} -->")
-    with open(DOC) as f:
+            f"Machine: {machine or environment()}.\n\n{tables.strip()}\n<!-- /bench:{name} -->")
+    with open(path) as f:
         doc = f.read()
     pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
     if pattern.search(doc):
         doc = pattern.sub(lambda _: body, doc)
     else:
         doc = doc.rstrip() + f"\n\n{body}\n"
-    with open(DOC, "w") as f:
+    with open(path, "w") as f:
         f.write(doc)
-    print(f"wrote the {name} tables into {DOC}", file=sys.stderr)
+    print(f"wrote the {name} tables into {path}", file=sys.stderr)
 
 
 def table(header, rows):
