@@ -1,11 +1,12 @@
 """One farm-worker over a large fleet: staleness, CPU and memory per node.
 
     python -m bench scale [--count 10000] [--interval 60] [--intervals 3] [--repeats 2]
-                          [--executors threads,processes] [--plot docs/staleness.png] [--write-docs]
+                          [--workers 1,2] [--executors threads] [--plot docs/staleness.png] [--write-docs]
 
-Each repeat runs every executor on an all-healthy fleet and on one with 10 %
-hung, alternating. The worker starts with an empty schedule; the first
-interval (plus --settle seconds of start-up) is its warm-up, in which the
+Each repeat runs every worker count and executor on an all-healthy fleet and
+on one with 10 % hung, alternating. With more than one worker process (on this
+one host), a farm-coordinator splits the nodes between them. A worker starts
+with an empty schedule; the first interval (plus --settle seconds of start-up) is its warm-up, in which the
 staggered first runs spread over the interval. The next --intervals intervals
 are measured: every healthy node's staleness (now - last successful poll),
 sampled every --sample seconds; each healthy node's longest gap between two
@@ -24,40 +25,45 @@ from bench.common import Fleet, PrivateRedis, farm_conf, median, percentile, pro
 from bench.sampling import Sampler
 
 
-def scenario(executor, hung_fraction, a, work):
+def scenario(executor, hung_fraction, n_workers, a, work):
     fleet = Fleet(a.count, hung_fraction, work, shards=a.shards)
     redis = PrivateRedis(work)
-    worker = None
+    procs = []
     try:
         redis.store.import_nodes(fleet.nodes)
+        coordination = {"partitions": 1024, "membership_timeout": 10} if n_workers > 1 else {}
         conf = farm_conf(os.path.join(work, f"scale-{redis.port}.conf"), redis.url, executor,
-                         a.interval, a.timeout, a.pool)
+                         a.interval, a.timeout, a.pool, **coordination)
         sim0 = fleet.cpu()
         started = time.time()
-        worker = common.start("worker", conf, work)
-        url = common.metrics_url(worker)
+        if n_workers > 1:  # one host, one worker per core: a coordinator splits the nodes
+            procs.append(common.start("coordinator", conf, work))
+        workers = [common.start("worker", conf, work) for _ in range(n_workers)]
+        procs += workers
+        urls = [common.metrics_url(w) for w in workers]
         warm = a.interval + a.settle
         end = warm + a.intervals * a.interval
         sampler = Sampler(redis.store, fleet.healthy_names, started, a.sample, window=(warm, end))
         peak_rss = peak_pss = 0
         with sampler:
             time.sleep(max(0.0, started + warm - time.time()))
-            cpu0, polls0, sim1 = proc_cpu(worker.pid), common.polls_total(url), fleet.cpu()
+            cpu0, polls0, sim1 = _cpu(workers), _polls(urls), fleet.cpu()
             while time.time() < started + end:
-                rss, pss = proc_memory(worker.pid)
+                rss, pss = (sum(m) for m in zip(*(proc_memory(w.pid) for w in workers), strict=True))
                 peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
                 time.sleep(min(5.0, max(0.0, started + end - time.time())))
-            cpu, polls = proc_cpu(worker.pid) - cpu0, common.polls_total(url) - polls0
+            cpu, polls = _cpu(workers) - cpu0, _polls(urls) - polls0
             sim = fleet.cpu() - sim1
-        if worker.poll() is not None:
-            raise RuntimeError(f"farm-worker exited early: see {worker.log_path}")
+        for w in workers:
+            if w.poll() is not None:
+                raise RuntimeError(f"farm-worker exited early: see {w.log_path}")
         pooled = sorted(sampler.pooled)
         gaps = sampler.gaps(started + warm, started + end)
         late_after = a.interval * 1.05
         late = sum(1 for n in fleet.healthy_names if gaps.get(n, float("inf")) > late_after)
         seconds = end - warm
         return {
-            "executor": executor, "hung": len(fleet.hung), "nodes": a.count,
+            "workers": n_workers, "executor": executor, "hung": len(fleet.hung), "nodes": a.count,
             "stale_p50_s": percentile(pooled, 0.5), "stale_p90_s": percentile(pooled, 0.9),
             "stale_p99_s": percentile(pooled, 0.99), "stale_max_s": pooled[-1] if pooled else None,
             "gap_max_s": max(gaps.values(), default=None), "late_nodes": late,
@@ -69,10 +75,17 @@ def scenario(executor, hung_fraction, a, work):
             "sample_errors": sampler.errors, "series": sampler.series, "window": [warm, end],
         }
     finally:
-        if worker is not None:
-            common.stop([worker])
+        common.stop(procs)
         fleet.stop()
         redis.close()
+
+
+def _cpu(workers):
+    return sum(proc_cpu(w.pid) for w in workers)
+
+
+def _polls(urls):
+    return sum(common.polls_total(u) for u in urls)
 
 
 def plot(rows, path, interval):
@@ -83,12 +96,12 @@ def plot(rows, path, interval):
     fig, ax = plt.subplots(figsize=(10, 5.5))
     seen = set()
     for r in rows:
-        key = (r["executor"], r["hung"])
+        key = (r["workers"], r["executor"], r["hung"])
         if key in seen:
             continue  # the first repeat of each scenario
         seen.add(key)
         t = [s[0] for s in r["series"]]
-        label = f"{r['executor']}, {r['hung']} hung"
+        label = f"{r['workers']} worker{'s' if r['workers'] > 1 else ''}, {r['hung']} hung"
         line, = ax.plot(t, [s[2] for s in r["series"]], label=f"{label}: p99")
         ax.plot(t, [s[1] for s in r["series"]], color=line.get_color(), linestyle=":", label=f"{label}: p50")
         ax.plot(t, [s[3] for s in r["series"]], color=line.get_color(), linestyle="--", linewidth=0.8,
@@ -98,7 +111,7 @@ def plot(rows, path, interval):
     ax.axhline(interval, color="k", linewidth=0.6)
     ax.set_xlabel("seconds since farm-worker started")
     ax.set_ylabel("staleness of healthy nodes (s)")
-    ax.set_title(f"{rows[0]['nodes']:,} simulated BMCs, poll_interval {interval:g} s, one farm-worker")
+    ax.set_title(f"{rows[0]['nodes']:,} simulated BMCs, poll_interval {interval:g} s, one 2-core host")
     ax.legend(fontsize=7, ncol=2, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -116,14 +129,14 @@ COLUMNS = [("stale_p50_s", "staleness p50 (s)", 1), ("stale_p90_s", "p90", 1), (
 
 def summarize(rows):
     out = []
-    for key in dict.fromkeys((r["executor"], r["hung"]) for r in rows):
-        group = [r for r in rows if (r["executor"], r["hung"]) == key]
-        cells = [key[0], key[1], len(group)]
+    for key in dict.fromkeys((r["workers"], r["executor"], r["hung"]) for r in rows):
+        group = [r for r in rows if (r["workers"], r["executor"], r["hung"]) == key]
+        cells = [key[0], key[1], key[2], len(group)]
         for col, _, digits in COLUMNS:
             m = median([r[col] for r in group])
             cells.append(None if m is None else (round(m, digits) if digits else round(m)))
         out.append(cells)
-    return report.table(["executor", "hung", "repeats"] + [c[1] for c in COLUMNS], out)
+    return report.table(["workers", "executor", "hung", "repeats"] + [c[1] for c in COLUMNS], out)
 
 
 def main():
@@ -137,19 +150,20 @@ def main():
     ap.add_argument("--shards", type=int, default=2, help="simulator processes")
     ap.add_argument("--sample", type=float, default=5.0, help="seconds between staleness samples")
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--executors", default="threads,processes")
+    ap.add_argument("--executors", default="threads")
+    ap.add_argument("--workers", default="1,2", help="farm-worker processes on this host, comma-separated")
     ap.add_argument("--plot", help="write the staleness-over-time PNG here")
     ap.add_argument("--write-docs", action="store_true", help="put the table into docs/benchmarks.md")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="farm-scale-")
     rows = []
     for _ in range(a.repeats):
-        for executor in a.executors.split(","):
-            for hung in (0.0, 0.1):
-                row = scenario(executor, hung, a, work)
-                rows.append(row)
-                brief = {k: v for k, v in row.items() if k != "series"}
-                print(json.dumps(brief), file=sys.stderr, flush=True)
+        runs = [(n, e, h) for n in a.workers.split(",") for e in a.executors.split(",") for h in (0.0, 0.1)]
+        for n_workers, executor, hung in runs:
+            row = scenario(executor, hung, int(n_workers), a, work)
+            rows.append(row)
+            brief = {k: v for k, v in row.items() if k != "series"}
+            print(json.dumps(brief), file=sys.stderr, flush=True)
     with open(os.path.join(work, "scale.json"), "w") as f:
         json.dump(rows, f)
     tables = summarize(rows)
