@@ -7,7 +7,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
-$PY -m bench scale --count 10000 --interval 60 --intervals 2 --repeats 2 --workers 1,2 \
+$PY -m bench scale --count 10000 --interval 60 --intervals 2 --repeats 2 --workers 2 \
     --plot docs/staleness.png --write-docs
 $PY -m bench compare --counts 200,1000 --repeats 3 --write-docs
 $PY -m bench scaleout --count 2000 --interval 2 --repeats 3 --write-docs

@@ -156,7 +156,10 @@ def _make_io_wait(fix_wakeups):
             evq.append(evt)
         wake_at = timeout + _clock()  # pyghmi's clock, like everything it compares with
         _session.ioqueue.append((wake_at, evt, myaddr))
-        if not (fix_wakeups and _replies_waiting(myaddr)):
+        # A login processes the whole sessionqueue when it wakes, and a packet
+        # for it may have been queued before this wait was (fix 5).
+        waiting = bool(_session.sessionqueue) if login is not None else _replies_waiting(myaddr)
+        if not (fix_wakeups and waiting):
             # Poke the IO thread only if it would otherwise sleep past our
             # deadline by more than a hair. Stock pyghmi pokes whenever
             # wake_at < selectdeadline; when both name the same retry timer

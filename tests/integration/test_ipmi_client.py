@@ -2,8 +2,10 @@
 
 import hashlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from pyghmi.ipmi.private import session as ipmi_session
 
 from farm import errors
 from farm.bmc.ipmi import IpmiClient
@@ -118,3 +120,19 @@ def test_garbage_answering_bmc_is_a_typed_error():
         stop.set()
         t.join(2)
         sock.close()
+
+
+def test_kept_sessions_stay_out_of_pyghmis_keepalive_table(make_sim):
+    """The thread that completes a login adds the session to pyghmi's
+    keepalive table just after Command() may return; every wait_for_rsp walks
+    that table and pyghmi's keepalives would race farm's polls."""
+    sim = make_sim(100)
+    client = IpmiClient(timeout=3)
+    nodes = [node_for(sim, i) for i in range(100)]
+    with ThreadPoolExecutor(32) as pool:
+        for _ in range(2):
+            assert set(pool.map(client.get_power_state, nodes)) == {PowerState.ON}
+    kept = {k.command.ipmi_session for k in client._kept.values()}
+    assert len(kept) == 100
+    assert not kept & set(ipmi_session.Session.keepalive_sessions)
+    client.close()
