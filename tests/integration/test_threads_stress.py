@@ -53,9 +53,10 @@ def test_without_the_sendto_fix_threads_stall():
     import subprocess
     import sys
     env = dict(os.environ, FARM_PYGHMI_FIXES="locks,wakeups")
-    out = subprocess.run([sys.executable, "-m", "bench.pyghmi_threads", "--rounds", "5",
+    out = subprocess.run([sys.executable, "-m", "bench.pyghmi_threads", "--rounds", "10",
                           "--give-up-after", "60"],
                          env=env, capture_output=True, text=True, timeout=240,
                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert out.returncode == 0 and out.stdout.strip(), out.stderr[-2000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["healthy_failed"] + report["over_deadline"] + report["stuck_polls"] > 0, report
