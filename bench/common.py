@@ -120,6 +120,17 @@ class Fleet:
             p.wait(10)
 
 
+def wait_for(predicate, timeout, what):
+    """The first truthy value of predicate() within timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
+
+
 def farm_conf(path, redis_url, executor, interval, timeout, pool, **coordination):
     """A farm.conf for both daemons; `coordination` adds [coordination] options."""
     extra = "".join(f"{k} = {v}\n" for k, v in coordination.items())

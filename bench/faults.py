@@ -20,21 +20,11 @@ import tempfile
 import time
 
 from bench import common, report
-from bench.common import Fleet, PrivateRedis, farm_conf, median
+from bench.common import Fleet, PrivateRedis, farm_conf, median, wait_for
 from bench.sampling import Sampler
 from farm import placement
 
 INTERVAL, MEMBERSHIP, LEADER, PARTITIONS = 1.0, 3.0, 4.0, 64
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
 
 
 def owners(store, nodes):

@@ -18,8 +18,7 @@ import tempfile
 import time
 
 from bench import common, report
-from bench.common import Fleet, PrivateRedis, farm_conf, median, percentile, proc_cpu
-from bench.faults import wait_for
+from bench.common import Fleet, PrivateRedis, farm_conf, median, percentile, proc_cpu, wait_for
 from bench.sampling import Sampler
 
 
