@@ -15,7 +15,6 @@ passed on ipmipower's command line: a throwaway test credential.
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -23,14 +22,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from bench import common, report
-from bench.common import PASSWORD, Fleet, PrivateRedis, farm_conf, median, proc_cpu
+from bench.common import PASSWORD, Fleet, PrivateRedis, children_cpu, farm_conf, median, proc_cpu
 
 TIMEOUT = 2.0  # per poll, every contender
 
 
-def children_cpu():
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
 
 
 def run_ipmipower(fleet, rounds):

@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import signal
 import statistics
 import subprocess
@@ -19,12 +18,7 @@ import sys
 import tempfile
 import time
 
-from bench.common import Fleet, PrivateRedis, worker_conf
-
-BIN = os.path.dirname(sys.executable)
-def children_cpu():
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
+from bench.common import BIN, Fleet, PrivateRedis, children_cpu, worker_conf
 
 
 def scenario(executor, hung_fraction, count, seconds, interval, pool, work):

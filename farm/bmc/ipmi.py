@@ -49,9 +49,9 @@ def abandon_session(session):
     with ipmi_session.util.protect(ipmi_session.KEEPALIVE_SESSIONS):
         ipmi_session.Session.keepalive_sessions.pop(session, None)
         ipmi_session.Session.waiting_sessions.pop(session, None)
-    # Session.__new__ hands a login still listed here to the next caller for
-    # that BMC, which then fails at once with IpmiException(None) instead of
-    # logging in afresh.
+    # _mark_broken unlists a pending login, unless the deadline above cut it
+    # short first; Session.__new__ would hand a listed one to the next caller
+    # for that BMC instead of logging in afresh.
     pending = ipmi_session.Session.initting_sessions
     for key, value in list(pending.items()):
         if value is session:
