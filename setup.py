@@ -4,12 +4,14 @@ setup(
     name="farm",
     version="0.1.0",
     description="Watch the power state of thousands of BMCs over IPMI, in parallel",
+    license="Apache-2.0",
     packages=find_packages(include=["farm", "farm.*"]),
     python_requires=">=3.11",
     install_requires=[
         "prometheus-client>=0.17",
         "futurist>=3.0",
-        "pyghmi==1.6.19",  # farm patches its session loop: see farm/bmc/pyghmi_fixes.py
+        "cryptography>=3.4",  # AES-CBC-128 for farm's own RMCP+ client (farm/bmc/rmcp.py)
+        "pyghmi==1.6.19",  # farm-sim only: its BMC server, patched in farm/sim/pyghmi_loop.py
         "tooz>=6.0",
         "redis>=4.5",
         "oslo.config>=9.0",

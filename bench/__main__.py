@@ -2,7 +2,6 @@
 
   compare         farm against ipmipower, ipmitool and plain pyghmi (cost per poll, hung BMCs)
   fleet           a farm-worker's staleness with and without hung BMCs, CPU per poll
-  pyghmi-threads  pyghmi from a thread pool, fix by fix (FARM_PYGHMI_FIXES)
   scale           one farm-worker over 10,000 BMCs: staleness, CPU and memory per node
   scaleout        1, 2 and 4 workers on one fleet: polls/s and staleness
   faults          takeover after a worker's SIGKILL, leader failover, longest gap
@@ -11,7 +10,7 @@
 import runpy
 import sys
 
-MODULES = {"compare": "bench.compare", "fleet": "bench.fleet", "pyghmi-threads": "bench.pyghmi_threads",
+MODULES = {"compare": "bench.compare", "fleet": "bench.fleet",
            "scale": "bench.scale",
            "scaleout": "bench.scaleout", "faults": "bench.faults"}
 

@@ -119,16 +119,22 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=32)
     ap.add_argument("--window", type=float, default=10.0, help="farm's measured steady window, s")
+    ap.add_argument("--farm-in-flight", type=int, default=1024, help="farm's workers_pool_size")
+    ap.add_argument("--only", default="", help="comma-separated contender name prefixes")
     ap.add_argument("--write-docs", action="store_true")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="farm-compare-")
     contenders = {
-        "farm-worker (threads)": lambda f: run_farm(f, "threads", work, a.window, a.threads),
-        "farm-worker (processes)": lambda f: run_farm(f, "processes", work, a.window, a.threads),
+        "farm-worker (threads)": lambda f: run_farm(f, "threads", work, a.window, a.farm_in_flight),
+        "farm-worker (processes)": lambda f: run_farm(f, "processes", work, a.window,
+                                                      a.farm_in_flight),
         "ipmipower -D LAN_2_0": lambda f: run_ipmipower(f, a.rounds),
         "ipmitool -I lanplus per node": lambda f: run_ipmitool(f, a.rounds, a.threads),
         f"pyghmi, {a.threads}-thread pool": lambda f: run_stock_pyghmi(f, a.rounds, a.threads, work),
     }
+    if a.only:
+        keep = tuple(p.strip() for p in a.only.split(","))
+        contenders = {k: v for k, v in contenders.items() if k.startswith(keep)}
     counts = [int(c) for c in a.counts.split(",")]
     cost, sim_cost, hung = ({(c, n): [] for c in counts for n in contenders} for _ in range(3))
     for _ in range(a.repeats):

@@ -58,7 +58,7 @@ namespace = $namespace
 executor = $executor
 poll_interval = 10
 bmc_timeout = 2
-workers_pool_size = 32
+workers_pool_size = 1024
 [metrics]
 # two of each daemon on one host: free ports, each logged at start
 port = 0

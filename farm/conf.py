@@ -35,19 +35,38 @@ coordination_opts = [
 
 worker_opts = [
     cfg.StrOpt("executor", default="threads", choices=["threads", "processes"],
-               help="Where polls run: a thread pool in the worker process, or a "
-                    "pool of spawned child processes."),
-    cfg.IntOpt("workers_pool_size", default=64, min=1, max=4096,
-               help="Most polls in flight at once (threads or child processes)."),
+               help="Where the poll engine runs: a thread of the worker process, "
+                    "or `processes` spawned children (one engine each; a node "
+                    "always goes to the same child, so its session lives there)."),
+    cfg.IntOpt("processes", default=0, min=0, max=256,
+               help="Children of the processes executor; 0: one per CPU."),
+    cfg.IntOpt("workers_pool_size", default=1024, min=1, max=65536,
+               help="Most polls in flight at once per poll engine (a hung BMC "
+                    "holds one until its deadline)."),
     cfg.FloatOpt("poll_interval", default=60.0, min=0.1,
                  help="Seconds between the starts of two polls of one node."),
     cfg.FloatOpt("bmc_timeout", default=5.0, min=0.1,
                  help="Hard deadline in seconds for one poll (login included); "
-                      "farm enforces it, not pyghmi's retry schedule."),
-    cfg.FloatOpt("session_idle_max", default=25.0, min=0.0,
-                 help="A kept IPMI session idle longer than this is logged out "
-                      "and a new one opened, because BMCs drop idle sessions "
-                      "(often after 30-60 s). 0 logs out after every poll."),
+                      "farm enforces it, not a library's retry schedule."),
+    cfg.FloatOpt("retry_interval", default=1.0, min=0.05,
+                 help="Seconds after which an unanswered IPMI packet is sent "
+                      "again (UDP loses packets); a kept session that misses "
+                      "two answers is presumed dropped and logged in again."),
+    cfg.FloatOpt("session_timeout", default=60.0, min=2.0,
+                 help="The BMCs' session inactivity timeout (IPMI's default is "
+                      "60 s). farm keeps each BMC's session busy below it, or "
+                      "logs in afresh once a session idled longer."),
+    cfg.BoolOpt("keepalive", default=True,
+                help="Send a keepalive (Get Device ID) on sessions idle for "
+                     "nearly session_timeout, so a node polled every 60 s or "
+                     "more keeps its session instead of logging in every poll."),
+    cfg.ListOpt("cipher_suites", default=["17", "3"],
+                help="RMCP+ cipher suites to propose, in order (17: SHA256, "
+                     "3: SHA1; both AES-CBC-128). The one a BMC accepts is "
+                     "remembered."),
+    cfg.StrOpt("privilege", default="administrator",
+               choices=["user", "operator", "administrator"],
+               help="Session privilege level farm asks for."),
     cfg.FloatOpt("inventory_refresh_interval", default=10.0, min=0.5,
                  help="Seconds between re-reads of the inventory; added and "
                       "removed nodes are picked up without a restart."),
@@ -100,10 +119,15 @@ class Coordination:
 @dataclasses.dataclass(frozen=True)
 class Worker:
     executor: str
+    processes: int
     workers_pool_size: int
     poll_interval: float
     bmc_timeout: float
-    session_idle_max: float
+    retry_interval: float
+    session_timeout: float
+    keepalive: bool
+    cipher_suites: list
+    privilege: str
     inventory_refresh_interval: float
     result_flush_interval: float
 
@@ -160,6 +184,29 @@ def load(config_file=None, overrides=None):
     except (cfg.Error, ValueError) as exc:
         raise errors.ConfigError(f"invalid configuration: {exc}") from None
     return Settings(coordination=Coordination(**values["coordination"]),
-                    worker=Worker(**values["worker"]),
+                    worker=_worker(values["worker"]),
                     logging=Logging(**values["logging"]),
                     metrics=Metrics(**values["metrics"]))
+
+
+def _worker(values):
+    suites = []
+    for item in values["cipher_suites"]:
+        if item.strip() not in ("3", "17"):
+            raise errors.ConfigError(f"invalid configuration: [worker] cipher_suites: "
+                                     f"{item!r} is not 3 or 17")
+        suites.append(int(item))
+    if not suites:
+        raise errors.ConfigError("invalid configuration: [worker] cipher_suites is empty")
+    return Worker(**dict(values, cipher_suites=tuple(suites)))
+
+
+def engine_config(worker):
+    """The poll engine's settings from [worker] (plain values, picklable)."""
+    from farm.bmc.engine import EngineConfig
+    from farm.bmc.rmcp import PRIVILEGES
+    return EngineConfig(timeout=worker.bmc_timeout, retry_interval=worker.retry_interval,
+                        session_timeout=worker.session_timeout, keepalive=worker.keepalive,
+                        max_in_flight=worker.workers_pool_size,
+                        cipher_suites=worker.cipher_suites,
+                        privilege=PRIVILEGES[worker.privilege])

@@ -1,12 +1,11 @@
-"""The pools polls run on, behind one futures.Executor that futurist's
-PeriodicWorker submits to.
+"""Where the poll engine runs: `threads` (one engine thread in the worker
+process) or `processes` (a few spawned children, one engine each).
 
-futurist's PeriodicWorker discards return values and, with a process pool,
-hangs silently when a call cannot be pickled or a child dies (its done
-callback re-raises, so the callable is never rescheduled). ResultExecutor runs
-each periodic call itself, hands its return value to `on_result` in the parent,
-turns every pool failure into a futurist Failure the worker logs and
-reschedules, and replaces a broken process pool.
+Both take batches of (task, node) and report batches of Outcomes through
+`on_results`. The process pool routes each node to a fixed child (its session
+lives there), spawns rather than forks (a forked child inherits locks and
+sockets mid-use), replaces a child that died and reports its in-flight polls
+as failed, so nothing goes silent.
 """
 
 import logging
@@ -14,134 +13,189 @@ import multiprocessing
 import signal
 import threading
 import time
-import traceback
-from concurrent import futures
-from concurrent.futures import process as cf_process
+import zlib
+from multiprocessing import connection
 
-import futurist
-from futurist import _utils as futurist_utils
+from farm.bmc.engine import Engine, Outcome
 
 LOG = logging.getLogger(__name__)
 
 
-class TaskFailed(Exception):
-    """A periodic call failed where its own exception could not reach us."""
+class InProcess:
+    """The engine on a thread of this process."""
 
+    def __init__(self, config, programs, on_results):
+        self.engine = Engine(config, programs, on_results)
+        self.restarts = 0
 
-def run_call(callback):
-    """Runs in the pool (thread or child): (started, finished, result, error)."""
-    started = time.monotonic()
-    try:
-        result, error = callback(), None
-    except Exception as exc:
-        result = None
-        error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
-    # monotonic clocks differ between processes; report durations instead
-    return started, time.monotonic() - started, result, error
+    def start(self):
+        self.engine.start()
 
+    def submit(self, jobs):
+        self.engine.submit(jobs)
 
-def _failure(message):
-    try:
-        raise TaskFailed(message)
-    except TaskFailed:
-        return futurist_utils.Failure(False)
+    def stats(self):
+        return dict(self.engine.stats, sessions=len(self.engine.sessions))
 
-
-def _child_init():
-    # A Ctrl-C reaches the whole foreground process group; the parent decides
-    # when children stop. SIGTERM keeps its default: a broken pool terminates
-    # its remaining children with it and joins them (ignoring it hangs that
-    # join, and with it the worker's exit). systemd units use KillMode=mixed
-    # so a stop signals only the parent.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def make_pool(kind, size):
-    if kind == "threads":
-        return futurist.ThreadPoolExecutor(max_workers=size)
-    # spawn, never fork: a child forked after pyghmi started its IO thread hangs.
-    pool = futurist.ProcessPoolExecutor(max_workers=size,
-                                        mp_context=multiprocessing.get_context("spawn"))
-    # futurist does not pass an initializer through; children start lazily,
-    # so setting CPython's attribute before the first submit is enough.
-    pool._initializer = _child_init
-    return pool
-
-
-class ResultExecutor(futures.Executor):
-
-    def __init__(self, kind, size, on_result):
-        self.kind = kind
-        self.size = size
-        self._on_result = on_result
-        self._lock = threading.Lock()
-        self._pool = make_pool(kind, size)
-        self._in_flight = 0
-        self.pool_restarts = 0
-        self._closed = False
-
-    @property
     def in_flight(self):
-        return self._in_flight
+        return self.engine.busy
 
-    def submit(self, fn, *args, **kwargs):
-        # PeriodicWorker submits runner.run(work); we run work.callback ourselves.
-        (work,) = args
-        callback = work.callback
-        outer = futures.Future()
-        outer.set_running_or_notify_cancel()
-        submitted = time.monotonic()
-        with self._lock:
-            if self._closed:
-                raise futurist.RejectedSubmission("executor is shut down")
-            pool = self._pool
-            self._in_flight += 1
-        try:
-            inner = pool.submit(run_call, callback)
-        except (RuntimeError, cf_process.BrokenProcessPool) as exc:
-            with self._lock:
-                self._in_flight -= 1
-            self._replace(pool, exc)
-            raise futurist.RejectedSubmission(str(exc)) from None
-        inner.add_done_callback(lambda f: self._done(f, outer, callback, pool, submitted))
-        return outer
+    def stop(self, timeout):
+        return self.engine.stop(timeout)
 
-    def _done(self, inner, outer, callback, pool, submitted):
-        with self._lock:
-            self._in_flight -= 1
-        now = time.monotonic()
-        try:
-            started, elapsed, result, error = inner.result()
-        except BaseException as exc:  # pickling errors, a dead child, cancellation
-            if isinstance(exc, cf_process.BrokenProcessPool):
-                self._replace(pool, exc)
-            message = f"{type(exc).__name__}: {exc}"
-            self._report(callback, None, message)
-            outer.set_result((submitted, now, _failure(message)))
-            return
-        self._report(callback, result, error)
-        # started is in the pool's clock; rebase onto ours for the scheduler
-        started_here = max(submitted, now - elapsed)
-        failure = _failure(error) if error else None
-        outer.set_result((started_here, now, failure))
 
-    def _report(self, callback, result, error):
+def child_main(conn, config, task_names):
+    """A child's life: run an engine until the parent closes the pipe."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    from farm.tasks import load_tasks
+    programs = {name: cls.program for name, cls in load_tasks(task_names).items()}
+    lock = threading.Lock()
+    engine = None
+
+    def report(outcomes):
+        with lock:
+            conn.send((outcomes, dict(engine.stats, sessions=len(engine.sessions))))
+
+    engine = Engine(config, programs, report).start()
+    try:
+        while True:
+            try:
+                batch = conn.recv()
+            except (EOFError, OSError):
+                break
+            if batch is None:
+                break
+            engine.submit(batch)
+    finally:
+        engine.stop(config.timeout + 1)
+
+
+class _Child:
+    def __init__(self, index, config, task_names):
+        ctx = multiprocessing.get_context("spawn")
+        self.index = index
+        self.conn, child_conn = ctx.Pipe()
+        self.process = ctx.Process(target=child_main, args=(child_conn, config, task_names),
+                                   name=f"farm-engine-{index}", daemon=True)
+        self.process.start()
+        child_conn.close()
+        self.in_flight = {}   # (task, name) -> node
+        self.stats = {}
+        self.lock = threading.Lock()
+
+
+class ChildPool:
+    def __init__(self, count, config, task_names, on_results):
+        self.count = count
+        self.config = config
+        self.task_names = list(task_names)
+        self.on_results = on_results
+        self.children = []
+        self.restarts = 0
+        self._dead_stats = {}
+        self._closing = False   # no more replacements
+        self._stopping = False  # the reader may end
+        self._reader = None
+
+    def start(self):
+        self.children = [_Child(i, self.config, self.task_names) for i in range(self.count)]
+        self._reader = threading.Thread(target=self._read, name="farm-results-in", daemon=True)
+        self._reader.start()
+
+    def route(self, name):
+        """The child a node always goes to (pure given the count)."""
+        return zlib.crc32(name.encode("utf-8")) % self.count
+
+    def submit(self, jobs):
+        batches = {}
+        for task, node in jobs:
+            batches.setdefault(self.route(node.name), []).append((task, node))
+        for index, batch in batches.items():
+            child = self.children[index]
+            with child.lock:
+                for task, node in batch:
+                    child.in_flight[(task, node.name)] = node
+                try:
+                    child.conn.send(batch)
+                except (OSError, ValueError):
+                    pass  # the child is dead: the reader reports these polls
+
+    def in_flight(self):
+        return sum(len(c.in_flight) for c in self.children)
+
+    def stats(self):
+        total = dict(self._dead_stats)
+        for child in self.children:
+            for key, value in child.stats.items():
+                total[key] = total.get(key, 0) + value
+        return total
+
+    def _read(self):
+        while not self._stopping:
+            children = list(self.children)
+            waitables = {c.conn: c for c in children}
+            waitables.update({c.process.sentinel: c for c in children})
+            try:
+                ready = connection.wait(list(waitables), timeout=0.5)
+            except OSError:
+                continue
+            for item in ready:
+                child = waitables[item]
+                if item is child.conn:
+                    self._receive(child)
+                elif not self._closing:
+                    self._replace(child)
+
+    def _receive(self, child):
         try:
-            self._on_result(callback, result, error)
+            while child.conn.poll():
+                outcomes, child.stats = child.conn.recv()
+                with child.lock:
+                    for o in outcomes:
+                        child.in_flight.pop((o.task, o.node), None)
+                self._deliver(outcomes)
+        except (EOFError, OSError):
+            pass  # the sentinel tells us it died
+
+    def _deliver(self, outcomes):
+        try:
+            self.on_results(outcomes)
         except Exception:
-            LOG.exception("handling a poll result failed")
+            LOG.exception("handling poll results failed")
 
-    def _replace(self, broken, exc):
-        with self._lock:
-            if self._pool is not broken or self._closed:
-                return
-            LOG.error("process pool broke (%s); starting a new one", exc)
-            self._pool = make_pool(self.kind, self.size)
-            self.pool_restarts += 1
-        broken.shutdown(wait=False, cancel_futures=True)
+    def _replace(self, child):
+        code = child.process.exitcode
+        LOG.error("poll process %d (pid %s) died with exit code %s; starting a new one",
+                  child.index, child.process.pid, code)
+        for key, value in child.stats.items():
+            self._dead_stats[key] = self._dead_stats.get(key, 0) + value
+        with child.lock:
+            lost, child.in_flight = child.in_flight, {}
+        self.children[child.index] = _Child(child.index, self.config, self.task_names)
+        self.restarts += 1
+        now = time.time()
+        self._deliver([Outcome(task, name, None, "error",
+                               f"the poll process died (exit code {code})", 0.0, now)
+                       for (task, name) in lost])
 
-    def shutdown(self, wait=True, *, cancel_futures=False):
-        with self._lock:
-            self._closed = True
-            pool = self._pool
-        pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+    def stop(self, timeout):
+        self._closing = True
+        deadline = time.monotonic() + timeout
+        for child in self.children:
+            try:
+                child.conn.send(None)
+            except (OSError, ValueError):
+                pass
+        clean = True
+        for child in self.children:
+            child.process.join(max(0.0, deadline - time.monotonic()))
+            if child.process.is_alive():
+                clean = False
+                child.process.kill()
+                child.process.join(1.0)
+        self._stopping = True
+        if self._reader is not None:
+            self._reader.join(1.0)
+        for child in self.children:
+            self._receive(child)
+        return clean

@@ -12,6 +12,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 LOG = logging.getLogger(__name__)
 RESULTS = ("ok", "timeout", "auth", "unreachable", "error")
+ENGINE_COUNTERS = {
+    "logins": "RMCP+ sessions established (one login is 4-5 round trips).",
+    "keepalives": "Keepalive commands sent on idle sessions.",
+    "sessions_lost": "Kept sessions a BMC stopped answering (then logged in again).",
+    "bad_packets": "Packets from BMCs that failed a check (integrity, format, session).",
+    "packets_sent": "IPMI packets sent.",
+    "packets_received": "IPMI packets received.",
+}
 
 
 class WorkerMetrics:
@@ -39,6 +47,11 @@ class WorkerMetrics:
                                 "Assignment generation this worker follows (0: none).", registry=r)
         self.power = Gauge("farm_node_power_state", "1 if the node is on, 0 if off.", ["node"],
                            registry=r)
+        self.engine = {
+            key: Counter(f"farm_bmc_{key}", text, registry=r) for key, text in ENGINE_COUNTERS.items()}
+        self.sessions = Gauge("farm_bmc_endpoints", "BMC endpoints the poll engines know.",
+                              registry=r)
+        self._engine_seen = {}
         self._last_poll = {}
         self._pass_started = time.time()
         self._pass_seen = set()
@@ -70,10 +83,17 @@ class WorkerMetrics:
             self.last_pass.set(result.polled_at - self._pass_started)
             self._pass_started, self._pass_seen = result.polled_at, set()
 
-    def refresh(self, now, in_flight):
-        """Values computed at scrape time."""
+    def refresh(self, now, in_flight, engine_stats=None):
+        """Values computed at scrape time; engine_stats are cumulative counts."""
         self.stalest.set(max((now - t for t in self._last_poll.values()), default=0.0))
         self.queue.set(in_flight)
+        stats = engine_stats or {}
+        for key, counter in self.engine.items():
+            delta = stats.get(key, 0) - self._engine_seen.get(key, 0)
+            if delta > 0:
+                counter.inc(delta)
+                self._engine_seen[key] = stats.get(key, 0)
+        self.sessions.set(stats.get("sessions", 0))
 
 
 class CoordinatorMetrics:

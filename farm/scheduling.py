@@ -1,13 +1,20 @@
-"""futurist's PeriodicWorker, set up for a fleet: staggered first runs, backoff
-from failing BMCs, and a pool that outlives a rebuild. The futurist adapter.
+"""When each node is polled: a wheel per task, ticked by futurist.
 
-PeriodicWorker cannot drop a callable, so a changed node set means a new
-PeriodicWorker on the same executor (see Scheduler.replace).
+Each node has a fixed phase within its task's interval (from its name), so
+10,000 nodes never fire at once and a node keeps its slot when it moves to
+another worker (phases follow the wall clock, which hosts share). futurist's
+PeriodicWorker runs one cheap tick per task every few tens of milliseconds;
+a tick hands every node whose phase just passed to the dispatcher in one
+batch. Adding or removing nodes swaps the wheel's buckets: nothing stops,
+nothing waits for in-flight polls (Ironic's one periodic pass feeding bounded
+workers, not one callable per node).
 """
 
 import logging
+import math
 import threading
 import time
+import zlib
 
 from futurist import periodics
 
@@ -16,66 +23,129 @@ LOG = logging.getLogger(__name__)
 BACKOFF_CAP = 4  # a dead BMC is still polled at least every 4 intervals
 
 
-def first_run(now, spacing, phase):
-    """The next time at or after `now` that falls on the node's phase (pure)."""
-    return now + ((phase - now) % spacing)
+def phase(name, spacing):
+    """A node's fixed offset within the interval, from its name (pure)."""
+    return (zlib.crc32(name.encode("utf-8")) / 2**32) * spacing
 
 
-def next_run(started_at, spacing, consecutive_failures):
-    """When to poll again: each interval, or less often while the BMC keeps
-    failing (2x after 2 failures in a row, 4x after 3 or more) (pure)."""
-    factor = min(2 ** max(0, consecutive_failures - 1), BACKOFF_CAP)
-    return started_at + spacing * factor
+def rounds_to_skip(consecutive_failures):
+    """Poll a failing BMC less often: every 2nd round after 2 failures in a
+    row, every 4th after 3 or more (pure)."""
+    return min(2 ** max(0, consecutive_failures - 1), BACKOFF_CAP) - 1
 
 
-def _staggered_first(cb, now):
-    return first_run(now, cb._periodic_spacing, getattr(cb, "phase", 0.0))
+class NodeState:
+    __slots__ = ("node", "in_flight", "failures", "skip")
+
+    def __init__(self, node):
+        self.node = node
+        self.in_flight = False
+        self.failures = 0
+        self.skip = 0
 
 
-def _backoff_next(cb, started_at, finished_at, metrics):
-    return next_run(started_at, cb._periodic_spacing, getattr(cb, "consecutive_failures", 0))
+class Wheel:
+    """One task's nodes in buckets over its interval. Thread-safe: nodes are
+    set by the sync loop, ticked by the scheduler, completed by the results."""
 
+    def __init__(self, interval, width):
+        self.interval = interval
+        self.buckets = max(1, math.ceil(interval / width))
+        self.width = interval / self.buckets
+        self._slots = [[] for _ in range(self.buckets)]
+        self._states = {}
+        self._last = None  # the last bucket handed out
+        self._lock = threading.Lock()
+        self.skipped_busy = 0
 
-class _FleetPeriodicWorker(periodics.PeriodicWorker):
-    BUILT_IN_STRATEGIES = dict(periodics.PeriodicWorker.BUILT_IN_STRATEGIES,
-                               fleet=(_backoff_next, _staggered_first))
+    def set_nodes(self, nodes):
+        """Poll exactly `nodes` from now on; kept nodes keep their state."""
+        old = self._states
+        states = {n.name: (old[n.name] if n.name in old and old[n.name].node == n
+                           else NodeState(n)) for n in nodes}
+        for name, st in states.items():
+            if name in old and st is not old[name]:
+                st.in_flight = old[name].in_flight  # changed address: same BMC slot rules
+        slots = [[] for _ in range(self.buckets)]
+        for st in states.values():
+            slots[int(phase(st.node.name, self.interval) / self.width) % self.buckets].append(st)
+        with self._lock:
+            self._states, self._slots = states, slots
 
+    def due(self, now):
+        """The nodes whose phase passed since the last call (at most one
+        interval's worth, whatever the clock did)."""
+        current = int((now % self.interval) / self.width) % self.buckets
+        with self._lock:
+            last, self._last = self._last, current
+            if last is None or last == current:
+                indices = [current] if last is None else []
+            else:
+                count = (current - last) % self.buckets
+                indices = [(last + 1 + i) % self.buckets for i in range(count)]
+            slots = self._slots
+        out = []
+        for i in indices:
+            for st in slots[i]:
+                if st.in_flight:
+                    self.skipped_busy += 1
+                elif st.skip > 0:
+                    st.skip -= 1
+                else:
+                    st.in_flight = True
+                    out.append(st.node)
+        return out
 
-def _log_failure(cb, kind, spacing, exc_info, traceback=None):
-    # ResultExecutor already logged the failure with its node; futurist's
-    # default would add a full traceback per failed poll.
-    LOG.debug("periodic %s failed: %s", getattr(cb, "__name__", cb), exc_info[1])
+    def done(self, name, ok):
+        st = self._states.get(name)
+        if st is None:
+            return  # removed while its poll ran
+        st.in_flight = False
+        st.failures = 0 if ok else st.failures + 1
+        st.skip = rounds_to_skip(st.failures) if st.failures else 0
+
+    def release(self, name):
+        """A poll that will never report (its process died): poll it again."""
+        st = self._states.get(name)
+        if st is not None:
+            st.in_flight = False
 
 
 class Scheduler:
-    """Runs a set of periodic calls on a shared executor, in a thread."""
+    """futurist's PeriodicWorker ticking every task's wheel, in one thread."""
 
-    def __init__(self, executor):
-        self._executor = executor
-        self._worker = None
+    def __init__(self, wheels, dispatch, tick=0.05, clock=time.time):
+        self.wheels = wheels          # task name -> Wheel
+        self._dispatch = dispatch     # called with [(task, node)]
+        self._clock = clock
+        callables = []
+        for task, wheel in wheels.items():
+            spacing = min(tick, wheel.width)
+            fn = periodics.periodic(spacing=spacing, run_immediately=True)(
+                self._ticker(task, wheel))
+            callables.append((fn, (), {}))
+        self._worker = periodics.PeriodicWorker(callables, schedule_strategy="last_started",
+                                                on_failure=self._failed)
         self._thread = None
 
-    def replace(self, calls, stop_timeout):
-        """Stop the current PeriodicWorker (in-flight calls finish) and run `calls`."""
-        self.stop(stop_timeout)
-        if not calls:
-            return
-        factory = periodics.ExistingExecutor(self._executor, shutdown=False)
-        worker = _FleetPeriodicWorker([(c, (), {}) for c in calls],
-                                      executor_factory=factory,
-                                      schedule_strategy="fleet", on_failure=_log_failure,
-                                      now_func=time.monotonic)
-        thread = threading.Thread(target=worker.start, name="farm-periodics", daemon=True)
-        self._worker, self._thread = worker, thread
-        thread.start()
+    def _ticker(self, task, wheel):
+        def tick():
+            due = wheel.due(self._clock())
+            if due:
+                self._dispatch([(task, node) for node in due])
+        tick.__name__ = f"tick_{task}"
+        return tick
+
+    def _failed(self, cb, kind, spacing, exc_info, traceback=None):
+        LOG.error("scheduling tick %s failed: %s", getattr(cb, "__name__", cb), exc_info[1])
+
+    def start(self):
+        self._thread = threading.Thread(target=self._worker.start, kwargs={"allow_empty": True},
+                                        name="farm-periodics", daemon=True)
+        self._thread.start()
 
     def stop(self, timeout):
-        """Take no new calls; wait up to `timeout` for those in flight. True if all done."""
-        worker, thread = self._worker, self._thread
-        self._worker = self._thread = None
-        if worker is None:
-            return True
-        worker.stop()
-        done = worker.wait(timeout)
-        thread.join(max(0.0, timeout))
-        return done and not thread.is_alive()
+        self._worker.stop()
+        self._worker.wait(timeout)
+        if self._thread is not None:
+            self._thread.join(timeout)

@@ -18,16 +18,15 @@ import time
 
 import click
 
-from farm import daemon, errors, placement
+from farm import conf, daemon, errors, placement
 from farm.coordinator import groups, member_id
-from farm.executors import ResultExecutor
+from farm.executors import ChildPool, InProcess
 from farm.metrics import WorkerMetrics
 from farm.metrics import serve as serve_metrics
-from farm.model import PollResult
 from farm.results import ResultWriter
-from farm.scheduling import Scheduler
+from farm.scheduling import Scheduler, Wheel
 from farm.store import Store
-from farm.tasks import load_tasks, power
+from farm.tasks import load_tasks
 
 LOG = logging.getLogger("farm.worker")
 TICK = 1.0  # the safety-net re-read; pub/sub makes changes reach us sooner
@@ -45,9 +44,16 @@ class Worker:
                              "executor": w.executor, "pool_size": w.workers_pool_size,
                              "started_at": time.time()}
         self.writer = ResultWriter(store, w.result_flush_interval, worker=self.my_id)
-        self.executor = ResultExecutor(w.executor, w.workers_pool_size, self._on_result)
-        self.tasks = [cls(settings) for cls in load_tasks(task_names).values()]
-        self.scheduler = Scheduler(self.executor)
+        self.tasks = {name: cls(settings) for name, cls in load_tasks(task_names).items()}
+        engine = conf.engine_config(w)
+        if w.executor == "processes":
+            self.executor = ChildPool(w.processes or os.cpu_count() or 1, engine,
+                                      list(self.tasks), self._on_results)
+        else:
+            self.executor = InProcess(engine, {n: t.program for n, t in self.tasks.items()},
+                                      self._on_results)
+        self.wheels = {name: Wheel(t.interval, width=0.05) for name, t in self.tasks.items()}
+        self.scheduler = Scheduler(self.wheels, self.executor.submit)
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.inventory_version = None
@@ -57,21 +63,16 @@ class Worker:
         self.nodes = []
         self.metrics = metrics or WorkerMetrics()
 
-    def _on_result(self, call, result, error):
-        if isinstance(result, PollResult):
-            call.consecutive_failures = 0 if result.ok else call.consecutive_failures + 1
+    def _on_results(self, outcomes):
+        """Poll outcomes, in batches, from the engine (or the process pool's reader)."""
+        for outcome in outcomes:
+            task = self.tasks.get(outcome.task)
+            if task is None:
+                continue
+            self.wheels[outcome.task].done(outcome.node, outcome.ok)
+            result = task.to_result(outcome)
             self.writer.add(result)
             self.metrics.observe(result)
-        elif error is not None:
-            call.consecutive_failures += 1
-            summary = error.splitlines()[0][:200]
-            LOG.warning("%s failed: %s", call.__name__, summary)
-            node = getattr(call, "node", None)
-            if node is not None:
-                failed = PollResult(node=node.name, polled_at=time.time(), latency=0.0,
-                                    error_kind="error", error=f"task failed: {summary}")
-                self.writer.add(failed)
-                self.metrics.observe(failed)
 
     # -- what to poll ---------------------------------------------------------
     def _read_inventory(self):
@@ -127,12 +128,13 @@ class Worker:
         nodes = self.mine()
         if nodes == self.nodes:
             return False
-        calls = [c for task in self.tasks for c in task.calls(nodes)]
-        self.scheduler.replace(calls, stop_timeout=self.settings.worker.bmc_timeout + 1)
+        # No rebuild, no wait: the next tick polls the new set; polls of
+        # nodes dropped meanwhile finish and their results are discarded.
+        for wheel in self.wheels.values():
+            wheel.set_nodes(nodes)
         LOG.info("polling %d nodes (inventory version %d, assignment generation %s, "
-                 "partitions %s) on %d %s", len(nodes), self.inventory_version,
-                 self.generation or "none", owned, self.settings.worker.workers_pool_size,
-                 self.settings.worker.executor)
+                 "partitions %s) on the %s executor", len(nodes), self.inventory_version,
+                 self.generation or "none", owned, self.settings.worker.executor)
         self.nodes = nodes
         self.metrics.own([n.name for n in nodes], time.time())
         return True
@@ -156,13 +158,15 @@ class Worker:
         """Poll until stop(); survives Redis being away (keeps polling the last
         assignment, retries with backoff, re-joins when it is back)."""
         self.writer.start()
+        self.executor.start()
+        self.scheduler.start()
         threading.Thread(target=self._watch_assignments, name="farm-assignments",
                          daemon=True).start()
         daemon.keep_running(self.sync, self._wait, self.stopping.is_set, TICK,
                             lambda: f"cannot reach Redis, polling the last {len(self.nodes)} nodes known")
 
     def _wait(self, seconds):
-        self.metrics.refresh(time.time(), self.executor.in_flight)
+        self.metrics.refresh(time.time(), self.executor.in_flight(), self.executor.stats())
         self.wake.wait(seconds)
         self.wake.clear()
 
@@ -171,13 +175,13 @@ class Worker:
         self.wake.set()
 
     def shutdown(self):
-        """In order: stop taking new polls, let in-flight ones end (bounded by
-        bmc_timeout), leave the group so our partitions move now, write the
-        last results, log out of BMC sessions."""
+        """In order: stop taking new polls, end in-flight ones and log out of
+        BMC sessions (bounded by bmc_timeout), leave the group so our
+        partitions move now, write the last results."""
         w = self.settings.worker
-        if not self.scheduler.stop(w.bmc_timeout + 1):
-            LOG.warning("some polls were still running at shutdown")
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.scheduler.stop(1.0)
+        if not self.executor.stop(w.bmc_timeout + 1):
+            LOG.warning("the poll engine did not stop in time")
         if self.membership is not None and self.membership.started:
             self.membership.leave(self.group)
             self.membership.stop()
@@ -186,9 +190,8 @@ class Worker:
         except errors.BackendUnavailable:
             pass
         self.writer.stop(timeout=5.0)
-        power.close_clients()
-        LOG.info("wrote %d poll results; %d batches failed; process pool restarts: %d",
-                 self.writer.written, self.writer.failed_writes, self.executor.pool_restarts)
+        LOG.info("wrote %d poll results; %d batches failed; process restarts: %d",
+                 self.writer.written, self.writer.failed_writes, self.executor.restarts)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -211,7 +214,7 @@ def main(config_file, executor, metrics_port):
     if settings.metrics.enabled:
         serve_metrics(worker.metrics.registry, settings.metrics.bind, settings.metrics.port)
     daemon.on_stop_signals(worker.stop)
-    LOG.info("farm-worker %s starting (executor=%s, pool=%d, interval=%gs, bmc_timeout=%gs)",
+    LOG.info("farm-worker %s starting (executor=%s, in flight<=%d, interval=%gs, bmc_timeout=%gs)",
              my_id, settings.worker.executor, settings.worker.workers_pool_size,
              settings.worker.poll_interval, settings.worker.bmc_timeout)
     try:

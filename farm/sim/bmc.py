@@ -8,12 +8,13 @@ never touches a farm worker.
 import logging
 import socket
 import threading
+import time
 
 from pyghmi.ipmi import bmc as pyghmi_bmc
 from pyghmi.ipmi.private import serversession
 from pyghmi.ipmi.private import session as ipmisession
 
-from farm.bmc import pyghmi_fixes
+from farm.sim import pyghmi_loop
 
 LOG = logging.getLogger(__name__)
 
@@ -36,6 +37,10 @@ class SuiteThreeSession(serversession.ServerSession):
             return bytearray([request[0], _NO_CIPHER_SUITE_MATCH, 0, 0]) + request[4:8]
         return super().create_open_session_response(request)
 
+    def _handle_ipmi_packet(self, data, sockaddr=None, qent=None):
+        self.last_seen = time.monotonic()  # for the fleet's inactivity timeout
+        return super()._handle_ipmi_packet(data, sockaddr, qent)
+
     def close_server_session(self):
         # Stock pyghmi never forgets a closed session: every client port leaks.
         handlers = ipmisession.Session.bmc_handlers.get(self.sockaddr, {})
@@ -49,7 +54,7 @@ def patch_server():
     """Apply the server-side fixes; call once, before creating any SimBmc."""
     # The client-side fixes apply to the server too: the same blocking flip
     # in _io_sendto and the same spinning IO loop.
-    pyghmi_fixes.apply()
+    pyghmi_loop.apply()
     serversession.ServerSession = SuiteThreeSession
     # The IO thread's wake-up poke goes to iosockets[0]; it must be the
     # dual-stack client socket, not an IPv4 server socket.
@@ -112,3 +117,13 @@ class HungBmc:
     def close(self):
         self.sock.close()
 
+
+
+def server_sessions():
+    """Every live simulated session (for the inactivity sweep)."""
+    found = []
+    for handlers in list(ipmisession.Session.bmc_handlers.values()):
+        for session in list(handlers.values()):
+            if isinstance(session, SuiteThreeSession):
+                found.append(session)
+    return found

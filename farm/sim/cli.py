@@ -25,10 +25,13 @@ from farm.sim.fleet import Fleet
               help="Seconds each BMC waits before answering a command.")
 @click.option("--hung-fraction", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--off-fraction", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option("--session-timeout", type=click.FloatRange(1, 3600), default=60.0, show_default=True,
+              help="Seconds after which a BMC forgets an idle session (IPMI's default: 60). "
+                   "SIGUSR1 makes every BMC forget every session at once.")
 @click.option("--inventory", "inventory_file", type=click.Path(dir_okay=False),
               help="Write the fleet's inventory here (YAML, for `farm nodes import`).")
 def main(count, address, base_port, username, password, delay, hung_fraction,
-         off_fraction, inventory_file):
+         off_fraction, session_timeout, inventory_file):
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s farm-sim %(levelname)s %(message)s")
     if base_port + count - 1 > 65535:
         raise click.BadParameter("base-port + count - 1 exceeds 65535", param_hint="--count")
@@ -37,9 +40,11 @@ def main(count, address, base_port, username, password, delay, hung_fraction,
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         fleet = Fleet(count, address, base_port, username, password, delay=delay,
-                      hung_fraction=hung_fraction, off_fraction=off_fraction)
+                      hung_fraction=hung_fraction, off_fraction=off_fraction,
+                      session_timeout=session_timeout)
     except OSError as exc:
         raise click.ClickException(f"cannot bind the simulated BMCs: {exc}") from None
+    signal.signal(signal.SIGUSR1, lambda *_: setattr(fleet, "drop_requested", True))
     if inventory_file:
         tmp = f"{inventory_file}.tmp{os.getpid()}"
         with open(tmp, "w") as f:

@@ -8,7 +8,7 @@ import time
 from pyghmi.ipmi.private import session as ipmisession
 
 from farm.model import Node
-from farm.sim.bmc import HungBmc, SimBmc, patch_server
+from farm.sim.bmc import HungBmc, SimBmc, patch_server, server_sessions
 
 LOG = logging.getLogger(__name__)
 
@@ -24,9 +24,12 @@ def pick(count, fraction, salt):
 
 class Fleet:
     def __init__(self, count, address, base_port, username, password,
-                 delay=0.0, hung_fraction=0.0, off_fraction=0.0):
+                 delay=0.0, hung_fraction=0.0, off_fraction=0.0, session_timeout=60.0):
         patch_server()
         self.delay = delay
+        self.session_timeout = session_timeout
+        self.drop_requested = False
+        self.sessions_expired = 0
         self._timers = []
         self._seq = itertools.count()
         hung = pick(count, hung_fraction, 0)
@@ -52,9 +55,25 @@ class Fleet:
             _, _, fn, args = heapq.heappop(self._timers)
             fn(*args)
 
+    def drop_sessions(self, older_than):
+        """Forget sessions idle for `older_than` seconds (0: all), as a BMC
+        does after its inactivity timeout or a restart."""
+        now = time.monotonic()
+        for session in server_sessions():
+            if now - getattr(session, "last_seen", now) >= older_than:
+                session.close_server_session()
+                self.sessions_expired += 1
+
     def serve(self, stop):
         """Answer requests until `stop` (a threading.Event) is set."""
+        next_sweep = time.monotonic() + 1.0
         while not stop.is_set():
+            if self.drop_requested:
+                self.drop_requested = False
+                self.drop_sessions(0)
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + 1.0
+                self.drop_sessions(self.session_timeout)
             timeout = 0.5
             if self._timers:
                 timeout = max(0.0, min(timeout, self._timers[0][0] - time.monotonic()))

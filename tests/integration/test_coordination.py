@@ -112,7 +112,7 @@ def farm(tmp_path, redis_server, namespace):
     cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace,
                        coordination={"membership_timeout": MEMBERSHIP_TIMEOUT,
                                      "leader_timeout": LEADER_TIMEOUT, "partitions": PARTITIONS},
-                       poll_interval=INTERVAL, bmc_timeout=1.0, workers_pool_size=4)
+                       poll_interval=INTERVAL, bmc_timeout=1.0)
     f = Farm(tmp_path, cfg)
     yield f
     f.stop_all()
@@ -247,7 +247,7 @@ def test_redis_restart_recovers(farm, make_sim, tmp_path, namespace):
     farm.cfg = write_config(tmp_path / "own.conf", server.url, namespace,
                             coordination={"membership_timeout": MEMBERSHIP_TIMEOUT,
                                           "leader_timeout": LEADER_TIMEOUT, "partitions": PARTITIONS},
-                            poll_interval=INTERVAL, bmc_timeout=1.0, workers_pool_size=4)
+                            poll_interval=INTERVAL, bmc_timeout=1.0)
     store = Store(server.url, namespace)
     sim = make_sim(20)
     nodes = import_sim(sim, store)

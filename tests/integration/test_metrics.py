@@ -36,7 +36,7 @@ def test_worker_and_coordinator_metrics(make_sim, store, redis_server, namespace
     hung = nodes[next(iter(pick(5, 0.2, 0)))].name
     off = nodes[next(iter(pick(5, 0.2, 1)))].name
     cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, poll_interval=0.5,
-                       bmc_timeout=1.0, workers_pool_size=4)
+                       bmc_timeout=1.0)
     with open(cfg, "a") as f:
         f.write("[logging]\nformat = json\n")
     farm = Farm(tmp_path, cfg)

@@ -49,7 +49,7 @@ def test_polls_every_node_and_sees_power_flips(executor, make_sim, store, redis_
     off = {nodes[i].name for i in pick(30, 0.2, 1)}
     interval = 1.0
     cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, executor=executor,
-                       poll_interval=interval, bmc_timeout=1.0, workers_pool_size=4)
+                       poll_interval=interval, bmc_timeout=1.0)
     proc, log = start_worker(tmp_path, cfg)
     try:
         def all_polled():
@@ -83,7 +83,7 @@ def test_hung_bmcs_do_not_delay_healthy_ones(make_sim, store, redis_server, name
     healthy = [n for n in nodes if n.name not in hung]
     interval = 2.0
     cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, executor="threads",
-                       poll_interval=interval, bmc_timeout=1.5, workers_pool_size=8)
+                       poll_interval=interval, bmc_timeout=1.5)
     proc, log = start_worker(tmp_path, cfg)
     try:
         wait_for(lambda: all(v.get("polled_at") for v in states(store, nodes).values()), 30,
@@ -125,7 +125,7 @@ def test_killed_child_is_replaced(make_sim, store, redis_server, namespace, tmp_
     sim = make_sim(10)
     nodes = import_sim(sim, store)
     cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, executor="processes",
-                       poll_interval=0.5, bmc_timeout=1.0, workers_pool_size=2)
+                       poll_interval=0.5, bmc_timeout=1.0, processes=2)
     proc, log = start_worker(tmp_path, cfg)
     try:
         wait_for(lambda: all(v.get("power_state") for v in states(store, nodes).values()), 60,
@@ -134,7 +134,8 @@ def test_killed_child_is_replaced(make_sim, store, redis_server, namespace, tmp_
                            10, what="pool children")
         os.kill(victims[0], signal.SIGKILL)
         killed_at = time.time()
-        wait_for(lambda: "process pool broke" in log.read_text(), 10, what="the pool to be replaced")
+        wait_for(lambda: "died with exit code" in log.read_text(), 10,
+                 what="the child to be replaced")
 
         def all_polled_since():
             return all(float(v["polled_at"]) > killed_at + 0.2 and v["reachable"] == "1"
@@ -249,3 +250,32 @@ def test_passwords_never_leak(make_sim, store, redis_server, namespace, tmp_path
     for secret in (sim.password, wrong):
         for text in texts:
             assert secret not in text
+
+
+def _scrape(log):
+    import re
+    import urllib.request
+    match = wait_for(lambda: re.search(r"metrics on (http://[^ ]+/metrics)", log.read_text()), 20,
+                     what="the metrics address")
+    text = urllib.request.urlopen(match.group(1), timeout=5).read().decode()
+    return {name: float(value) for name, _, value in
+            (line.rpartition(" ") for line in text.splitlines() if line and line[0] != "#")}
+
+
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+def test_one_kept_session_per_bmc(executor, make_sim, store, redis_server, namespace, tmp_path):
+    """Many polls per node, one login per BMC: the processes executor routes a
+    node to one child, so its session lives there."""
+    sim = make_sim(20)
+    import_sim(sim, store)
+    cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, executor=executor,
+                       processes=2, poll_interval=0.3, bmc_timeout=2.0)
+    proc, log = start_worker(tmp_path, cfg)
+    try:
+        wait_for(lambda: _scrape(log).get("farm_polls_total{result=\"ok\"}", 0) >= 200, 60,
+                 what="ten polls per node")
+        values = _scrape(log)
+        assert values["farm_bmc_logins_total"] == 20, values["farm_bmc_logins_total"]
+        assert values["farm_bmc_endpoints"] == 20
+    finally:
+        assert stop_worker(proc) == 0

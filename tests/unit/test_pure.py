@@ -5,21 +5,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from farm import conf, errors, scheduling
-from farm.bmc.ipmi import classify
-from farm.bmc.pyghmi_fixes import enabled_fixes
+from farm.scheduling import phase
 from farm.sim.fleet import pick
 from farm.store import _redis_url, redact_url
-from farm.tasks import phase
-
-
-@given(st.floats(0, 1e6), st.floats(0.1, 3600), st.floats(0, 3600))
-def test_first_run_is_within_one_interval_and_on_phase(now, spacing, ph):
-    ph = ph % spacing
-    t = scheduling.first_run(now, spacing, ph)
-    assert now <= t < now + spacing + 1e-6
-    off_phase = (t - ph) % spacing
-    tolerance = 1e-6 * max(1, now)
-    assert off_phase < tolerance or spacing - off_phase < tolerance
 
 
 def test_phases_spread_over_the_interval():
@@ -38,22 +26,16 @@ def test_phase_is_stable():
     assert phase("node-1", 60) != phase("node-2", 60)
 
 
-@pytest.mark.parametrize("failures,factor", [(0, 1), (1, 1), (2, 2), (3, 4), (10, 4)])
-def test_backoff(failures, factor):
-    assert scheduling.next_run(100.0, 10.0, failures) == 100.0 + 10.0 * factor
+@pytest.mark.parametrize("failures,skip", [(0, 0), (1, 0), (2, 1), (3, 3), (10, 3)])
+def test_backoff(failures, skip):
+    assert scheduling.rounds_to_skip(failures) == skip
 
 
-@pytest.mark.parametrize("message,cls", [
-    ("Incorrect password provided", errors.BmcAuthError),
-    ("Unauthorized name", errors.BmcAuthError),
-    ("Session no longer connected", errors.BmcUnreachable),
-    ("timeout", errors.BmcUnreachable),
-    ("Unable to transmit to specified address", errors.BmcUnreachable),
-    ("Unrecognized RMCP code 99", errors.BmcProtocolError),
-    (None, errors.BmcProtocolError),
-])
-def test_classify(message, cls):
-    assert classify(message) is cls
+@pytest.mark.parametrize("suites,expected", [("17,3", (17, 3)), ("3", (3,))])
+def test_cipher_suites_option(tmp_path, suites, expected):
+    f = tmp_path / "farm.conf"
+    f.write_text(f"[worker]\ncipher_suites = {suites}\n")
+    assert conf.load(str(f)).worker.cipher_suites == expected
 
 
 @given(st.integers(1, 5000), st.floats(0, 1), st.integers(0, 3))
@@ -61,14 +43,6 @@ def test_pick_count(count, fraction, salt):
     chosen = pick(count, fraction, salt)
     assert len(chosen) == round(count * fraction)
     assert all(0 <= i < count for i in chosen)
-
-
-def test_enabled_fixes():
-    assert enabled_fixes("all") == {"locks", "wakeups", "sendto", "ioloop", "logins"}
-    assert enabled_fixes("0") == set()
-    assert enabled_fixes("locks, sendto") == {"locks", "sendto"}
-    with pytest.raises(ValueError):
-        enabled_fixes("locks,bogus")
 
 
 def test_urls():
@@ -89,7 +63,8 @@ def test_config_defaults_and_file(tmp_path):
 
 
 @pytest.mark.parametrize("body", ["[worker]\nexecutor = fibers\n", "[worker]\npoll_interval = soon\n",
-                                  "[worker]\nworkers_pool_size = 0\n"])
+                                  "[worker]\nworkers_pool_size = 0\n",
+                                  "[worker]\ncipher_suites = 2\n"])
 def test_config_errors_are_clear(tmp_path, body):
     f = tmp_path / "farm.conf"
     f.write_text(body)

@@ -1,0 +1,293 @@
+"""One BMC's RMCP+ session as a state machine driven by farm's engine.
+
+A session runs one job at a time (one command in flight per BMC); a job is a
+task's program, a generator that yields Requests and gets Responses back.
+The engine feeds the session packets and timer expiries; the session answers
+with packets to send through `engine.send`. Nothing here blocks or sleeps.
+"""
+
+import collections
+import dataclasses
+import logging
+import os
+import struct
+
+from farm import errors
+from farm.bmc import rmcp
+
+LOG = logging.getLogger(__name__)
+IDLE, OPENING, RAKP1_SENT, RAKP3_SENT, PRIVILEGE, ACTIVE = range(6)
+SET_PRIVILEGE, CLOSE_SESSION, GET_DEVICE_ID = 0x3B, 0x3C, 0x01
+NETFN_APP = 0x06
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    netfn: int
+    command: int
+    data: bytes = b""
+
+
+@dataclasses.dataclass(frozen=True)
+class Response:
+    code: int     # completion code, 0 = success
+    data: bytes
+
+
+def keepalive_program(node):
+    yield Request(NETFN_APP, GET_DEVICE_ID)
+
+
+class Job:
+    __slots__ = ("task", "node", "program", "gen", "deadline", "started", "internal",
+                 "logins", "error")
+
+    def __init__(self, task, node, program, internal=False):
+        self.task, self.node, self.program, self.internal = task, node, program, internal
+        self.gen = self.deadline = self.started = None
+        self.logins = 0
+        self.error = None  # the last rejected packet, reported if the deadline hits
+
+
+class Session:
+    """The client side of one RMCP+ session with one BMC endpoint."""
+
+    def __init__(self, engine, endpoint, family):
+        self.engine = engine
+        self.endpoint = endpoint
+        self.family = family
+        self.state = IDLE
+        self.creds = None
+        self.suite_known = None     # the suite this BMC accepted last time
+        self.suites = ()
+        self.keys = None
+        self.console_sid = self.bmc_sid = 0
+        self.seq_out = self.rq_seq = self.tag = 0
+        self.rakp = self.sik = None
+        self.expect = None          # (netfn+1, command, rq_seq) awaited in ACTIVE
+        self.packet = None          # last packet sent, for retransmission
+        self.attempts = 0
+        self.token = 0              # bumped on every send: stale timers are ignored
+        self.last_activity = 0.0
+        self.fresh = False          # logged in during the current job
+        self.job = self.node = self.request = self.program_request = None
+        self.queue = collections.deque()
+
+    # -- jobs -----------------------------------------------------------------------
+    def begin(self, job, now):
+        """Start `job` now (the engine checked the BMC is free)."""
+        self.job = job
+        self.node = job.node
+        job.started = now
+        job.deadline = now + self.engine.config.timeout
+        self.engine.at(job.deadline, self, "deadline", job)
+        creds = (job.node.username.encode("utf-8"), job.node.password.encode("utf-8"))
+        idle = now - self.last_activity
+        if self.state == ACTIVE and (creds != self.creds or idle > self.engine.config.session_timeout):
+            self._abandon()  # credentials changed, or the BMC has (or should have) dropped it
+        self.creds = creds
+        self.fresh = False
+        if self.state == ACTIVE:
+            self._step(None)
+        else:
+            self._login(now)
+
+    def _finish(self, value=None, error=None):
+        job, self.job = self.job, None
+        self.expect = self.packet = None
+        self.token += 1
+        if job.gen is not None:
+            job.gen.close()
+        self.engine.finished(self, job, value, error)
+
+    def _step(self, response):
+        job = self.job
+        try:
+            if job.gen is None:
+                job.gen = job.program(job.node)
+                request = next(job.gen)
+            else:
+                request = job.gen.send(response)
+        except StopIteration as stop:
+            self._finish(value=stop.value)
+            return
+        except errors.BmcError as exc:
+            self._finish(error=exc)
+            return
+        except Exception as exc:  # a task's bug costs its own poll only
+            LOG.exception("task %s failed on %s", job.task, job.node.name)
+            self._finish(error=errors.BmcProtocolError(
+                f"task {job.task} failed: {type(exc).__name__}"))
+            return
+        self.program_request = request
+        self._command(request)
+
+    def _command(self, request):
+        self.rq_seq = (self.rq_seq + 1) % 64
+        self.expect = (request.netfn + 1, request.command, self.rq_seq)
+        self._send_ipmi(request)
+
+    def _send_ipmi(self, request, attempts=1):
+        self.seq_out = (self.seq_out + 1) & 0xFFFFFFFF or 1
+        message = rmcp.ipmi_request(request.netfn, request.command, self.rq_seq, request.data)
+        self.request = request
+        self._send(rmcp.wrap(rmcp.IPMI, message, self.bmc_sid, self.seq_out, self.keys), attempts)
+
+    def _send(self, packet, attempts=1):
+        self.packet = packet
+        self.attempts = attempts
+        self.token += 1
+        self.engine.send(self, packet)
+        self.engine.at(self.engine.now() + self.engine.config.retry_interval, self, "retry",
+                       self.token)
+
+    # -- login (Open Session, RAKP 1-4, Set Session Privilege Level) ------------------
+    def _login(self, now):
+        if self.job.logins >= 2:
+            self._finish(error=errors.BmcUnreachable("the BMC keeps dropping new sessions"))
+            return
+        self.job.logins += 1
+        self.state = OPENING
+        self.keys = None
+        self.suites = ((self.suite_known,) if self.suite_known
+                       else tuple(self.engine.config.cipher_suites))
+        self._open(self.suites[0])
+
+    def _open(self, suite_number):
+        self.suite = rmcp.SUITES[suite_number]
+        self.console_sid = struct.unpack("<I", os.urandom(4))[0] | 1
+        self.tag = (self.tag + 1) & 0x3F
+        self._send(rmcp.wrap(rmcp.OPEN_REQUEST, rmcp.open_session_request(
+            self.tag, self.console_sid, self.suite, self.engine.config.privilege)))
+
+    def received(self, packet, now):
+        """A datagram from this BMC's endpoint."""
+        if self.job is None or self.packet is None:
+            return  # a late duplicate: nothing is waiting for it
+        try:
+            self._dispatch(packet, now)
+        except errors.BmcAuthError as exc:
+            self.state = IDLE
+            self._finish(error=exc)
+        except errors.BmcProtocolError as exc:
+            # Garbage or a stray duplicate must not end a poll a genuine
+            # answer may still complete: remember it, report it on deadline.
+            self.job.error = exc
+            self.engine.stats["bad_packets"] += 1
+
+    def _dispatch(self, packet, now):
+        if self.state == ACTIVE:
+            ptype, sid, _, payload = rmcp.unwrap(packet, self.keys)
+            if ptype != rmcp.IPMI or sid != self.console_sid:
+                raise rmcp.bad("packet for another session")
+            netfn, command, rq_seq, code, data = rmcp.ipmi_response(payload)
+            if (netfn, command, rq_seq) != self.expect:
+                raise rmcp.bad("response to another request")
+            self.last_activity = now
+            self.expect = self.packet = None
+            self._step(Response(code, data))
+            return
+        ptype, _, _, payload = rmcp.unwrap(packet, self.keys if self.state == PRIVILEGE else None)
+        if self.state == OPENING and ptype == rmcp.OPEN_RESPONSE:
+            self._opened(payload)
+        elif self.state == RAKP1_SENT and ptype == rmcp.RAKP2:
+            self.rakp.check_message2(payload, self.tag)
+            self.sik, keys = self.rakp.keys()
+            self._pending_keys = keys
+            self.state = RAKP3_SENT
+            self._send(rmcp.wrap(rmcp.RAKP3, self.rakp.message3(self.tag)))
+        elif self.state == RAKP3_SENT and ptype == rmcp.RAKP4:
+            self.rakp.check_message4(payload, self.tag, self.sik)
+            self.keys, self.seq_out, self.rq_seq = self._pending_keys, 0, 0
+            self.state = PRIVILEGE
+            self._command(Request(NETFN_APP, SET_PRIVILEGE, bytes([self.engine.config.privilege])))
+        elif self.state == PRIVILEGE and ptype == rmcp.IPMI:
+            netfn, command, rq_seq, code, _ = rmcp.ipmi_response(payload)
+            if (netfn, command, rq_seq) != self.expect:
+                raise rmcp.bad("response to another request")
+            if code:
+                self.state = IDLE
+                self._finish(error=errors.BmcAuthError(
+                    f"the BMC refused the session privilege level (code 0x{code:02x})"))
+                return
+            self.state, self.fresh, self.last_activity = ACTIVE, True, now
+            self.suite_known = self.suite.number
+            self.engine.stats["logins"] += 1
+            self.expect = self.packet = None
+            if self.job.gen is None:
+                self._step(None)
+            else:  # logged in again mid-job: send the unanswered command again
+                self._command(self.program_request)
+        else:
+            raise rmcp.bad("unexpected packet during login")
+
+    def _opened(self, payload):
+        try:
+            self.bmc_sid = rmcp.open_session_response(payload, self.tag, self.console_sid,
+                                                      self.suite)
+        except errors.BmcProtocolError:
+            rest = self.suites[self.suites.index(self.suite.number) + 1:]
+            if payload[1:2] == bytes([rmcp.NO_CIPHER_SUITE_MATCH]) and rest:
+                self._open(rest[0])  # this BMC does not do that suite: next one
+                return
+            raise
+        user, password = self.creds
+        if len(password) > 20:
+            raise errors.BmcAuthError("the password is longer than IPMI 2.0's 20 bytes")
+        self.rakp = rmcp.Rakp(self.suite, self.console_sid, self.bmc_sid, user, password,
+                              0x10 | self.engine.config.privilege)
+        self.state = RAKP1_SENT
+        self._send(rmcp.wrap(rmcp.RAKP1, self.rakp.message1(self.tag)))
+
+    # -- timers ---------------------------------------------------------------------------
+    def retry(self, token, now):
+        """No answer within retry_interval: send again, or presume the session lost."""
+        if token != self.token or self.job is None or self.packet is None:
+            return
+        if self.state == ACTIVE and not self.fresh and self.attempts >= 2:
+            # A kept session the BMC no longer answers: most likely it dropped
+            # it (restart, inactivity timeout). Log in again within the deadline.
+            self.engine.stats["sessions_lost"] += 1
+            self.state = IDLE
+            self.expect = self.packet = None
+            self._login(now)
+            return
+        if self.state == ACTIVE:
+            self._send_ipmi(self.request, self.attempts + 1)  # a new sequence number
+        else:
+            self._send(self.packet, self.attempts + 1)
+
+    def _abandon(self):
+        """Stop using the session; tell the BMC (one unanswered packet, best
+        effort) so it frees the slot: BMCs hold only a few sessions each, and
+        some mistake a new login from the same port for the old session."""
+        packet = self.close_packet()
+        if packet is not None:
+            self.engine.send(self, packet)
+        self.state = IDLE
+
+    def deadline(self, job, now):
+        if job is not self.job:
+            return
+        if self.state != ACTIVE:
+            self.state = IDLE
+        elif self.packet is not None:
+            self._abandon()  # an active session that stopped answering
+        timeout = self.engine.config.timeout
+        if job.error is not None:
+            error = errors.BmcProtocolError(f"no valid answer within {timeout:g} s "
+                                            f"({job.error})")
+        else:
+            error = errors.BmcTimeout(f"no answer within {timeout:g} s")
+        self._finish(error=error)
+
+    def close_packet(self):
+        """A Close Session for an active session."""
+        if self.state != ACTIVE or self.keys is None:
+            return None
+        self.rq_seq = (self.rq_seq + 1) % 64
+        self.seq_out = (self.seq_out + 1) & 0xFFFFFFFF or 1
+        message = rmcp.ipmi_request(NETFN_APP, CLOSE_SESSION, self.rq_seq,
+                                    struct.pack("<I", self.bmc_sid))
+        self.state = IDLE
+        return rmcp.wrap(rmcp.IPMI, message, self.bmc_sid, self.seq_out, self.keys)

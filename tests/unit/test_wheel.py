@@ -1,0 +1,71 @@
+"""The scheduling wheel (pure given its clock): every node once per interval,
+on its phase, never twice in flight, less often while failing."""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from farm.model import Node
+from farm.scheduling import Wheel
+
+
+def nodes(count, prefix="n"):
+    return [Node(f"{prefix}{i}", "127.0.0.1", 1000 + i) for i in range(count)]
+
+
+def run(wheel, start, stop, step, complete=True, ok=True):
+    fired = []
+    t = start
+    while t < stop:
+        due = wheel.due(t)
+        fired += [(t, n.name) for n in due]
+        if complete:
+            for n in due:
+                wheel.done(n.name, ok)
+        t += step
+    return fired
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 300), st.floats(0.5, 120), st.floats(0, 1e6))
+def test_each_node_once_per_interval(count, interval, start):
+    wheel = Wheel(interval, width=interval / 40)
+    wheel.set_nodes(nodes(count))
+    start = (int(start / wheel.width) + 0.5) * wheel.width  # mid-bucket: no float edge
+    for n in wheel.due(start):  # the wheel starts turning
+        wheel.done(n.name, True)
+    fired = run(wheel, start + wheel.width, start + interval + wheel.width / 4, wheel.width / 3)
+    names = [name for _, name in fired]
+    assert sorted(names) == sorted(n.name for n in nodes(count))
+
+
+def test_in_flight_nodes_are_not_fired_again_and_failures_back_off():
+    wheel = Wheel(10, width=0.5)
+    wheel.set_nodes(nodes(50))
+    wheel.due(0.0)
+    first = run(wheel, 0.5, 10.5, 0.25, complete=False)
+    assert len(first) >= 45  # all but those in bucket 0
+    assert run(wheel, 10.5, 30.5, 0.25, complete=False) == []  # still in flight
+    assert wheel.skipped_busy > 0
+    for _, name in first:
+        wheel.done(name, ok=False)
+    for _, name in first:  # a second failure in a row: every 2nd round
+        wheel.done(name, ok=False)
+    again = run(wheel, 30.5, 70.5, 0.25, ok=False)
+    counts = {}
+    for _, name in again:
+        counts[name] = counts.get(name, 0) + 1
+    # 4 rounds at 2 failures (skip 1), then 3+ failures (skip 3): about 2 polls each
+    assert max(counts.values()) <= 2
+
+
+def test_set_nodes_keeps_state_and_drops_removed():
+    wheel = Wheel(10, width=0.5)
+    wheel.set_nodes(nodes(20))
+    for n in wheel.due(0.0):
+        wheel.done(n.name, True)
+    fired = run(wheel, 0.5, 10.5, 0.25, complete=False)
+    wheel.set_nodes(nodes(10))  # half removed while in flight
+    for _, name in fired:
+        wheel.done(name, ok=True)  # results of removed nodes are ignored
+    later = {name for _, name in run(wheel, 10.5, 20.5, 0.25)}
+    assert later == {n.name for n in nodes(10)}
