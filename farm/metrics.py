@@ -27,8 +27,8 @@ class WorkerMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.polls = Counter("farm_polls", "Polls by result.", ["result"], registry=r)
-        for result in RESULTS:
-            self.polls.labels(result)
+        # children looked up once: labels() takes a lock and builds a tuple
+        self._by_result = {result: self.polls.labels(result) for result in RESULTS}
         self.latency = Histogram("farm_poll_latency_seconds", "Duration of one poll.",
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                                           1, 2.5, 5, 10, 30), registry=r)
@@ -71,7 +71,11 @@ class WorkerMetrics:
         self._pass_started, self._pass_seen = now, set()
 
     def observe(self, result):
-        self.polls.labels(result.error_kind or "ok").inc()
+        kind = result.error_kind or "ok"
+        counter = self._by_result.get(kind)
+        if counter is None:
+            counter = self._by_result[kind] = self.polls.labels(kind)
+        counter.inc()
         self.latency.observe(result.latency)
         if result.node not in self._last_poll:
             return  # a poll of a node just handed over

@@ -39,7 +39,6 @@ class EngineConfig:
     cipher_suites: tuple = (17, 3)
     privilege: int = 4              # administrator
 
-    @property
     def keepalive_after(self):
         # Early enough that a keepalive retransmitted twice still lands in time.
         margin = min(self.session_timeout / 2, max(10.0, 3 * self.retry_interval))
@@ -80,6 +79,8 @@ class Engine:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._epoll.register(self._wake_r, select.EPOLLIN)
         self._resolved = {}
+        self._endpoints = {}  # (address, port) -> normalised endpoint, for IP literals
+        self._keepalive_after = config.keepalive_after()
         self._resolver = None
         self._stop = False
         self._thread = None
@@ -189,7 +190,7 @@ class Engine:
         if session.queue:
             self._schedule(session, now)
         elif session.state == ACTIVE and self.config.keepalive:
-            when = session.last_activity + self.config.keepalive_after
+            when = session.last_activity + self._keepalive_after
             self.at(when, session, "keepalive", session.last_activity)
         while self._waiting and self._busy < self.config.max_in_flight:
             waiting = self._waiting.popleft()
@@ -265,9 +266,13 @@ class Engine:
     # -- addresses ------------------------------------------------------------------------------
     def _endpoint(self, job):
         address = job.node.address
+        known = self._endpoints.get((address, job.node.port))
+        if known is not None:
+            return known
         try:
             ip = ipaddress.ip_address(address)
-            return (str(ip), job.node.port)
+            endpoint = self._endpoints[(address, job.node.port)] = (str(ip), job.node.port)
+            return endpoint
         except ValueError:
             pass
         cached = self._resolved.get(address)

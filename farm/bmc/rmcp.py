@@ -36,23 +36,31 @@ NO_CIPHER_SUITE_MATCH = 0x11
 class Suite:
     number: int
     digest: object          # hashlib constructor of the RAKP/integrity hash
+    name: str               # its name, for hmac.digest's one-shot C path
     auth_alg: int           # RAKP-HMAC-SHA1 = 1, RAKP-HMAC-SHA256 = 3
     integrity_alg: int      # HMAC-SHA1-96 = 1, HMAC-SHA256-128 = 4
     icv_len: int            # truncated length of RAKP4's ICV and packet auth codes
 
 
-SUITES = {3: Suite(3, hashlib.sha1, 1, 1, 12), 17: Suite(17, hashlib.sha256, 3, 4, 16)}
+SUITES = {3: Suite(3, hashlib.sha1, "sha1", 1, 1, 12),
+          17: Suite(17, hashlib.sha256, "sha256", 3, 4, 16)}
 
 
-@dataclasses.dataclass(frozen=True)
 class Keys:
-    suite: Suite
-    k1: bytes       # integrity key
-    aes_key: bytes  # first 16 bytes of K2
+    """A session's integrity key and AES key, with the block cipher built once:
+    a payload is one or two blocks, and building a CBC context per packet cost
+    more than the encryption (CBC is chained here over the ECB primitive)."""
+
+    __slots__ = ("suite", "k1", "aes_key", "_enc", "_dec")
+
+    def __init__(self, suite, k1, aes_key):
+        self.suite, self.k1, self.aes_key = suite, k1, aes_key
+        cipher = Cipher(algorithms.AES(aes_key), modes.ECB())  # noqa: S305 (chained below)
+        self._enc, self._dec = cipher.encryptor(), cipher.decryptor()
 
 
 def _hmac(key, data, suite):
-    return hmac.new(key, data, suite.digest).digest()
+    return hmac.digest(key, data, suite.name)
 
 
 def bad(message):
@@ -66,7 +74,7 @@ def wrap(payload_type, payload, session_id=0, seq=0, keys=None):
     ptype = payload_type
     if keys is not None:
         ptype |= 0xC0
-        payload = _encrypt(payload, keys.aes_key)
+        payload = _encrypt(payload, keys)
     body = struct.pack("<BBIIH", AUTH_RMCPPLUS, ptype, session_id, seq, len(payload)) + payload
     if keys is None:
         return RMCP_HEADER + body
@@ -99,22 +107,29 @@ def unwrap(packet, keys=None):
     if len(signed) < 12 + length + 2 or not hmac.compare_digest(
             _hmac(keys.k1, signed, keys.suite)[:icv_len], code):
         raise bad("packet failed its integrity check")
-    return ptype & 0x3F, session_id, seq, _decrypt(payload, keys.aes_key)
+    return ptype & 0x3F, session_id, seq, _decrypt(payload, keys)
 
 
-def _encrypt(data, key):
+def _xor(a, b):
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(16, "big")
+
+
+def _encrypt(data, keys):
+    """AES-CBC-128 with a random IV (spec 13.29)."""
     pad = (15 - len(data) % 16) % 16  # data + pad bytes + pad length fill blocks
     plain = data + bytes(range(1, pad + 1)) + bytes([pad])
-    iv = os.urandom(16)
-    enc = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
-    return iv + enc.update(plain) + enc.finalize()
+    out = [os.urandom(16)]
+    for i in range(0, len(plain), 16):
+        out.append(keys._enc.update(_xor(plain[i:i + 16], out[-1])))
+    return b"".join(out)
 
 
-def _decrypt(payload, key):
+def _decrypt(payload, keys):
     if len(payload) < 32 or len(payload) % 16:
         raise bad("encrypted payload of a wrong length")
-    dec = Cipher(algorithms.AES(key), modes.CBC(payload[:16])).decryptor()
-    plain = dec.update(payload[16:]) + dec.finalize()
+    blocks = [payload[i:i + 16] for i in range(0, len(payload), 16)]
+    plain = b"".join(_xor(keys._dec.update(blocks[i]), blocks[i - 1])
+                     for i in range(1, len(blocks)))
     pad = plain[-1]
     if pad > 15 or plain[-1 - pad:-1] != bytes(range(1, pad + 1)):
         raise bad("encrypted payload badly padded")
