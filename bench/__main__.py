@@ -1,6 +1,7 @@
 """python -m bench NAME [ARGS]: run one benchmark (each starts its own Redis and fleet).
 
   compare         farm against ipmipower, ipmitool and plain pyghmi (cost per poll, hung BMCs)
+  engine          the poll engine: cost at 1 s and 60 s intervals, processes 1 vs 2
   fleet           a farm-worker's staleness with and without hung BMCs, CPU per poll
   scale           one farm-worker over 10,000 BMCs: staleness, CPU and memory per node
   scaleout        1, 2 and 4 workers on one fleet: polls/s and staleness
@@ -10,7 +11,7 @@
 import runpy
 import sys
 
-MODULES = {"compare": "bench.compare", "fleet": "bench.fleet",
+MODULES = {"compare": "bench.compare", "engine": "bench.engine", "fleet": "bench.fleet",
            "scale": "bench.scale",
            "scaleout": "bench.scaleout", "faults": "bench.faults"}
 
