@@ -172,11 +172,25 @@ def metrics_url(proc, timeout=30):
     raise RuntimeError(f"{proc.log_path}: no metrics address within {timeout} s")
 
 
+def scrape(url):
+    """Every sample of a metrics endpoint: {'name{labels}': value}."""
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def polls(values):
+    """farm_polls_total summed over results, from scraped samples."""
+    return sum(v for k, v in values.items() if k.startswith("farm_polls_total{"))
+
+
 def polls_total(url):
     """farm_polls_total summed over results, from a worker's metrics endpoint."""
-    text = urllib.request.urlopen(url, timeout=5).read().decode()
-    return sum(float(line.rpartition(" ")[2]) for line in text.splitlines()
-               if line.startswith("farm_polls_total{"))
+    return polls(scrape(url))
 
 
 def stop(procs, sig=signal.SIGTERM):

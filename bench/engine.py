@@ -21,22 +21,7 @@ import tempfile
 import time
 
 from bench import common, report
-from bench.common import Fleet, PrivateRedis, proc_cpu
-
-
-def scrape(url):
-    import urllib.request
-    text = urllib.request.urlopen(url, timeout=5).read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
-
-
-def polls(values):
-    return sum(v for k, v in values.items() if k.startswith("farm_polls_total{"))
+from bench.common import Fleet, PrivateRedis, polls, proc_cpu, scrape
 
 
 def measure(fleet, work, interval, warmup, window, **worker):

@@ -104,12 +104,6 @@ class Wheel:
         st.failures = 0 if ok else st.failures + 1
         st.skip = rounds_to_skip(st.failures) if st.failures else 0
 
-    def release(self, name):
-        """A poll that will never report (its process died): poll it again."""
-        st = self._states.get(name)
-        if st is not None:
-            st.in_flight = False
-
 
 class Scheduler:
     """futurist's PeriodicWorker ticking every task's wheel, in one thread."""
