@@ -5,6 +5,7 @@
   fleet           a farm-worker's staleness with and without hung BMCs, CPU per poll
   scale           one farm-worker over 10,000 BMCs: staleness, CPU and memory per node
   scaleout        1, 2 and 4 workers on one fleet: polls/s and staleness
+  churn           healthy nodes' longest gap while the inventory changes and a worker joins
   faults          takeover after a worker's SIGKILL, leader failover, longest gap
 """
 
@@ -12,7 +13,7 @@ import runpy
 import sys
 
 MODULES = {"compare": "bench.compare", "engine": "bench.engine", "fleet": "bench.fleet",
-           "scale": "bench.scale",
+           "scale": "bench.scale", "churn": "bench.churn",
            "scaleout": "bench.scaleout", "faults": "bench.faults"}
 
 if len(sys.argv) < 2 or sys.argv[1] not in MODULES:

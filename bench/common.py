@@ -86,23 +86,27 @@ class PrivateRedis:
 
 class Fleet:
     """`shards` farm-sim processes serving `count` BMCs between them; `hung`
-    names the BMCs that never answer. One process serves 10,000 BMCs; more
-    shards let the simulator use more than one core."""
+    names the BMCs that never answer. Shard i listens on 127.0.0.(i+1), so
+    a fleet is not limited to one address's 64k ports. One process serves
+    10,000 BMCs; more shards let the simulator use more than one core."""
 
     def __init__(self, count, hung_fraction, work, shards=1):
-        self.base = free_udp_range(count)
         self.procs, self.nodes, self.hung = [], [], set()
+        self.base = None  # shard 0's first port: names this fleet's files
         sizes = [count // shards + (1 if i < count % shards else 0) for i in range(shards)]
-        invs, port = [], self.base
-        for size in sizes:
-            inv = os.path.join(work, f"inv-{port}.yaml")
+        invs = []
+        for i, size in enumerate(sizes):
+            address = f"127.0.0.{i + 1}"
+            port = free_udp_range(size, address)
+            self.base = self.base or port
+            inv = os.path.join(work, f"inv-{i}-{port}.yaml")
             self.procs.append(subprocess.Popen(
-                [os.path.join(BIN, "farm-sim"), "--count", str(size), "--base-port", str(port),
-                 "--hung-fraction", str(hung_fraction), "--inventory", inv],
+                [os.path.join(BIN, "farm-sim"), "--count", str(size), "--address", address,
+                 "--base-port", str(port), "--name-prefix", f"bmc{i}-", "--hung-fraction", str(hung_fraction),
+                 "--inventory", inv],
                 env=dict(os.environ, FARM_SIM_PASSWORD=PASSWORD), stderr=open(f"{inv}.log", "w")))
             invs.append((inv, size))
-            port += size
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 120 + count / 1000
         for (inv, size), proc in zip(invs, self.procs, strict=True):
             while not os.path.exists(inv):
                 if time.monotonic() > deadline or proc.poll() is not None:

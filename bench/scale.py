@@ -1,7 +1,8 @@
 """One farm-worker over a large fleet: staleness, CPU and memory per node.
 
     python -m bench scale [--count 10000] [--interval 60] [--intervals 3] [--repeats 2]
-                          [--workers 1,2] [--executors threads] [--plot docs/staleness.png] [--write-docs]
+                          [--hung 0,0.1] [--workers 1,2] [--executors threads]
+                          [--plot docs/staleness.png] [--write-docs]
 
 Each repeat runs every worker count and executor on an all-healthy fleet and
 on one with 10 % hung, alternating. With more than one worker process (on this
@@ -151,6 +152,7 @@ def main():
     ap.add_argument("--sample", type=float, default=5.0, help="seconds between staleness samples")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--executors", default="threads")
+    ap.add_argument("--hung", default="0,0.1", help="fractions of hung BMCs, comma-separated")
     ap.add_argument("--workers", default="1,2", help="farm-worker processes on this host, comma-separated")
     ap.add_argument("--plot", help="write the staleness-over-time PNG here")
     ap.add_argument("--write-docs", action="store_true", help="put the table into docs/benchmarks.md")
@@ -158,7 +160,8 @@ def main():
     work = tempfile.mkdtemp(prefix="farm-scale-")
     rows = []
     for _ in range(a.repeats):
-        runs = [(n, e, h) for n in a.workers.split(",") for e in a.executors.split(",") for h in (0.0, 0.1)]
+        runs = [(n, e, float(h)) for n in a.workers.split(",") for e in a.executors.split(",")
+                for h in a.hung.split(",")]
         for n_workers, executor, hung in runs:
             row = scenario(executor, hung, int(n_workers), a, work)
             rows.append(row)

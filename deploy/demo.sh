@@ -7,16 +7,18 @@
 #
 #   bash deploy/demo.sh [--duration SECONDS] [--count N] [--executor threads|processes]
 #                       [--backend-url redis://HOST:PORT]   (use that Redis, start none)
+#                       [--no-install]   (use .venv as it is)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-duration=60 count=300 executor=threads backend_url=""
+duration=60 count=300 executor=threads backend_url="" install=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration=$2; shift 2 ;;
     --count) count=$2; shift 2 ;;
     --executor) executor=$2; shift 2 ;;
     --backend-url) backend_url=$2; shift 2 ;;
+    --no-install) install=0; shift ;;
     *) echo "usage: $0 [--duration S] [--count N] [--executor threads|processes]" >&2; exit 2 ;;
   esac
 done
@@ -29,14 +31,30 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
 fi
-.venv/bin/pip install -q -e .   # quick when already installed; picks up new dependencies
+if [ $install = 1 ]; then
+  .venv/bin/pip install -q -e .   # quick when already installed; picks up new dependencies
+fi
 
 work=$(mktemp -d)
-pids=()
+infra=() daemons=()   # stopped in this order: farm's daemons first, then the sim and Redis
+stop_all() {  # TERM, then KILL whatever still runs after $2 seconds
+  local pids=("${@:3}") deadline=$((SECONDS + $2))
+  [ ${#pids[@]} -eq 0 ] && return 0
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  while kill -0 "${pids[@]}" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+  for pid in "${pids[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "$1 $pid did not stop within $2 s: killing it" >&2; kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
 cleanup() {
   trap - EXIT INT TERM
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  # The daemons still have Redis while they leave their groups and write
+  # their last results; each exits within bmc_timeout + 12 s in any case.
+  stop_all "farm daemon" 20 "${daemons[@]}"
+  stop_all "process" 10 "${infra[@]}"
   echo "demo stopped; its logs are in $work"
 }
 trap cleanup EXIT INT TERM
@@ -46,7 +64,7 @@ base_port=$(.venv/bin/python -m farm.sim.ports udp "$count")
 
 if [ -z "$backend_url" ]; then
   redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
-    >"$work/redis.log" 2>&1 & pids+=($!)
+    >"$work/redis.log" 2>&1 & infra+=($!)
   backend_url="redis://127.0.0.1:$redis_port"
 fi
 namespace="demo-$$"
@@ -66,12 +84,12 @@ coordinator_port = 0
 CONF
 
 FARM_SIM_PASSWORD="demo-$RANDOM$RANDOM" .venv/bin/farm-sim --count "$count" --base-port "$base_port" \
-  --hung-fraction 0.1 --off-fraction 0.2 --inventory "$work/inventory.yaml" >"$work/sim.log" 2>&1 & pids+=($!)
+  --hung-fraction 0.1 --off-fraction 0.2 --inventory "$work/inventory.yaml" >"$work/sim.log" 2>&1 & infra+=($!)
 for _ in $(seq 100); do [ -f "$work/inventory.yaml" ] && break; sleep 0.1; done
 .venv/bin/farm nodes import --config-file "$work/farm.conf" "$work/inventory.yaml"
 for i in 1 2; do
-  .venv/bin/farm-coordinator --config-file "$work/farm.conf" >"$work/coordinator-$i.log" 2>&1 & pids+=($!)
-  .venv/bin/farm-worker --config-file "$work/farm.conf" >"$work/worker-$i.log" 2>&1 & pids+=($!)
+  .venv/bin/farm-coordinator --config-file "$work/farm.conf" >"$work/coordinator-$i.log" 2>&1 & daemons+=($!)
+  .venv/bin/farm-worker --config-file "$work/farm.conf" >"$work/worker-$i.log" 2>&1 & daemons+=($!)
 done
 
 sleep 2

@@ -11,6 +11,7 @@ from farm import conf, errors, inventory, placement
 from farm.store import Store
 
 PROGRESS_FROM = 10_000  # nodes; smaller imports finish before a bar helps
+BACKEND_ERRORS = (errors.BackendUnavailable, errors.BackendRefused)
 
 
 class _Ctx:
@@ -22,7 +23,7 @@ class _Ctx:
         c = self.settings.coordination
         try:
             self.store = Store(c.backend_url, c.namespace)
-        except errors.BackendUnavailable as exc:
+        except (*BACKEND_ERRORS, errors.ConfigError) as exc:
             raise click.ClickException(str(exc)) from None
 
 
@@ -65,7 +66,7 @@ def import_(config_file, replace, file):
                 counts = ctx.store.import_nodes(parsed, replace=replace, progress=bar.update)
         else:
             counts = ctx.store.import_nodes(parsed, replace=replace)
-    except errors.BackendUnavailable as exc:
+    except BACKEND_ERRORS as exc:
         raise click.ClickException(f"{exc}; nothing imported") from None
     click.echo(f"{len(parsed)} nodes in {file}: {counts['added']} added, {counts['updated']} "
                f"updated, {counts['unchanged']} unchanged, {counts['removed']} removed")
@@ -79,7 +80,7 @@ def remove(config_file, names):
     ctx = _Ctx(config_file)
     try:
         removed = ctx.store.remove_nodes(list(names))
-    except errors.BackendUnavailable as exc:
+    except BACKEND_ERRORS as exc:
         raise click.ClickException(f"{exc}; nothing removed") from None
     click.echo(f"{removed} of {len(names)} nodes removed")
 
@@ -123,7 +124,7 @@ def filter_rows(rows, state=None, stale=False, stale_after=None, now=None):
 def _rows(config_file):
     try:
         return node_rows(_Ctx(config_file).store)
-    except errors.BackendUnavailable as exc:
+    except BACKEND_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -143,7 +144,7 @@ def list_(config_file, as_json, state, stale):
     ctx = _Ctx(config_file)
     try:
         rows = node_rows(ctx.store)
-    except errors.BackendUnavailable as exc:
+    except BACKEND_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
     rows = filter_rows(rows, state, stale, 2 * ctx.settings.worker.poll_interval, time.time())
     if as_json:
@@ -243,7 +244,7 @@ def status(config_file, as_json, watch, interval):
 def _status(ctx):
     try:
         return status_report(ctx.store, ctx.settings.worker.poll_interval, time.time())
-    except errors.BackendUnavailable as exc:
+    except BACKEND_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
 
 

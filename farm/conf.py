@@ -9,12 +9,15 @@ import os
 
 from oslo_config import cfg
 
-from farm import errors
+from farm import backend, errors
 
 coordination_opts = [
     cfg.StrOpt("backend_url", default="redis://127.0.0.1:6379",
-               help="Redis URL holding farm's inventory, state and events "
-                    "(redis://[:password@]host:port[/db])."),
+               help="Redis URL holding farm's inventory, state and events, and "
+                    "tooz's groups: redis://[user:password@]host[:port][/db], rediss:// "
+                    "(TLS; ?ssl_ca_certs=, ssl_certfile=, ssl_keyfile=), or a Sentinel: "
+                    "redis://sentinel:26379?sentinel=MASTER&sentinel_fallback=host:port. "
+                    "Percent-encode special characters in the password."),
     cfg.StrOpt("namespace", default="farm",
                help="Prefix of every Redis key farm writes, so that several farms "
                     "can share one Redis."),
@@ -182,7 +185,8 @@ def load(config_file=None, overrides=None):
             values[group] = {o.dest: getattr(getattr(conf, group), o.dest)
                              for o in opts}
     except (cfg.Error, ValueError) as exc:
-        raise errors.ConfigError(f"invalid configuration: {exc}") from None
+        raise errors.ConfigError(f"invalid configuration: {backend.redact(str(exc))}") from None
+    backend.parse(values["coordination"]["backend_url"])  # ConfigError, redacted
     return Settings(coordination=Coordination(**values["coordination"]),
                     worker=_worker(values["worker"]),
                     logging=Logging(**values["logging"]),

@@ -10,20 +10,20 @@ published anything.
 import logging
 import os
 import socket
-import sys
 import threading
 import time
 import uuid
 
 import click
 
-from farm import daemon, errors, placement
+from farm import daemon, placement
 from farm.metrics import CoordinatorMetrics
 from farm.metrics import serve as serve_metrics
 from farm.store import Store
 
 LOG = logging.getLogger("farm.coordinator")
 TICK = 0.5
+STOP_BUDGET = 10.0  # seconds from SIGTERM to exit: loop grace (2 s), leaving (3 s), slack
 
 
 def member_id(kind):
@@ -114,14 +114,18 @@ class Coordinator:
         self._follow("lost contact with Redis")
 
     def shutdown(self):
-        if not self.membership.started:
-            return
+        """Hand the lease over and leave, bounded whatever Redis does."""
+        done = daemon.Shutdown()
+        if self.membership.started:
+            done.run({"leave": self._leave}, 3.0)
+        return done
+
+    def _leave(self):
         if self.leading:
             try:
                 self.store.release_lease(self.my_id)
-            except errors.BackendUnavailable:
-                pass
-            self.membership.stand_down(self.group)
+            finally:  # without Redis, tooz's lock must still be let go of
+                self.membership.stand_down(self.group)
         self.membership.leave(self.group)
         self.membership.stop()
 
@@ -140,7 +144,7 @@ def main(config_file, metrics_port):
     settings = daemon.start(config_file, {"metrics.coordinator_port": metrics_port}
                             if metrics_port is not None else None)
     stop = threading.Event()
-    daemon.on_stop_signals(stop.set)
+    daemon.on_stop_signals(stop.set, budget=STOP_BUDGET)
     my_id = member_id("coordinator")
     store = Store(settings.coordination.backend_url, settings.coordination.namespace)
     coordinator = Coordinator(settings, store, daemon.membership(settings, my_id, 5), my_id)
@@ -148,9 +152,5 @@ def main(config_file, metrics_port):
         serve_metrics(coordinator.metrics.registry, settings.metrics.bind,
                       settings.metrics.coordinator_port)
     LOG.info("farm-coordinator %s starting", my_id)
-    try:
-        run(coordinator, stop)
-    finally:
-        LOG.info("farm-coordinator stopping")
-        coordinator.shutdown()
-    sys.exit(0)
+    daemon.serve("farm-coordinator", lambda: run(coordinator, stop), stop, coordinator.shutdown)
+

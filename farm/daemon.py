@@ -1,13 +1,16 @@
 """What farm's daemons share at their edge: configuration, logging, signals,
-and their tooz membership."""
+their tooz membership and a bounded shutdown."""
 
 import logging
+import os
 import signal
+import threading
+import time
 
 import click
 
-from farm import conf, errors, logs
-from farm.membership import Membership, tooz_url
+from farm import backend, conf, errors, logs
+from farm.membership import Membership, redis_coordinator, tooz_options, url_coordinator
 
 LOG = logging.getLogger("farm")
 
@@ -22,22 +25,144 @@ def start(config_file, overrides=None):
     return settings
 
 
-def on_stop_signals(callback):
-    """SIGTERM and SIGINT only call `callback` (which sets a flag); one loop acts."""
-    signal.signal(signal.SIGTERM, lambda *_: callback())
-    signal.signal(signal.SIGINT, lambda *_: callback())
+EXIT_CLEAN, EXIT_UNCLEAN, EXIT_REFUSED, EXIT_FORCED = 0, 1, 2, 3
+LOOP_GRACE = 2.0  # how long shutdown waits for the loop's current step
+
+
+def serve(name, loop, stopping, shutdown):
+    """Run `loop` beside the main thread until `stopping` (an Event) is set,
+    then `shutdown()` (a Shutdown), and end the process with its exit code.
+    The loop is not in the main thread so that a step blocked on a paused
+    Redis (up to its socket timeout) cannot hold the shutdown back."""
+    code, fatal = EXIT_UNCLEAN, []
+    try:
+        thread = threading.Thread(target=_logged(loop, fatal), name=f"{name}-loop", daemon=True)
+        thread.start()
+        while not stopping.wait(0.5) and thread.is_alive():
+            pass
+        died = not stopping.is_set()
+        if died and not fatal:
+            LOG.error("%s: its loop ended on its own; stopping", name)
+        thread.join(LOOP_GRACE)
+        LOG.info("%s stopping", name)
+        code = shutdown().exit_code
+        if died:
+            code = EXIT_REFUSED if fatal else EXIT_UNCLEAN
+    finally:
+        LOG.info("%s stopped (exit code %d)", name, code)
+        finish(code)
+
+
+def _logged(fn, fatal):
+    def run():
+        try:
+            fn()
+        except (errors.BackendRefused, errors.ConfigError) as exc:
+            # one clear line: a traceback every few seconds helps nobody
+            LOG.error("cannot run: %s", exc)
+            fatal.append(exc)
+        except Exception:
+            LOG.exception("the main loop failed")
+    return run
+
+
+def on_stop_signals(callback, budget):
+    """SIGTERM and SIGINT only call `callback` (which sets a flag); one loop
+    acts. From the first signal the process has `budget` seconds to exit: a
+    watchdog then ends it (EXIT_FORCED), as does a second signal, so no step
+    that hangs on a dead or paused Redis can keep a stopped daemon alive."""
+    state = {"signalled": False}
+
+    def handler(signum, _frame):
+        if state["signalled"]:
+            _force(f"second {signal.Signals(signum).name}: exiting now")
+        state["signalled"] = True
+        callback()
+        threading.Thread(target=_watchdog, args=(budget,), name="farm-exit-watchdog",
+                         daemon=True).start()
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def _watchdog(budget):
+    time.sleep(budget)
+    _force(f"shutdown did not finish within {budget:g} s: exiting now")
+
+
+def _force(why):
+    LOG.error("%s (exit code %d)", why, EXIT_FORCED)
+    finish(EXIT_FORCED)
+
+
+def finish(code):
+    """Flush the logs and end the process with `code`, whatever threads a
+    library left behind (tooz's heartbeat retries for ever without Redis)."""
+    try:
+        logging.shutdown()
+    finally:
+        os._exit(code)
+
+
+class Shutdown:
+    """Runs shutdown steps, each in its own thread with its own deadline; a
+    step that hangs or fails is logged and left behind. `clean` says whether
+    every step finished in time without error."""
+
+    def __init__(self):
+        self.clean = True
+
+    def run(self, steps, timeout):
+        """Run `steps` ({name: callable}) side by side; wait at most `timeout` s."""
+        threads, failed = [], []
+
+        def call(name, fn):
+            try:
+                if fn() is False:
+                    failed.append(f"{name}: did not finish")
+            except Exception as exc:
+                failed.append(f"{name}: {type(exc).__name__}: {exc}")
+        for name, fn in steps.items():
+            t = threading.Thread(target=call, args=(name, fn), name=f"farm-stop-{name}", daemon=True)
+            t.start()
+            threads.append((name, t))
+        deadline = time.monotonic() + timeout
+        for name, t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+            if t.is_alive():
+                failed.append(f"{name}: still running after {timeout:g} s")
+        for why in failed:
+            LOG.warning("shutdown step %s", why)
+        self.clean = self.clean and not failed
+        return not failed
+
+    @property
+    def exit_code(self):
+        return EXIT_CLEAN if self.clean else EXIT_UNCLEAN
 
 
 def membership(settings, my_id, start_timeout):
+    """tooz on [coordination] tooz_url if set (etcd3, zookeeper...), else on
+    backend_url's Redis with the same credentials and TLS as farm's state."""
     c = settings.coordination
-    url = tooz_url(c.tooz_url or c.backend_url, c.namespace, c.membership_timeout, c.leader_timeout)
-    return Membership(url, my_id, start_timeout=start_timeout)
+    defaults = tooz_options(c.namespace, c.membership_timeout, c.leader_timeout)
+    if c.tooz_url and not c.tooz_url.startswith("redis"):
+        def connect(member):
+            return url_coordinator(c.tooz_url, member)
+        where = backend.redact(c.tooz_url)
+    else:
+        b = backend.parse(c.tooz_url or c.backend_url)
+        where = b.where
+
+        def connect(member):
+            return redis_coordinator(b, member, defaults)
+    return Membership(connect, my_id, where, start_timeout=start_timeout)
 
 
 def keep_running(step, wait, stopping, tick, outage_message, on_trouble=lambda: None):
     """Call step() every `tick` seconds until stopping().
 
-    A Redis outage is logged once (`outage_message()` says what that means for
+    BackendRefused and ConfigError end the loop (the daemon exits 2). A
+    Redis outage is logged once (`outage_message()` says what that means for
     this daemon) and retried with backoff from 0.5 s up to 10 s; any other
     exception is logged with its traceback and retried after 5 s, so no bug
     stops a daemon. `on_trouble` runs on either (a coordinator steps down).
@@ -50,6 +175,8 @@ def keep_running(step, wait, stopping, tick, outage_message, on_trouble=lambda: 
             if outage:
                 LOG.warning("Redis is reachable again")
             delay, outage = tick, False
+        except (errors.BackendRefused, errors.ConfigError):
+            raise  # retrying cannot fix these: the daemon exits (EXIT_REFUSED)
         except errors.BackendUnavailable as exc:
             if not outage:
                 LOG.error("%s: %s", outage_message(), exc)

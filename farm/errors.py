@@ -18,7 +18,13 @@ class InventoryError(FarmError):
 
 
 class BackendUnavailable(FarmError):
-    """Redis (or another backend) cannot be reached or refused the operation."""
+    """Redis (or another backend) cannot be reached or failed the operation;
+    retrying may help."""
+
+
+class BackendRefused(FarmError):
+    """Redis refused us for good: wrong credentials, or an ACL that lacks a
+    command or key farm needs. Retrying cannot help; daemons exit."""
 
 
 class BmcError(FarmError):

@@ -16,32 +16,54 @@ import urllib.parse
 
 import tooz
 from tooz import coordination
+from tooz.drivers import redis as tooz_redis
 
-from farm.errors import BackendUnavailable
-from farm.store import redact_url
+from farm import backend
+from farm.errors import BackendRefused, BackendUnavailable
 
 LOG = logging.getLogger(__name__)
+# Errors retrying cannot fix, as redis-py words them (they reach us through tooz)
+_REFUSED = ("WRONGPASS", "NOPERM", "AuthenticationError", "NoPermissionError", "invalid password")
 
 
-def tooz_url(url, namespace, membership_timeout, leader_timeout, socket_timeout=5):
-    """The tooz URL for farm's groups: its timeouts as tooz URL options (pure)."""
-    parts = urllib.parse.urlsplit(url)
-    query = dict(urllib.parse.parse_qsl(parts.query))
-    if parts.scheme.startswith("redis"):
-        query.setdefault("timeout", str(int(socket_timeout)))
-        query.setdefault("membership_timeout", f"{membership_timeout:g}")
-        # tooz wants an integer; half the leader timeout, since farm's lease
-        # (the other half) starts counting at the same moment.
-        query.setdefault("lock_timeout", str(max(1, math.ceil(leader_timeout / 2))))
-        query.setdefault("namespace", f"{namespace}_tooz")
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+def tooz_options(namespace, membership_timeout, leader_timeout, socket_timeout=5):
+    """farm's timeouts as tooz Redis driver options (pure)."""
+    return {"timeout": str(int(socket_timeout)),
+            "membership_timeout": f"{membership_timeout:g}",
+            # tooz wants an integer; half the leader timeout, since farm's
+            # lease (the other half) starts counting at the same moment.
+            "lock_timeout": str(max(1, math.ceil(leader_timeout / 2))),
+            "namespace": f"{namespace}_tooz"}
+
+
+def redis_coordinator(b, member_id, defaults):
+    """tooz's Redis driver on Backend `b`. Built from parts, not from a URL
+    string: tooz reads the password raw from its URL (no percent-decoding, and
+    a '#', '?' or '/' in it breaks the parse) and knows no rediss://. The
+    driver's constructor (member_id, parsed_url, options as lists) is what
+    tooz.coordination.get_coordinator calls; tests/unit/test_backend.py fails
+    if that shape changes."""
+    host = f"[{b.host}]" if ":" in b.host else b.host
+    user = b.username or ""
+    userinfo = f"{user}:{b.password}@" if b.password is not None else (f"{user}@" if user else "")
+    parsed = urllib.parse.SplitResult("redis", f"{userinfo}{host}:{b.port}", "", "", "")
+    options = dict(defaults, **b.tooz_options())
+    return tooz_redis.RedisDriver(member_id, parsed,
+                                  {k: v if isinstance(v, list) else [v] for k, v in options.items()})
+
+
+def url_coordinator(url, member_id):
+    """tooz on another backend (etcd3, zookeeper...), from its own URL."""
+    return coordination.get_coordinator(url, member_id)
 
 
 class Membership:
-    def __init__(self, url, member_id, start_timeout=10.0):
+    def __init__(self, connect, member_id, where, start_timeout=10.0):
+        """`connect(member_id_bytes)` returns a tooz coordinator; `where`
+        names the backend in messages (redacted)."""
         self.member_id = member_id
-        self._url = url
-        self._where = redact_url(url)
+        self._connect = connect
+        self._where = where
         self._start_timeout = start_timeout
         self._coord = None
         self._joined = {}
@@ -50,11 +72,20 @@ class Membership:
     def _wrap(self, what, fn, *args):
         try:
             return fn(*args)
-        except (tooz.ToozError, coordination.ToozError) as exc:
-            raise BackendUnavailable(f"tooz ({self._where}) failed during {what}: {exc}") from None
-        except Exception as exc:  # redis errors can leak through tooz's futures
-            raise BackendUnavailable(f"tooz ({self._where}) failed during {what}: "
-                                     f"{type(exc).__name__}: {exc}") from None
+        except Exception as exc:  # tooz's errors, and redis errors through its futures
+            raise self._translate(what, exc) from exc
+
+    def _translate(self, what, exc):
+        detail = exc if isinstance(exc, (tooz.ToozError, coordination.ToozError)) \
+            else f"{type(exc).__name__}: {exc}"
+        message = f"tooz ({self._where}) failed during {what}: {backend.redact(str(detail))}"
+        chain, e = [], exc
+        while e is not None and len(chain) < 10:
+            chain.append(f"{type(e).__name__}: {e}")
+            e = e.__cause__ or e.__context__
+        if any(word in text for text in chain for word in _REFUSED):
+            return BackendRefused(message)
+        return BackendUnavailable(message)
 
     @property
     def started(self):
@@ -62,7 +93,7 @@ class Membership:
 
     def start(self):
         """Connect, bounded by start_timeout (tooz alone can take a minute)."""
-        coord = coordination.get_coordinator(self._url, self.member_id.encode("utf-8"))
+        coord = self._wrap("connect", self._connect, self.member_id.encode("utf-8"))
         outcome = {}
 
         def run():
@@ -75,8 +106,10 @@ class Membership:
         t.start()
         t.join(self._start_timeout)
         if not outcome.get("ok"):
-            error = outcome.get("error", f"no answer within {self._start_timeout:g} s")
-            raise BackendUnavailable(f"cannot start tooz on {self._where}: {error}")
+            if "error" in outcome:
+                raise self._translate("start", outcome["error"])
+            raise BackendUnavailable(f"cannot start tooz on {self._where}: "
+                                     f"no answer within {self._start_timeout:g} s")
         self._coord = coord
 
     def ensure_joined(self, group, capabilities):
@@ -107,7 +140,7 @@ class Membership:
         except coordination.MemberAlreadyExist:
             pass
         except Exception as exc:
-            raise BackendUnavailable(f"tooz ({self._where}) failed during join: {exc}") from None
+            raise self._translate("join", exc) from exc
         LOG.info("joined group %s as %s", gid.decode(), self.member_id)
 
     def members(self, group):

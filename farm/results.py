@@ -85,12 +85,17 @@ class ResultWriter:
             backoff = self._flush_interval if ok else min(self._max_backoff, backoff * 2)
 
     def stop(self, timeout=5.0):
-        """Stop the thread and make a last bounded attempt to write what is left."""
+        """Stop the thread and make a last attempt to write what is left; True
+        if nothing was left unwritten. A write blocked on a paused Redis can
+        outlast `timeout` (by the socket timeout): callers bound the call."""
+        deadline = time.monotonic() + timeout
         with self._cond:
             self._stopping = True
             self._cond.notify()
         if self._thread:
             self._thread.join(timeout)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not self.flush():
+        while time.monotonic() < deadline:
+            if self.flush():
+                return True
             time.sleep(0.2)
+        return False

@@ -10,6 +10,7 @@ nothing waits for in-flight polls (Ironic's one periodic pass feeding bounded
 workers, not one callable per node).
 """
 
+import itertools
 import logging
 import math
 import threading
@@ -21,6 +22,7 @@ from futurist import periodics
 LOG = logging.getLogger(__name__)
 
 BACKOFF_CAP = 4  # a dead BMC is still polled at least every 4 intervals
+CATCH_UP = 2.0  # a node handed over this soon after its phase is polled at once
 
 
 def phase(name, spacing):
@@ -55,11 +57,18 @@ class Wheel:
         self._slots = [[] for _ in range(self.buckets)]
         self._states = {}
         self._last = None  # the last bucket handed out
+        self._catch_up = []  # new nodes whose phase passed just before they came
         self._lock = threading.Lock()
         self.skipped_busy = 0
 
     def set_nodes(self, nodes):
-        """Poll exactly `nodes` from now on; kept nodes keep their state."""
+        """Poll exactly `nodes` from now on; kept nodes keep their state.
+
+        A new node whose bucket was handed out less than CATCH_UP s (or half
+        an interval) ago is polled at the next tick instead of a whole
+        interval late: a node handed over between workers may have been
+        missed by both (the old owner let go before its phase, the new one
+        learnt of it after). The price is, at worst, one extra poll of it."""
         old = self._states
         states = {n.name: (old[n.name] if n.name in old and old[n.name].node == n
                            else NodeState(n)) for n in nodes}
@@ -67,10 +76,19 @@ class Wheel:
             if name in old and st is not old[name]:
                 st.in_flight = old[name].in_flight  # changed address: same BMC slot rules
         slots = [[] for _ in range(self.buckets)]
-        for st in states.values():
-            slots[int(phase(st.node.name, self.interval) / self.width) % self.buckets].append(st)
+        new = []
+        for name, st in states.items():
+            bucket = int(phase(name, self.interval) / self.width) % self.buckets
+            slots[bucket].append(st)
+            if name not in old:
+                new.append((bucket, st))
+        window = max(1, int(min(CATCH_UP, self.interval / 2) / self.width))
         with self._lock:
             self._states, self._slots = states, slots
+            self._catch_up = [st for st in self._catch_up if states.get(st.node.name) is st]
+            if self._last is not None:
+                self._catch_up += [st for bucket, st in new
+                                   if (self._last - bucket) % self.buckets < window]
 
     def due(self, now):
         """The nodes whose phase passed since the last call (at most one
@@ -83,17 +101,16 @@ class Wheel:
             else:
                 count = (current - last) % self.buckets
                 indices = [(last + 1 + i) % self.buckets for i in range(count)]
-            slots = self._slots
+            slots, late, self._catch_up = self._slots, self._catch_up, []
         out = []
-        for i in indices:
-            for st in slots[i]:
-                if st.in_flight:
-                    self.skipped_busy += 1
-                elif st.skip > 0:
-                    st.skip -= 1
-                else:
-                    st.in_flight = True
-                    out.append(st.node)
+        for st in itertools.chain(late, *(slots[i] for i in indices)):
+            if st.in_flight:
+                self.skipped_busy += 1
+            elif st.skip > 0:
+                st.skip -= 1
+            else:
+                st.in_flight = True
+                out.append(st.node)
         return out
 
     def done(self, name, ok):

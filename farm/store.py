@@ -21,16 +21,15 @@ Keys, all under the namespace `ns`:
 """
 
 import json
-import urllib.parse
 
 import redis
+import redis.sentinel
 
-from farm.errors import BackendUnavailable
+from farm import backend
+from farm.errors import BackendRefused, BackendUnavailable, ConfigError
 from farm.model import Node
 
 EVENTS_MAXLEN = 100_000
-_TOOZ_ONLY_OPTIONS = {"timeout", "membership_timeout", "lock_timeout", "namespace",
-                      "sentinel", "sentinel_fallback", "heartbeat_interval"}
 
 # One round trip for a whole batch of results. Compare-and-write must be atomic
 # so that the event stream records each change exactly once.
@@ -106,38 +105,26 @@ return gen
 """
 
 
-def redact_url(url):
-    """The URL with any password replaced, for messages and logs."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    user = parts.username or ""
-    netloc = f"{user}:***@{netloc}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-
-
-def _redis_url(url):
-    """Drop the tooz-only query options, which redis-py would reject."""
-    parts = urllib.parse.urlsplit(url)
-    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query)
-             if k not in _TOOZ_ONLY_OPTIONS]
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
-
-
 class Store:
     def __init__(self, url, namespace, socket_timeout=5.0):
+        """`url`: [coordination] backend_url (see farm.backend); a URL that is
+        not one raises ConfigError."""
         self.namespace = namespace
-        self._where = redact_url(url)
+        b = backend.parse(url)
+        self._where = b.where
+        timeouts = {"socket_timeout": socket_timeout,
+                    "socket_connect_timeout": min(socket_timeout, 3.0)}
         try:
-            self._redis = redis.Redis.from_url(
-                _redis_url(url), socket_timeout=socket_timeout,
-                socket_connect_timeout=min(socket_timeout, 3.0),
-                health_check_interval=30, decode_responses=True)
+            if b.sentinel:
+                sentinels = redis.sentinel.Sentinel(
+                    list(b.sentinels), sentinel_kwargs=dict(timeouts, password=b.sentinel_password),
+                    **timeouts, health_check_interval=30, decode_responses=True, **b.redis_kwargs())
+                self._redis = sentinels.master_for(b.sentinel)
+            else:
+                self._redis = redis.Redis(**timeouts, health_check_interval=30, decode_responses=True,
+                                          **b.redis_kwargs())
         except (ValueError, TypeError) as exc:
-            raise BackendUnavailable(f"invalid backend URL {self._where}: {exc}") from None
+            raise ConfigError(f"backend URL {self._where}: {exc}") from None
         self._write_results = self._redis.register_script(_WRITE_RESULTS)
         self._hold_lease = self._redis.register_script(_HOLD_LEASE)
         self._release_lease = self._redis.register_script(_RELEASE_LEASE)
@@ -149,10 +136,14 @@ class Store:
     def _do(self, what, fn, *args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except (redis.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
+            raise BackendRefused(
+                f"Redis at {self._where} refused farm during {what} (check the user, password "
+                f"and ACL in backend_url): {type(exc).__name__}: {backend.redact(str(exc))}") from exc
         except redis.RedisError as exc:
             raise BackendUnavailable(
                 f"Redis at {self._where} failed during {what}: "
-                f"{type(exc).__name__}: {redact_url(str(exc))}") from None
+                f"{type(exc).__name__}: {backend.redact(str(exc))}") from exc
 
     def ping(self):
         return self._do("ping", self._redis.ping)

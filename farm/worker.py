@@ -12,13 +12,12 @@ whole inventory (one worker, no coordinator: the simplest farm).
 import logging
 import os
 import socket
-import sys
 import threading
 import time
 
 import click
 
-from farm import conf, daemon, errors, placement
+from farm import conf, daemon, placement
 from farm.coordinator import groups, member_id
 from farm.executors import ChildPool, InProcess
 from farm.metrics import WorkerMetrics
@@ -30,6 +29,7 @@ from farm.tasks import load_tasks
 
 LOG = logging.getLogger("farm.worker")
 TICK = 1.0  # the safety-net re-read; pub/sub makes changes reach us sooner
+STOP_MARGIN = 12.0  # exit budget beyond bmc_timeout: steps (7 s), loop grace (2 s), slack
 
 
 class Worker:
@@ -175,23 +175,27 @@ class Worker:
         self.wake.set()
 
     def shutdown(self):
-        """In order: stop taking new polls, end in-flight ones and log out of
-        BMC sessions (bounded by bmc_timeout), leave the group so our
-        partitions move now, write the last results."""
+        """In order: stop taking new polls; end in-flight ones and log out of
+        BMC sessions; then side by side: leave the group (so our partitions
+        move now), drop our worker record, write the last results. Each step
+        has a deadline (at most bmc_timeout + 7 s in all, whatever Redis
+        does); returns the daemon.Shutdown that says whether all went well."""
         w = self.settings.worker
-        self.scheduler.stop(1.0)
-        if not self.executor.stop(w.bmc_timeout + 1):
-            LOG.warning("the poll engine did not stop in time")
+        done = daemon.Shutdown()
+        done.run({"scheduler": lambda: self.scheduler.stop(1.0)}, 2.0)
+        done.run({"engine": lambda: self.executor.stop(w.bmc_timeout + 1)}, w.bmc_timeout + 2)
+        steps = {"results": lambda: self.writer.stop(timeout=2.5),
+                 "worker-record": lambda: self.store.forget_worker(self.my_id)}
         if self.membership is not None and self.membership.started:
-            self.membership.leave(self.group)
-            self.membership.stop()
-        try:
-            self.store.forget_worker(self.my_id)
-        except errors.BackendUnavailable:
-            pass
-        self.writer.stop(timeout=5.0)
+            steps["membership"] = self._leave
+        done.run(steps, 3.0)
         LOG.info("wrote %d poll results; %d batches failed; process restarts: %d",
                  self.writer.written, self.writer.failed_writes, self.executor.restarts)
+        return done
+
+    def _leave(self):
+        self.membership.leave(self.group)
+        self.membership.stop()
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -213,14 +217,8 @@ def main(config_file, executor, metrics_port):
     worker = Worker(settings, store, daemon.membership(settings, my_id, 3), my_id)
     if settings.metrics.enabled:
         serve_metrics(worker.metrics.registry, settings.metrics.bind, settings.metrics.port)
-    daemon.on_stop_signals(worker.stop)
+    daemon.on_stop_signals(worker.stop, budget=settings.worker.bmc_timeout + STOP_MARGIN)
     LOG.info("farm-worker %s starting (executor=%s, in flight<=%d, interval=%gs, bmc_timeout=%gs)",
              my_id, settings.worker.executor, settings.worker.workers_pool_size,
              settings.worker.poll_interval, settings.worker.bmc_timeout)
-    try:
-        worker.run()
-    finally:
-        LOG.info("farm-worker stopping")
-        worker.shutdown()
-    LOG.info("farm-worker stopped")
-    sys.exit(0)
+    daemon.serve("farm-worker", worker.run, worker.stopping, worker.shutdown)

@@ -28,10 +28,12 @@ from farm.sim.fleet import Fleet
 @click.option("--session-timeout", type=click.FloatRange(1, 3600), default=60.0, show_default=True,
               help="Seconds after which a BMC forgets an idle session (IPMI's default: 60). "
                    "SIGUSR1 makes every BMC forget every session at once.")
+@click.option("--name-prefix", default="bmc-", show_default=True,
+              help="BMC i is named PREFIX + its port (fleets on several addresses need distinct prefixes).")
 @click.option("--inventory", "inventory_file", type=click.Path(dir_okay=False),
               help="Write the fleet's inventory here (YAML, for `farm nodes import`).")
 def main(count, address, base_port, username, password, delay, hung_fraction,
-         off_fraction, session_timeout, inventory_file):
+         off_fraction, session_timeout, name_prefix, inventory_file):
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s farm-sim %(levelname)s %(message)s")
     if base_port + count - 1 > 65535:
         raise click.BadParameter("base-port + count - 1 exceeds 65535", param_hint="--count")
@@ -41,7 +43,7 @@ def main(count, address, base_port, username, password, delay, hung_fraction,
     try:
         fleet = Fleet(count, address, base_port, username, password, delay=delay,
                       hung_fraction=hung_fraction, off_fraction=off_fraction,
-                      session_timeout=session_timeout)
+                      session_timeout=session_timeout, name_prefix=name_prefix)
     except OSError as exc:
         raise click.ClickException(f"cannot bind the simulated BMCs: {exc}") from None
     signal.signal(signal.SIGUSR1, lambda *_: setattr(fleet, "drop_requested", True))

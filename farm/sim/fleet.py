@@ -24,7 +24,8 @@ def pick(count, fraction, salt):
 
 class Fleet:
     def __init__(self, count, address, base_port, username, password,
-                 delay=0.0, hung_fraction=0.0, off_fraction=0.0, session_timeout=60.0):
+                 delay=0.0, hung_fraction=0.0, off_fraction=0.0, session_timeout=60.0,
+                 name_prefix="bmc-"):
         patch_server()
         self.delay = delay
         self.session_timeout = session_timeout
@@ -36,7 +37,7 @@ class Fleet:
         off = pick(count, off_fraction, 1)
         self.bmcs, self.hung, self.nodes = {}, {}, []
         for i in range(count):
-            name = f"bmc-{base_port + i}"
+            name = f"{name_prefix}{base_port + i}"
             port = base_port + i
             if i in hung:
                 self.hung[name] = HungBmc(name, address, port)

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from farm import conf
+from farm.worker import STOP_MARGIN
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -21,8 +22,8 @@ def test_systemd_units(daemon):
     service = unit["Service"]
     assert service["ExecStart"].split()[0].endswith(daemon)
     assert service["KillMode"] == "mixed" and service["Restart"] == "on-failure"
-    # the stop timeout must exceed the default bmc_timeout (5 s) plus the flush
-    assert int(service["TimeoutStopSec"]) > 5 + 5
+    # the stop timeout must exceed the exit budget with the default bmc_timeout
+    assert int(service["TimeoutStopSec"]) > 5 + STOP_MARGIN
 
 
 def test_example_config_loads():

@@ -7,7 +7,6 @@ from hypothesis import strategies as st
 from farm import conf, errors, scheduling
 from farm.scheduling import phase
 from farm.sim.fleet import pick
-from farm.store import _redis_url, redact_url
 
 
 def test_phases_spread_over_the_interval():
@@ -43,12 +42,6 @@ def test_pick_count(count, fraction, salt):
     chosen = pick(count, fraction, salt)
     assert len(chosen) == round(count * fraction)
     assert all(0 <= i < count for i in chosen)
-
-
-def test_urls():
-    assert redact_url("redis://:hunter2@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
-    assert redact_url("redis://127.0.0.1:6379") == "redis://127.0.0.1:6379"
-    assert _redis_url("redis://h:1?timeout=5&db=2&membership_timeout=3") == "redis://h:1?db=2"
 
 
 def test_config_defaults_and_file(tmp_path):

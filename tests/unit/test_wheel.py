@@ -69,3 +69,28 @@ def test_set_nodes_keeps_state_and_drops_removed():
         wheel.done(name, ok=True)  # results of removed nodes are ignored
     later = {name for _, name in run(wheel, 10.5, 20.5, 0.25)}
     assert later == {n.name for n in nodes(10)}
+
+
+def test_a_node_handed_over_just_after_its_phase_is_polled_at_once():
+    """Handed over between workers just after its phase, a node is polled at
+    the next tick, not an interval late; one whose phase is long past or
+    still ahead waits for it."""
+    from farm.scheduling import phase
+    wheel = Wheel(10, width=0.05)
+    kept = nodes(5)
+    wheel.set_nodes(kept)
+    candidates = nodes(400, prefix="moved")
+    by_phase = {n.name: phase(n.name, 10) for n in candidates}
+    now = 50.0 + 6.0  # 6 s into an interval
+    just_passed = [n for n in candidates if 5.0 <= by_phase[n.name] < 5.9]
+    long_past = [n for n in candidates if 1.0 <= by_phase[n.name] < 3.0]
+    ahead = [n for n in candidates if 7.0 <= by_phase[n.name] < 9.0]
+    assert just_passed and long_past and ahead
+    run(wheel, 50.0, now, 0.05)
+    wheel.set_nodes(kept + just_passed + long_past + ahead)
+    first = {n.name for n in wheel.due(now + 0.05)}
+    assert {n.name for n in just_passed} <= first
+    assert not first & {n.name for n in long_past + ahead}
+    # later in the round the ones ahead come on their phase, the long-past ones next round
+    rest = {name for _, name in run(wheel, now + 0.1, 60.0, 0.05)}
+    assert {n.name for n in ahead} <= rest and not rest & {n.name for n in long_past}
