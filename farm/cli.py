@@ -2,6 +2,7 @@
 
 import collections
 import json
+import os
 import sys
 import time
 
@@ -50,6 +51,8 @@ def import_(config_file, replace, file):
     """Load nodes from a YAML (`nodes:` list) or CSV file. A file with any bad
     entry changes nothing."""
     try:
+        if os.path.getsize(file) > inventory.MAX_BYTES:  # refused before it is read
+            raise errors.InventoryError([f"larger than {inventory.MAX_BYTES // 2**20} MiB; split it"])
         with open(file, encoding="utf-8") as f:
             parsed = inventory.parse(f.read(), file)
     except UnicodeDecodeError as exc:
@@ -92,6 +95,11 @@ def _float(value):
         return None
 
 
+def _now(store):
+    """Redis's clock, which stamps results (see node_rows)."""
+    return store.server_time()
+
+
 def node_rows(store):
     """One dict per node: inventory (never the password) plus its state."""
     _, all_nodes = store.load_nodes()
@@ -101,8 +109,9 @@ def node_rows(store):
         s = states.get(node.name) or {}
         row = node.public()
         row.pop("username")
+        # Redis's clock when the result was written: a worker's clock may lie
         row.update(power_state=s.get("power_state") or None,
-                   last_polled_at=_float(s.get("polled_at")),
+                   last_polled_at=_float(s.get("seen_at")) or _float(s.get("polled_at")),
                    last_ok_at=_float(s.get("last_ok_at")),
                    last_error=s.get("last_error") or None,
                    error_kind=s.get("error_kind") or None,
@@ -122,8 +131,10 @@ def filter_rows(rows, state=None, stale=False, stale_after=None, now=None):
 
 
 def _rows(config_file):
+    """(rows, Redis's clock now)."""
+    store = _Ctx(config_file).store
     try:
-        return node_rows(_Ctx(config_file).store)
+        return node_rows(store), _now(store)
     except BACKEND_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -143,14 +154,13 @@ def list_(config_file, as_json, state, stale):
     """Show every node with its last power state and the age of its last poll."""
     ctx = _Ctx(config_file)
     try:
-        rows = node_rows(ctx.store)
+        rows, now = node_rows(ctx.store), _now(ctx.store)
     except BACKEND_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
-    rows = filter_rows(rows, state, stale, 2 * ctx.settings.worker.poll_interval, time.time())
+    rows = filter_rows(rows, state, stale, 2 * ctx.settings.worker.poll_interval, now)
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
-    now = time.time()
     click.echo(f"{'NAME':<24} {'ADDRESS':<24} {'PORT':>5} {'POWER':<6} {'POLLED':>9}  ERROR")
     for r in rows:
         click.echo(f"{r['name']:<24} {r['address']:<24} {r['port']:>5} "
@@ -173,7 +183,7 @@ def summarize(rows, now):
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def summary(config_file, as_json):
     """Count nodes by power state and error, and show the oldest poll."""
-    s = summarize(_rows(config_file), time.time())
+    s = summarize(*_rows(config_file))
     if as_json:
         click.echo(json.dumps(s))
         return
@@ -197,12 +207,14 @@ def status_report(store, poll_interval, now):
     workers = []
     for member in sorted(members | set(reports)):
         rep = reports.get(member, {})
-        beat = rep.get("last_heartbeat")
+        beat, skew = rep.get("last_heartbeat"), rep.get("clock_skew") or 0.0
+        beat = beat - skew if beat else beat  # the worker's clock, put on Redis's
         workers.append({"id": member, "host": rep.get("host"), "pid": rep.get("pid"),
                         "partitions": parts.get(member, 0) if owners else None,
                         "nodes": per_worker.get(member, 0) if owners else rep.get("nodes"),
                         "last_heartbeat": beat,
                         "heartbeat_age": round(now - beat, 1) if beat else None,
+                        "clock_skew": rep.get("clock_skew"),
                         "assigned": member in members})
     summary = summarize(rows, now)
     stale = sum(1 for r in rows if r["last_polled_at"] is not None
@@ -243,7 +255,7 @@ def status(config_file, as_json, watch, interval):
 
 def _status(ctx):
     try:
-        return status_report(ctx.store, ctx.settings.worker.poll_interval, time.time())
+        return status_report(ctx.store, ctx.settings.worker.poll_interval, _now(ctx.store))
     except BACKEND_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -255,6 +267,8 @@ def render_status(report):
              f"{'WORKER':<44} {'HOST':<16} {'PID':>7} {'PARTS':>6} {'NODES':>6}  HEARTBEAT"]
     for w in report["workers"]:
         age = "gone" if w["heartbeat_age"] is None else f"{w['heartbeat_age']}s ago"
+        if abs(w.get("clock_skew") or 0) > 2:
+            age += f" (its clock is {w['clock_skew']:+.1f}s off)"
         parts = "-" if w["partitions"] is None else w["partitions"]
         lines.append(f"{w['id']:<44} {w['host'] or '?':<16} {w['pid'] or '?':>7} {parts:>6} "
                      f"{w['nodes'] if w['nodes'] is not None else '-':>6}  {age}")

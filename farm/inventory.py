@@ -2,7 +2,10 @@
 besides reading the text handed in.
 
 A file with any bad entry is rejected whole, and every problem names the entry
-(CSV line or YAML index) and the field, never a password value.
+(CSV line or YAML index) and the field, never a password value. Hostile files
+are refused in bounded time and memory: a size cap, libyaml's C loader (its
+nesting limit), values never expanded into messages (a YAML alias bomb is
+cheap until something formats it), no tags beyond YAML's safe ones.
 """
 
 import csv
@@ -19,6 +22,18 @@ NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 FIELDS = ("name", "address", "port", "username", "password")
 DEFAULT_PORT = 623
+MAX_BYTES = 64 * 2**20  # about 500,000 nodes; larger files are refused unread
+IPMI_MAX = {"username": 16, "password": 20}  # bytes, IPMI 2.0 (section 22.29)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _show(value):
+    """A value for an error message: short scalars as they are, anything
+    else by its type (a list may be an alias bomb; never expand it)."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        text = repr(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+    return f"a {type(value).__name__}"
 
 
 def is_valid_address(address):
@@ -47,11 +62,11 @@ def _validate(where, raw, problems):
     name = raw.get("name")
     if not isinstance(name, str) or not NAME_RE.match(name):
         problems.append(f"{where}: field 'name' must be 1-128 characters of "
-                        f"[A-Za-z0-9._-], got {name!r}")
+                        f"[A-Za-z0-9._-], got {_show(name)}")
     address = raw.get("address")
     if not isinstance(address, str) or not is_valid_address(address.strip()):
         problems.append(f"{where}: field 'address' must be an IP address or host "
-                        f"name, got {address!r}")
+                        f"name, got {_show(address)}")
     port = raw.get("port")
     if port is None or port == "":
         port = DEFAULT_PORT
@@ -62,13 +77,16 @@ def _validate(where, raw, problems):
         if not 1 <= port <= 65535:
             raise ValueError
     except (TypeError, ValueError):
-        problems.append(f"{where}: field 'port' must be an integer 1..65535, got {port!r}")
+        problems.append(f"{where}: field 'port' must be an integer 1..65535, got {_show(port)}")
     for field in ("username", "password"):
         value = raw.get(field)
         if not isinstance(value, str) or not value:
             shown = "<missing>" if value in (None, "") else f"a {type(value).__name__}"
             # The password's value is never echoed, even when it is wrong.
             problems.append(f"{where}: field '{field}' must be a non-empty string, got {shown}")
+        elif len(value.encode("utf-8")) > IPMI_MAX[field]:
+            problems.append(f"{where}: field '{field}' is {len(value.encode('utf-8'))} bytes; "
+                            f"IPMI 2.0 allows at most {IPMI_MAX[field]}")
     if len(problems) > before:
         return None
     return Node(name=name, address=address.strip(), port=port,
@@ -76,17 +94,29 @@ def _validate(where, raw, problems):
 
 
 def _check_unique(entries, problems):
-    seen = {}
+    """Names are unique regardless of case (they are host names to people),
+    and so are BMCs: two entries for one address:port would open two
+    sessions to one BMC."""
+    names, bmcs = {}, {}
     for where, node in entries:
-        if node.name in seen:
-            problems.append(f"{where}: field 'name' duplicates {seen[node.name]} ({node.name!r})")
+        key = node.name.casefold()
+        if key in names:
+            problems.append(f"{where}: field 'name' duplicates {names[key]} ({node.name!r}; "
+                            f"names are compared regardless of case)")
         else:
-            seen[node.name] = where
+            names[key] = where
+        bmc = (node.address.casefold(), node.port)
+        if bmc in bmcs:
+            problems.append(f"{where}: BMC {node.address}:{node.port} is already {bmcs[bmc]}")
+        else:
+            bmcs[bmc] = where
 
 
 def parse_yaml(text):
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader (C or Python)
+    except RecursionError:
+        raise InventoryError(["not valid YAML (nested too deeply)"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f"line {mark.line + 1}: " if mark else ""
@@ -137,6 +167,9 @@ def _parse_csv(text):
 
 def parse(text, filename):
     """Parse by file extension (.csv, else YAML)."""
+    if len(text) > MAX_BYTES:
+        raise InventoryError([f"the file is larger than {MAX_BYTES // 2**20} MiB; split it"])
+    text = text.removeprefix("\ufeff")  # a UTF-8 byte order mark, as Excel writes
     if filename.lower().endswith(".csv"):
         return parse_csv(text)
     return parse_yaml(text)

@@ -84,7 +84,8 @@ class Membership:
             chain.append(f"{type(e).__name__}: {e}")
             e = e.__cause__ or e.__context__
         if any(word in text for text in chain for word in _REFUSED):
-            return BackendRefused(message)
+            return BackendRefused(f"Redis ({self._where}) refused tooz during {what} (check the user, "
+                                  f"password and ACL in backend_url): {backend.redact(chain[-1])}")
         return BackendUnavailable(message)
 
     @property
@@ -132,16 +133,19 @@ class Membership:
         try:
             self._coord.join_group(gid, caps).get()
         except coordination.GroupNotCreated:
-            try:
-                self._coord.create_group(gid).get()
-            except coordination.GroupAlreadyExist:
-                pass
+            self._wrap("create_group", self._create, gid)
             self._wrap("join_group", lambda: self._coord.join_group(gid, caps).get())
         except coordination.MemberAlreadyExist:
             pass
         except Exception as exc:
             raise self._translate("join", exc) from exc
         LOG.info("joined group %s as %s", gid.decode(), self.member_id)
+
+    def _create(self, gid):
+        try:
+            self._coord.create_group(gid).get()
+        except coordination.GroupAlreadyExist:
+            pass
 
     def members(self, group):
         """member id -> capabilities dict, for live members (prunes dead ones)."""

@@ -45,6 +45,8 @@ class WorkerMetrics:
                            "Polls submitted to the executor and not finished.", registry=r)
         self.generation = Gauge("farm_assignment_generation",
                                 "Assignment generation this worker follows (0: none).", registry=r)
+        self.clock_skew = Gauge("farm_clock_skew_seconds",
+                                "This host's clock minus Redis's (as seen by the worker).", registry=r)
         self.power = Gauge("farm_node_power_state", "1 if the node is on, 0 if off.", ["node"],
                            registry=r)
         self.engine = {

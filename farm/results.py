@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 
-from farm.errors import BackendUnavailable
+from farm.errors import BackendRefused, BackendUnavailable
 
 LOG = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ class ResultWriter:
         self.written = 0
         self.failed_writes = 0
         self.backend_ok = True
+        self.refused = None  # the BackendRefused that retrying cannot fix, if any
 
     def add(self, result):
         with self._cond:
@@ -60,7 +61,9 @@ class ResultWriter:
                 return True
             try:
                 self._store.write_results(batch, self._worker)
-            except BackendUnavailable as exc:
+            except (BackendUnavailable, BackendRefused) as exc:
+                if isinstance(exc, BackendRefused):
+                    self.refused = exc  # the worker's loop exits on it
                 self._put_back(batch)
                 self.failed_writes += 1
                 if self.backend_ok:

@@ -6,7 +6,8 @@ BackendUnavailable with a message that never contains the URL's password.
 Keys, all under the namespace `ns`:
   {ns}:inventory          hash  node name -> JSON {address, port, username, password}
   {ns}:inventory:version  int   bumped by every change of the inventory
-  {ns}:state:{name}       hash  power_state, polled_at, latency, last_ok_at,
+  {ns}:state:{name}       hash  power_state, polled_at, latency, last_ok_at (the
+                                worker's clock), seen_at (Redis's clock when written),
                                 reachable, consecutive_failures, error_kind, last_error,
                                 worker (member id of the worker that polled)
   {ns}:events             stream of power and reachability changes
@@ -36,12 +37,16 @@ EVENTS_MAXLEN = 100_000
 _WRITE_RESULTS = """
 local prefix, maxlen, worker = ARGV[1], ARGV[2], ARGV[3]
 local written = 0
+-- seen_at is Redis's own clock: staleness must not trust a worker's clock
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local seen = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
 for i = 4, #ARGV, 6 do
   local name, at, lat = ARGV[i], ARGV[i+1], ARGV[i+2]
   local ps, kind, err = ARGV[i+3], ARGV[i+4], ARGV[i+5]
   if redis.call('HEXISTS', prefix .. ':inventory', name) == 1 then
     local key = prefix .. ':state:' .. name
-    redis.call('HSET', key, 'worker', worker)
+    redis.call('HSET', key, 'worker', worker, 'seen_at', seen)
     local prev = redis.call('HMGET', key, 'power_state', 'reachable')
     local stream = prefix .. ':events'
     if kind == '' then
@@ -300,15 +305,22 @@ class Store:
 
     def report_worker(self, member_id, info, ttl):
         """Refresh a worker's own report and read what it follows, in one round
-        trip (a worker does this every second): (inventory version, generation)."""
+        trip (a worker does this every second): (inventory version, generation,
+        Redis's clock)."""
         key = self._key("worker", member_id)
         pipe = self._redis.pipeline(transaction=False)
         pipe.hset(key, mapping={k: json.dumps(v) for k, v in info.items()})
         pipe.pexpire(key, int(ttl * 1000))
         pipe.get(self._key("inventory", "version"))
         pipe.hget(self._key("assignment"), "generation")
-        _, _, version, generation = self._do("worker report", pipe.execute)
-        return int(version or 0), int(generation or 0)
+        pipe.time()
+        _, _, version, generation, (sec, usec) = self._do("worker report", pipe.execute)
+        return int(version or 0), int(generation or 0), sec + usec / 1e6
+
+    def server_time(self):
+        """Redis's clock (epoch seconds): the one clock every farm process shares."""
+        sec, usec = self._do("time", self._redis.time)
+        return sec + usec / 1e6
 
     def forget_worker(self, member_id):
         self._do("worker report", self._redis.delete, self._key("worker", member_id))

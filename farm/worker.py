@@ -29,6 +29,7 @@ from farm.tasks import load_tasks
 
 LOG = logging.getLogger("farm.worker")
 TICK = 1.0  # the safety-net re-read; pub/sub makes changes reach us sooner
+CLOCK_SKEW_WARN = 2.0  # seconds between our clock and Redis's worth a warning
 STOP_MARGIN = 12.0  # exit budget beyond bmc_timeout: steps (7 s), loop grace (2 s), slack
 
 
@@ -62,6 +63,8 @@ class Worker:
         self.assignment = None
         self.nodes = []
         self.metrics = metrics or WorkerMetrics()
+        self.clock_skew = 0.0
+        self._skew_warned = False
 
     def _on_results(self, outcomes):
         """Poll outcomes, in batches, from the engine (or the process pool's reader)."""
@@ -102,15 +105,20 @@ class Worker:
     def sync(self):
         """Stay in the group; follow inventory and assignment changes. True if
         the set of polled nodes changed."""
+        if self.writer.refused is not None:
+            raise self.writer.refused
         if self.membership is not None:
             if not self.membership.started:
                 self.store.ping()  # fails at once where tooz's start would hang
                 self.membership.start()
             if self.membership.ensure_joined(self.group, self.capabilities) and self.generation:
                 LOG.warning("(re)joined %s as %s", self.group, self.my_id)
-        version, generation = self.store.report_worker(
-            self.my_id, dict(self.capabilities, nodes=len(self.nodes), last_heartbeat=time.time()),
+        sent = time.time()
+        version, generation, server_now = self.store.report_worker(
+            self.my_id, dict(self.capabilities, nodes=len(self.nodes), last_heartbeat=sent,
+                             clock_skew=round(self.clock_skew, 3)),
             ttl=self.settings.coordination.membership_timeout)
+        self._note_skew(sent + (time.time() - sent) / 2 - server_now)
         if version == self.inventory_version and generation == self.generation:
             return False
         if version != self.inventory_version:
@@ -138,6 +146,17 @@ class Worker:
         self.nodes = nodes
         self.metrics.own([n.name for n in nodes], time.time())
         return True
+
+    def _note_skew(self, skew):
+        """Our clock minus Redis's. Staleness never trusts it (Redis stamps
+        results), but poll phases and last_ok_at do: say so when it is off."""
+        self.clock_skew = skew
+        self.metrics.clock_skew.set(skew)
+        off = abs(skew) > CLOCK_SKEW_WARN
+        if off and not self._skew_warned:
+            LOG.warning("this host's clock is %+.1f s off Redis's; fix NTP (poll phases and "
+                        "last_ok_at use it; staleness does not)", skew)
+        self._skew_warned = off
 
     # -- loops ----------------------------------------------------------------
     def _watch_assignments(self):

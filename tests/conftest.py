@@ -37,22 +37,30 @@ def script(name):
 
 
 class RedisServer:
-    def __init__(self, tmpdir):
+    """A private redis-server on a free port. `config` lines (ACL users,
+    requirepass...) go into a config file, so no secret is in its argv;
+    `client` are redis.Redis arguments the readiness check needs."""
+
+    def __init__(self, tmpdir, config=(), **client):
         self.tmpdir = tmpdir
         self.port = free_tcp_port()
         self.proc = None
+        self.config = list(config)
+        self.client = client
 
     @property
     def url(self):
         return f"redis://127.0.0.1:{self.port}"
 
     def start(self):
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(self.tmpdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        path = os.path.join(str(self.tmpdir), f"redis-{self.port}.conf")
+        with open(path, "w") as f:
+            f.write("\n".join([f"port {self.port}", "bind 127.0.0.1", 'save ""', "appendonly no",
+                               f"dir {self.tmpdir}"] + self.config) + "\n")
+        self.proc = subprocess.Popen(["redis-server", path],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import redis
-        client = redis.Redis(port=self.port, socket_timeout=1)
+        client = redis.Redis(port=self.port, socket_timeout=1, **self.client)
         wait_for(lambda: _pings(client), 10, what="redis-server to start")
 
     def stop(self, sig=signal.SIGTERM):

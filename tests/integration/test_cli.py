@@ -52,16 +52,16 @@ def test_import_list_and_reimport(cfg, tmp_path):
 
 def test_replace_drops_absent_nodes(cfg, tmp_path):
     farm("nodes", "import", "--config-file", cfg,
-         write_csv(tmp_path, ["n1,::1,,a,p", "n2,::1,,a,p", "n3,::1,,a,p"]))
+         write_csv(tmp_path, ["n1,::1,18356,a,p", "n2,::1,5022,a,p", "n3,::1,19624,a,p"]))
     result = farm("nodes", "import", "--config-file", cfg, "--replace",
-                  write_csv(tmp_path, ["n2,::1,,a,p", "n4,::1,,a,p"], "b.csv"))
+                  write_csv(tmp_path, ["n2,::1,5022,a,p", "n4,::1,35723,a,p"], "b.csv"))
     assert "1 added, 0 updated, 1 unchanged, 2 removed" in result.stdout, result.stdout
     assert set(listed(cfg)) == {"n2", "n4"}
 
 
 def test_bad_file_changes_nothing(cfg, tmp_path):
-    farm("nodes", "import", "--config-file", cfg, write_csv(tmp_path, ["keep,::1,,a,p"]))
-    bad = write_csv(tmp_path, ["new1,::1,,a,p", f"bad name,::1,99999,a,{PASSWORD}"], "bad.csv")
+    farm("nodes", "import", "--config-file", cfg, write_csv(tmp_path, ["keep,::1,22931,a,p"]))
+    bad = write_csv(tmp_path, ["new1,::1,23860,a,p", f"bad name,::1,99999,a,{PASSWORD}"], "bad.csv")
     result = farm("nodes", "import", "--config-file", cfg, "--replace", bad)
     assert result.returncode == 1
     assert "line 3: field 'name'" in result.stderr and "line 3: field 'port'" in result.stderr
@@ -81,7 +81,7 @@ def test_bad_yaml_reports_index(cfg, tmp_path):
 
 def test_unreachable_redis_is_a_clear_error(tmp_path):
     cfg = write_config(tmp_path / "dead.conf", f"redis://:{PASSWORD}@127.0.0.1:{free_tcp_port()}", "x")
-    f = write_csv(tmp_path, ["n1,::1,,a,p"])
+    f = write_csv(tmp_path, ["n1,::1,18356,a,p"])
     for args in (("nodes", "import", "--config-file", cfg, f), ("nodes", "list", "--config-file", cfg)):
         result = farm(*args)
         assert result.returncode == 1
@@ -98,7 +98,7 @@ def test_bad_config_is_a_clear_error(tmp_path):
 
 
 def test_remove_nodes(cfg, tmp_path):
-    farm("nodes", "import", "--config-file", cfg, write_csv(tmp_path, ["n1,::1,,a,p", "n2,::1,,a,p"]))
+    farm("nodes", "import", "--config-file", cfg, write_csv(tmp_path, ["n1,::1,18356,a,p", "n2,::1,5022,a,p"]))
     result = farm("nodes", "remove", "--config-file", cfg, "n1", "nope")
     assert result.returncode == 0 and "1 of 2 nodes removed" in result.stdout
     assert set(listed(cfg)) == {"n2"}
@@ -108,7 +108,7 @@ def test_filters_status_watch_and_progress(cfg, tmp_path, store):
     import os
     import signal as sig
     import time as t
-    farm("nodes", "import", "--config-file", cfg, write_csv(tmp_path, ["a,::1,,u,p", "b,::1,,u,p"]))
+    farm("nodes", "import", "--config-file", cfg, write_csv(tmp_path, ["a,::1,36907,u,p", "b,::1,39681,u,p"]))
     from farm.model import PollResult, PowerState
     store.write_results([PollResult("a", t.time(), 0.001, PowerState.OFF)], "w1")
     offs = json.loads(farm("nodes", "list", "--config-file", cfg, "--json", "--state", "off").stdout)
@@ -124,7 +124,8 @@ def test_filters_status_watch_and_progress(cfg, tmp_path, store):
     assert proc.returncode == 0 and out.count("nodes: 2 total") >= 2
     # a big import shows progress and lands whole
     big = tmp_path / "big.csv"
-    big.write_text("name,address,username,password\n" + "".join(f"n{i},::1,u,p\n" for i in range(12000)))
+    big.write_text("name,address,port,username,password\n"
+                   + "".join(f"n{i},::1,{1000 + i},u,p\n" for i in range(12000)))
     result = farm("nodes", "import", "--config-file", cfg, str(big), timeout=120)
     assert result.returncode == 0 and "importing" in result.stderr and "12000 added" in result.stdout
     assert store.inventory_version() >= 2 and len(store.load_nodes()[1]) == 12002

@@ -99,7 +99,7 @@ nodes_strategy = st.lists(
     st.builds(Node, name=names, address=st.sampled_from(["127.0.0.1", "::1", "bmc.example"]),
               port=st.integers(1, 65535), username=st.text("abc", min_size=1, max_size=5),
               password=st.text("xyz!#", min_size=1, max_size=8)),
-    unique_by=lambda n: n.name, max_size=20)
+    unique_by=(lambda n: n.name.casefold(), lambda n: (n.address, n.port)), max_size=20)
 
 
 @given(nodes_strategy)
@@ -114,3 +114,53 @@ def test_arbitrary_text_never_crashes(text):
             inventory.parse(text, filename)
         except InventoryError:
             pass
+
+
+BOMB = """a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+nodes: [{name: *i, address: *i, port: *i, username: *i, password: *i}]
+"""
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("text,words", [
+    (BOMB, "got a list"),                                    # 9**9 strings if expanded
+    ("[" * 200_000 + "]" * 200_000, "not valid YAML"),       # nesting
+    ("nodes: [!!python/object/apply:os.system [echo hi]]", "not valid YAML"),
+    ("nodes:\n  - !!python/name:os.system {}\n", "not valid YAML"),
+])
+def test_hostile_yaml_is_refused_quickly(text, words):
+    with pytest.raises(InventoryError) as err:
+        inventory.parse(text, "evil.yaml")
+    assert words in str(err.value) and len(str(err.value)) < 2000
+
+
+def test_oversized_files_are_refused_unparsed(monkeypatch):
+    monkeypatch.setattr(inventory, "MAX_BYTES", 1000)
+    with pytest.raises(InventoryError, match="larger than"):
+        inventory.parse("nodes: []\n" + "#" * 1000, "big.yaml")
+
+
+def test_excel_csv_with_a_byte_order_mark():
+    text = "\ufeffname,address,port,username,password\r\nn1,127.0.0.1,623,admin,pw\r\n"
+    assert inventory.parse(text, "excel.csv")[0].name == "n1"
+
+
+@pytest.mark.parametrize("rows,words", [
+    (["n1,127.0.0.1,623,a,p", "N1,127.0.0.2,623,a,p"], "regardless of case"),
+    (["n1,127.0.0.1,623,a,p", "n2,127.0.0.1,623,a,p"], "BMC 127.0.0.1:623 is already line 2"),
+    (["n1,127.0.0.1,623,a," + "x" * 21], "IPMI 2.0 allows at most 20"),
+    (["n1,127.0.0.1,623," + "u" * 17 + ",p"], "IPMI 2.0 allows at most 16"),
+])
+def test_entries_an_operator_would_not_mean(rows, words):
+    text = "name,address,port,username,password\n" + "\n".join(rows) + "\n"
+    with pytest.raises(InventoryError) as err:
+        inventory.parse(text, "x.csv")
+    assert words in str(err.value) and "x" * 21 not in str(err.value)

@@ -1,0 +1,45 @@
+"""A worker whose clock runs an hour ahead (libfaketime, wall clock only):
+its skew shows in `farm status`, and once it dies its nodes show as stale
+after two intervals, not after an hour (staleness uses Redis's clock)."""
+
+import glob
+import json
+import os
+import signal
+import subprocess
+
+from tests.conftest import script, wait_for, write_config
+from tests.integration.test_worker import import_sim
+
+# the library itself, not the faketime wrapper, so that SIGKILL reaches the worker
+LIBFAKETIME = (glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1") + [None])[0]
+
+
+def status(cfg):
+    out = subprocess.run([script("farm"), "status", "--json", "--config-file", cfg],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_a_worker_clock_ahead_cannot_hide_stale_nodes(make_sim, store, redis_server, namespace, tmp_path):
+    assert LIBFAKETIME, "needs libfaketime (Debian: faketime)"
+    sim = make_sim(3)
+    import_sim(sim, store)
+    cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, poll_interval=1, bmc_timeout=2)
+    log = open(tmp_path / "worker.log", "w")
+    env = dict(os.environ, LD_PRELOAD=LIBFAKETIME, FAKETIME="+1h", FAKETIME_DONT_FAKE_MONOTONIC="1")
+    worker = subprocess.Popen([script("farm-worker"), "--config-file", cfg],
+                              stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        report = wait_for(lambda: (r := status(cfg))["nodes"]["never_polled"] == 0
+                          and r["workers"] and r["workers"][0]["clock_skew"] and r, 30,
+                          interval=0.3, what="three polls and a skew report")
+        assert 3590 < report["workers"][0]["clock_skew"] < 3610
+        assert report["nodes"]["stale"] == 0
+        assert "clock is" in (tmp_path / "worker.log").read_text()  # the worker warned
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    wait_for(lambda: status(cfg)["nodes"]["stale"] == 3, 15, interval=0.3,
+             what="the dead worker's nodes to show as stale")
