@@ -115,7 +115,7 @@ class Sim:
         args = [script("farm-sim"), "--count", str(self.count), "--address", "127.0.0.1",
                 "--base-port", str(self.base_port), "--username", self.username,
                 "--inventory", self.inventory]
-        for key in ("delay", "hung_fraction", "off_fraction", "session_timeout"):
+        for key in ("delay", "hung_fraction", "off_fraction", "session_timeout", "engine"):
             if key in self.options:
                 args += ["--" + key.replace("_", "-"), str(self.options[key])]
         env = dict(os.environ, FARM_SIM_PASSWORD=self.password)

@@ -30,6 +30,7 @@ _AUTH_STATUS = {0x0D: "unauthorized user name", 0x0E: "unauthorized role or priv
                 0x0F: "invalid integrity check value (wrong password?)",
                 0x12: "invalid name length", 0x0C: "unknown user name"}
 NO_CIPHER_SUITE_MATCH = 0x11
+KEY_CONSTANT_LEN = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +58,15 @@ class Keys:
         self.suite, self.k1, self.aes_key = suite, k1, aes_key
         cipher = Cipher(algorithms.AES(aes_key), modes.ECB())  # noqa: S305 (chained below)
         self._enc, self._dec = cipher.encryptor(), cipher.decryptor()
+
+
+def session_keys(suite, sik):
+    """K1 (integrity) and K2 (AES, its first 16 bytes) from the session
+    integrity key (spec 13.32). The constants are 20 bytes for every suite,
+    SHA-256 ones included: ipmitool, FreeIPMI, pyghmi and BMCs all use 20
+    (a 32-byte constant for suite 17 fails against all of them)."""
+    return Keys(suite, _hmac(sik, b"\x01" * KEY_CONSTANT_LEN, suite),
+                _hmac(sik, b"\x02" * KEY_CONSTANT_LEN, suite)[:16])
 
 
 def _hmac(key, data, suite):
@@ -233,9 +243,7 @@ class Rakp:
 
     def keys(self):
         sik = _hmac(self.password, self.rc + self.rm + self._who(), self.suite)
-        size = self.suite.digest().digest_size
-        return sik, Keys(self.suite, _hmac(sik, b"\x01" * size, self.suite),
-                         _hmac(sik, b"\x02" * size, self.suite)[:16])
+        return sik, session_keys(self.suite, sik)
 
     def check_message4(self, payload, tag, sik):
         if len(payload) < 8 or payload[0] != tag:

@@ -98,7 +98,8 @@ def test_bad_config_is_a_clear_error(tmp_path):
 
 
 def test_remove_nodes(cfg, tmp_path):
-    farm("nodes", "import", "--config-file", cfg, write_csv(tmp_path, ["n1,::1,18356,a,p", "n2,::1,5022,a,p"]))
+    farm("nodes", "import", "--config-file", cfg,
+         write_csv(tmp_path, ["n1,::1,18356,a,p", "n2,::1,5022,a,p"]))
     result = farm("nodes", "remove", "--config-file", cfg, "n1", "nope")
     assert result.returncode == 0 and "1 of 2 nodes removed" in result.stdout
     assert set(listed(cfg)) == {"n2"}

@@ -71,21 +71,23 @@ def test_open_session_response_with_other_algorithms_is_refused():
     assert rmcp.open_session_response(ok, 1, 42, suite) == 99
 
 
-def test_rakp_proofs_follow_the_spec():
+@pytest.mark.parametrize("number,digest", [(3, hashlib.sha1), (17, hashlib.sha256)])
+def test_rakp_proofs_follow_the_spec(number, digest):
     """RAKP 2's proof and the session keys, computed here from the spec's
-    formulas with hashlib, must be what the codec checks and derives."""
-    r = rmcp.Rakp(rmcp.SUITES[3], console_sid=0x11223344, bmc_sid=0x55667788,
+    formulas with hashlib, must be what the codec checks and derives. The
+    key constants are 20 bytes for SHA-256 too (as ipmitool and FreeIPMI)."""
+    r = rmcp.Rakp(rmcp.SUITES[number], console_sid=0x11223344, bmc_sid=0x55667788,
                   username=b"admin", password=b"pw", role=0x14, rc=b"c" * 16)
     rm, guid = b"m" * 16, b"g" * 16
     who = bytes([0x14, 5]) + b"admin"
     proof = hmac.new(b"pw", struct.pack("<II", 0x11223344, 0x55667788) + r.rc + rm + guid + who,
-                     hashlib.sha1).digest()
+                     digest).digest()
     r.check_message2(bytes([3, 0, 0, 0]) + struct.pack("<I", 0x11223344) + rm + guid + proof, 3)
-    sik = hmac.new(b"pw", r.rc + rm + who, hashlib.sha1).digest()
+    sik = hmac.new(b"pw", r.rc + rm + who, digest).digest()
     got_sik, keys = r.keys()
     assert got_sik == sik
-    assert keys.k1 == hmac.new(sik, b"\x01" * 20, hashlib.sha1).digest()
-    assert keys.aes_key == hmac.new(sik, b"\x02" * 20, hashlib.sha1).digest()[:16]
+    assert keys.k1 == hmac.new(sik, b"\x01" * 20, digest).digest()
+    assert keys.aes_key == hmac.new(sik, b"\x02" * 20, digest).digest()[:16]
     with pytest.raises(errors.BmcAuthError):
         r.check_message2(bytes([3, 0, 0, 0]) + struct.pack("<I", 0x11223344) + rm + guid
-                         + bytes(20), 3)
+                         + bytes(digest().digest_size), 3)
