@@ -1,13 +1,16 @@
 """The poll engine's cost at a short and a long interval, and the processes
 executor with 1 and 2 children, in one run.
 
-    python -m bench engine [--count 1000] [--long 60] [--intervals 2] [--write-docs]
+    python -m bench engine [--count 1000] [--long 60] [--long-count 20000] [--intervals 2]
+                           [--write-docs]
 
 1. Kept sessions: one farm-worker (threads) polls COUNT BMCs every 1 s;
    client CPU per poll over a steady window.
 2. Long interval: the same fleet every LONG seconds (farm-sim forgets
    sessions idle 60 s, as IPMI's default); after the first interval, logins
-   and keepalives per poll and CPU per poll over INTERVALS intervals.
+   and keepalives per poll and CPU per poll over INTERVALS intervals. Then
+   the same with LONG_COUNT BMCs, where the worker's fixed cost per second
+   (ticks, heartbeats, metrics) is spread over more polls.
 3. Processes: a fleet that saturates one child (every node every 0.25 s);
    polls per second with `processes` = 1 and 2.
 Reads farm's own counters from the worker's metrics endpoint.
@@ -57,6 +60,8 @@ def main():
     ap.add_argument("--count", type=int, default=1000)
     ap.add_argument("--long", type=float, default=60.0)
     ap.add_argument("--intervals", type=int, default=2)
+    ap.add_argument("--long-count", type=int, default=20000,
+                    help="a second long-interval fleet, where the fixed cost per second is amortised")
     ap.add_argument("--saturate-count", type=int, default=2000)
     ap.add_argument("--shards", type=int, default=2)
     ap.add_argument("--write-docs", action="store_true")
@@ -67,6 +72,12 @@ def main():
     try:
         rows["1 s"] = measure(fleet, work, 1.0, 5, 20)
         rows[f"{a.long:g} s"] = measure(fleet, work, a.long, a.long + 5, a.long * a.intervals)
+    finally:
+        fleet.stop()
+    fleet = Fleet(a.long_count, 0.0, work, shards=max(a.shards, a.long_count // 10000))
+    try:
+        rows[f"{a.long:g} s, {a.long_count:,} BMCs"] = measure(fleet, work, a.long, a.long + 5,
+                                                               a.long * a.intervals)
     finally:
         fleet.stop()
     fleet = Fleet(a.saturate_count, 0.0, work, shards=a.shards)
@@ -83,9 +94,12 @@ def main():
     table = report.table(header, [[k, r["polls_per_s"], r["cpu_ms_per_poll"], r["logins_per_poll"],
                                    r["keepalives_per_poll"], r["failed"]] for k, r in rows.items()])
     short, long_ = rows["1 s"], rows[f"{a.long:g} s"]
+    big = rows[f"{a.long:g} s, {a.long_count:,} BMCs"]
     p1, p2 = rows["processes = 1"]["polls_per_s"], rows["processes = 2"]["polls_per_s"]
-    ratios = (f"\nCPU per poll at {a.long:g} s / at 1 s: "
-              f"{long_['cpu_ms_per_poll'] / short['cpu_ms_per_poll']:.2f}x; "
+    ratios = (f"\nCPU per poll at {a.long:g} s / at 1 s ({a.count:,} BMCs): "
+              f"{long_['cpu_ms_per_poll'] / short['cpu_ms_per_poll']:.2f}x; at {a.long:g} s with "
+              f"{a.long_count:,} BMCs / at 1 s with {a.count:,}: "
+              f"{big['cpu_ms_per_poll'] / short['cpu_ms_per_poll']:.2f}x; "
               f"processes 2 / 1 children: {p2 / p1:.2f}x the polls per second.\n")
     print(table + ratios)
     if a.write_docs:

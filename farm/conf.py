@@ -98,6 +98,15 @@ metrics_opts = [
                help="Port of farm-coordinator's metrics endpoint; 0 picks a free "
                     "port (logged at start)."),
     cfg.BoolOpt("enabled", default=True, help="Serve metrics at all."),
+    cfg.StrOpt("tls_cert_file", default="",
+               help="PEM certificate (chain): serve metrics over HTTPS. Needs tls_key_file."),
+    cfg.StrOpt("tls_key_file", default="", help="PEM private key of tls_cert_file."),
+    cfg.StrOpt("tls_client_ca_file", default="",
+               help="PEM CA bundle: require scrapers to present a client certificate it signed."),
+    cfg.StrOpt("basic_auth_user", default="",
+               help="Require HTTP basic auth with this user name (use with TLS)."),
+    cfg.StrOpt("basic_auth_password_file", default="",
+               help="File holding the basic auth password (first line); never in the config."),
 ]
 
 GROUPS = {"coordination": coordination_opts, "worker": worker_opts,
@@ -147,6 +156,11 @@ class Metrics:
     port: int
     coordinator_port: int
     enabled: bool
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
+    basic_auth_user: str = ""
+    basic_auth_password_file: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,7 @@ import uuid
 
 import click
 
-from farm import daemon, placement
+from farm import daemon, errors, placement
 from farm.metrics import CoordinatorMetrics
 from farm.metrics import serve as serve_metrics
 from farm.store import Store
@@ -149,8 +149,11 @@ def main(config_file, metrics_port):
     store = Store(settings.coordination.backend_url, settings.coordination.namespace)
     coordinator = Coordinator(settings, store, daemon.membership(settings, my_id, 5), my_id)
     if settings.metrics.enabled:
-        serve_metrics(coordinator.metrics.registry, settings.metrics.bind,
-                      settings.metrics.coordinator_port)
+        try:
+            serve_metrics(coordinator.metrics.registry, settings.metrics,
+                          settings.metrics.coordinator_port)
+        except errors.ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
     LOG.info("farm-coordinator %s starting", my_id)
     daemon.serve("farm-coordinator", lambda: run(coordinator, stop), stop, coordinator.shutdown)
 

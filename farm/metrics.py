@@ -8,7 +8,10 @@ series per owned node: its series count is the node count.
 import logging
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from farm import metrics_http
+from farm.errors import ConfigError
 
 LOG = logging.getLogger(__name__)
 RESULTS = ("ok", "timeout", "auth", "unreachable", "error")
@@ -115,14 +118,19 @@ class CoordinatorMetrics:
                                  registry=r)
 
 
-def serve(registry, bind, port):
-    """Serve `registry` over HTTP; returns the port, or None if it cannot bind
-    (a daemon keeps running without metrics rather than not at all)."""
+def serve(registry, settings, port):
+    """Serve `registry` as [metrics] `settings` say, on `port`; returns the
+    port. ConfigError (one line) for a port in use or unreadable TLS or auth
+    files: a daemon that cannot be watched should not run unnoticed."""
+    tls = auth = None
     try:
-        server, _ = start_http_server(port, addr=bind, registry=registry)
-    except OSError as exc:
-        LOG.error("cannot serve metrics on %s:%d: %s", bind, port, exc)
-        return None
-    port = server.server_port
-    LOG.info("metrics on http://%s:%d/metrics", bind, port)
-    return port
+        if settings.tls_cert_file or settings.tls_key_file:
+            tls = metrics_http.tls_context(settings.tls_cert_file, settings.tls_key_file,
+                                           settings.tls_client_ca_file or None)
+        if settings.basic_auth_user:
+            with open(settings.basic_auth_password_file, encoding="utf-8") as f:
+                password = f.readline().rstrip("\n")
+            auth = f"{settings.basic_auth_user}:{password}".encode("utf-8")
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"[metrics]: cannot load TLS or basic auth files: {exc}") from None
+    return metrics_http.serve(registry, settings.bind, port, tls=tls, auth=auth)

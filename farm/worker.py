@@ -17,7 +17,7 @@ import time
 
 import click
 
-from farm import conf, daemon, placement
+from farm import conf, daemon, errors, placement
 from farm.coordinator import groups, member_id
 from farm.executors import ChildPool, InProcess
 from farm.metrics import WorkerMetrics
@@ -235,7 +235,10 @@ def main(config_file, executor, metrics_port):
     store = Store(settings.coordination.backend_url, settings.coordination.namespace)
     worker = Worker(settings, store, daemon.membership(settings, my_id, 3), my_id)
     if settings.metrics.enabled:
-        serve_metrics(worker.metrics.registry, settings.metrics.bind, settings.metrics.port)
+        try:
+            serve_metrics(worker.metrics.registry, settings.metrics, settings.metrics.port)
+        except errors.ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
     daemon.on_stop_signals(worker.stop, budget=settings.worker.bmc_timeout + STOP_MARGIN)
     LOG.info("farm-worker %s starting (executor=%s, in flight<=%d, interval=%gs, bmc_timeout=%gs)",
              my_id, settings.worker.executor, settings.worker.workers_pool_size,

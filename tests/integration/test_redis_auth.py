@@ -4,12 +4,13 @@ holds; credentials retrying cannot fix end the daemons with one clear line;
 no password reaches a log or the CLI's output."""
 
 import json
+import os
 import subprocess
 
 import pytest
 
 from tests.conftest import RedisServer, script, wait_for, write_config
-from tests.integration.test_shutdown import start
+from tests.integration.test_shutdown import ROOT, start
 
 PLAIN = "Top#Secret/Pw?x"   # unencoded '#', '/', '?': breaks naive URL parsing
 ENCODED = "p@ss:w/rd%x"     # given percent-encoded in the URL
@@ -87,3 +88,39 @@ def test_refused_credentials_end_the_daemons_with_one_line(acl_redis, tmp_path, 
     assert "nos3cret" not in status.stdout + status.stderr and "wrong-Pw" not in status.stderr
     if "wrong" in userinfo:
         assert status.returncode == 1 and "refused" in status.stderr
+
+
+def farm_acl(namespace, password):
+    """The least a farm user needs, as docs/operations.md gives it (namespace `farm`)."""
+    return (f"user farm on >{password} resetkeys ~{namespace}:* ~{namespace}_tooz* "
+            f"resetchannels &{namespace}:* -@all +@read +@write +@scripting +@pubsub "
+            f"+@transaction +@connection -@dangerous +info +time")
+
+
+def test_the_documented_acl_is_enough(tmp_path, make_sim, namespace):
+    docs = open(os.path.join(ROOT, "docs", "operations.md")).read()
+    assert farm_acl("farm", "PASSWORD") in docs
+    server = RedisServer(tmp_path, [farm_acl(namespace, "f4rm-Pw"), "user default off"],
+                         username="farm", password="f4rm-Pw")
+    server.start()
+    try:
+        sim = make_sim(2)
+        cfg = write_config(tmp_path / "farm.conf", url(server, "farm:f4rm-Pw"), namespace,
+                           {"membership_timeout": 5, "leader_timeout": 4}, poll_interval=1,
+                           bmc_timeout=2)
+        assert farm_cli(cfg, "nodes", "import", sim.inventory).returncode == 0
+        procs = [start("worker", cfg, tmp_path), start("coordinator", cfg, tmp_path)]
+        try:
+            def polled():
+                out = farm_cli(cfg, "status", "--json")
+                report = out.returncode == 0 and json.loads(out.stdout)
+                return report and (report["generation"] or 0) >= 1 and report["nodes"]["never_polled"] == 0
+            wait_for(polled, 40, interval=0.5, what="an assignment and two polls under the ACL")
+        finally:
+            for p in procs:
+                p.terminate()
+            codes = [p.wait(30) for p in procs]
+        logs = "".join(p.log_path.read_text() for p in procs)
+        assert codes == [0, 0] and "NOPERM" not in logs and "refused" not in logs, logs[-3000:]
+    finally:
+        server.stop()

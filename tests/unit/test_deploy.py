@@ -14,13 +14,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 
-@pytest.mark.parametrize("daemon", ["farm-worker", "farm-coordinator"])
-def test_systemd_units(daemon):
+@pytest.mark.parametrize("daemon,unit_file", [("farm-worker", "farm-worker.service"),
+                                              ("farm-worker", "farm-worker@.service"),
+                                              ("farm-coordinator", "farm-coordinator.service")])
+def test_systemd_units(daemon, unit_file):
     unit = configparser.ConfigParser(strict=True, interpolation=None)
     unit.optionxform = str
-    assert unit.read(os.path.join(ROOT, "deploy", "systemd", f"{daemon}.service"))
+    assert unit.read(os.path.join(ROOT, "deploy", "systemd", unit_file))
     service = unit["Service"]
     assert service["ExecStart"].split()[0].endswith(daemon)
+    assert service["RestartPreventExitStatus"] == "2"
+    if "@" in unit_file:  # each instance its own metrics port
+        assert "--metrics-port 948%i" in service["ExecStart"]
     assert service["KillMode"] == "mixed" and service["Restart"] == "on-failure"
     # the stop timeout must exceed the exit budget with the default bmc_timeout
     assert int(service["TimeoutStopSec"]) > 5 + STOP_MARGIN
