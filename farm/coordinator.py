@@ -91,8 +91,8 @@ class Coordinator:
         if generation > 0:
             self.metrics.generation.set(generation)
             self.metrics.published.inc()
-            LOG.info("published generation %d: %d workers, %d of %d partitions moved",
-                     generation, len(members), len(placement.moved(self.placement, new)),
+            LOG.info("published generation %d (epoch %d): %d workers, %d of %d partitions moved",
+                     generation, epoch, len(members), len(placement.moved(self.placement, new)),
                      self.partitions)
         self.placement = new
 

@@ -60,7 +60,7 @@ class RedisServer:
         self.proc = subprocess.Popen(["redis-server", path],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import redis
-        client = redis.Redis(port=self.port, socket_timeout=1, **self.client)
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1, **self.client)
         wait_for(lambda: _pings(client), 10, what="redis-server to start")
 
     def stop(self, sig=signal.SIGTERM):
