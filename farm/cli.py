@@ -17,8 +17,11 @@ BACKEND_ERRORS = (errors.BackendUnavailable, errors.BackendRefused)
 
 class _Ctx:
     def __init__(self, config_file):
+        # `farm --config-file F status` as well as `farm status --config-file F`
+        root = click.get_current_context().find_root().params
+        config_file = config_file or root.get("config_file")
         try:
-            self.settings = conf.load(config_file)
+            self.settings = conf.load(config_file, config_dir=root.get("config_dir"))
         except errors.ConfigError as exc:
             raise click.ClickException(str(exc)) from None
         c = self.settings.coordination
@@ -34,7 +37,8 @@ def _config_option(f):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main():
+@conf.config_options
+def main(config_file, config_dir):
     """Administer a farm: its inventory and the state of its nodes."""
 
 

@@ -70,9 +70,6 @@ worker_opts = [
     cfg.StrOpt("privilege", default="administrator",
                choices=["user", "operator", "administrator"],
                help="Session privilege level farm asks for."),
-    cfg.FloatOpt("inventory_refresh_interval", default=10.0, min=0.5,
-                 help="Seconds between re-reads of the inventory; added and "
-                      "removed nodes are picked up without a restart."),
     cfg.FloatOpt("result_flush_interval", default=0.2, min=0.01,
                  help="Seconds poll results may wait before they are written "
                       "to Redis in one pipelined batch."),
@@ -140,7 +137,6 @@ class Worker:
     keepalive: bool
     cipher_suites: list
     privilege: str
-    inventory_refresh_interval: float
     result_flush_interval: float
 
 
@@ -171,12 +167,30 @@ class Settings:
     metrics: Metrics
 
 
-def load(config_file=None, overrides=None):
+def config_options(f):
+    """--config-file and --config-dir, as every farm command takes them."""
+    import click  # only the commands need it
+    f = click.option("--config-dir", type=click.Path(file_okay=False),
+                     help="Also read every *.conf in this directory.")(f)
+    return click.option("--config-file", type=click.Path(dir_okay=False),
+                        help="oslo.config file (default: ~/.farm/farm.conf, /etc/farm/farm.conf).")(f)
+
+
+def default_files():
+    """Where farm looks when no --config-file or --config-dir is given, as
+    OpenStack services do: the first that exists of ~/.farm/farm.conf,
+    ~/farm.conf, /etc/farm/farm.conf, /etc/farm.conf."""
+    return cfg.find_config_files(project="farm", prog="farm")
+
+
+def load(config_file=None, overrides=None, config_dir=None):
     """Read configuration and return plain Settings, or raise ConfigError.
 
     Every option is read here, because oslo.config only validates a value when
     it is first accessed and a bad value should stop a daemon at start-up.
     `overrides` maps "group.option" to a value given on the command line.
+    `config_dir` adds every *.conf in it (after config_file). With neither,
+    default_files() are read.
     """
     conf = cfg.ConfigOpts()
     for group, opts in GROUPS.items():
@@ -185,11 +199,15 @@ def load(config_file=None, overrides=None):
     if config_file:
         if not os.path.isfile(config_file):
             raise errors.ConfigError(f"config file not found: {config_file}")
-        args = ["--config-file", config_file]
+        args += ["--config-file", config_file]
+    if config_dir:
+        if not os.path.isdir(config_dir):
+            raise errors.ConfigError(f"config directory not found: {config_dir}")
+        args += ["--config-dir", config_dir]
     try:
         # Explicit args: oslo.config would otherwise parse sys.argv, which
         # belongs to click.
-        conf(args=args, project="farm", default_config_files=[],
+        conf(args=args, project="farm", default_config_files=[] if args else default_files(),
              default_config_dirs=[])
         for key, value in (overrides or {}).items():
             group, name = key.split(".")

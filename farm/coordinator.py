@@ -12,11 +12,11 @@ import os
 import socket
 import threading
 import time
-import uuid
 
 import click
 
-from farm import daemon, errors, placement
+from farm import conf, daemon, errors, placement
+from farm.identity import groups, member_id
 from farm.metrics import CoordinatorMetrics
 from farm.metrics import serve as serve_metrics
 from farm.store import Store
@@ -24,15 +24,6 @@ from farm.store import Store
 LOG = logging.getLogger("farm.coordinator")
 TICK = 0.5
 STOP_BUDGET = 10.0  # seconds from SIGTERM to exit: loop grace (2 s), leaving (3 s), slack
-
-
-def member_id(kind):
-    """Unique per process life: tooz liveness breaks if an id is reused."""
-    return f"{kind}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-
-
-def groups(namespace):
-    return f"{namespace}.workers", f"{namespace}.coordinators"
 
 
 def weights(members):
@@ -136,13 +127,13 @@ def run(coordinator, stop):
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config-file", type=click.Path(dir_okay=False), help="oslo.config file.")
+@conf.config_options
 @click.option("--metrics-port", type=click.IntRange(0, 65535),
               help="Override [metrics] coordinator_port (0: a free port, logged).")
-def main(config_file, metrics_port):
+def main(config_file, config_dir, metrics_port):
     """Run for leader; while leading, place partitions on live workers."""
     settings = daemon.start(config_file, {"metrics.coordinator_port": metrics_port}
-                            if metrics_port is not None else None)
+                            if metrics_port is not None else None, config_dir)
     stop = threading.Event()
     daemon.on_stop_signals(stop.set, budget=STOP_BUDGET)
     my_id = member_id("coordinator")

@@ -15,10 +15,10 @@ from farm.membership import Membership, redis_coordinator, tooz_options, url_coo
 LOG = logging.getLogger("farm")
 
 
-def start(config_file, overrides=None):
+def start(config_file, overrides=None, config_dir=None):
     """Settings for a daemon, with logging set up; a bad config exits with a message."""
     try:
-        settings = conf.load(config_file, overrides)
+        settings = conf.load(config_file, overrides, config_dir)
     except errors.ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     logs.setup(settings.logging.level, settings.logging.format)

@@ -18,8 +18,8 @@ import time
 import click
 
 from farm import conf, daemon, errors, placement
-from farm.coordinator import groups, member_id
 from farm.executors import ChildPool, InProcess
+from farm.identity import groups, member_id
 from farm.metrics import WorkerMetrics
 from farm.metrics import serve as serve_metrics
 from farm.results import ResultWriter
@@ -218,19 +218,19 @@ class Worker:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config-file", type=click.Path(dir_okay=False), help="oslo.config file.")
+@conf.config_options
 @click.option("--executor", type=click.Choice(["threads", "processes"]),
               help="Override [worker] executor.")
 @click.option("--metrics-port", type=click.IntRange(0, 65535),
               help="Override [metrics] port (0: a free port, logged).")
-def main(config_file, executor, metrics_port):
+def main(config_file, config_dir, executor, metrics_port):
     """Poll the power state of the nodes assigned to this worker."""
     overrides = {}
     if executor:
         overrides["worker.executor"] = executor
     if metrics_port is not None:
         overrides["metrics.port"] = metrics_port
-    settings = daemon.start(config_file, overrides)
+    settings = daemon.start(config_file, overrides, config_dir)
     my_id = member_id("worker")
     store = Store(settings.coordination.backend_url, settings.coordination.namespace)
     worker = Worker(settings, store, daemon.membership(settings, my_id, 3), my_id)

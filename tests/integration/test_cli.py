@@ -1,6 +1,7 @@
 """`farm nodes import|list` as real processes against a real redis-server."""
 
 import json
+import os
 import subprocess
 
 import pytest
@@ -131,3 +132,22 @@ def test_filters_status_watch_and_progress(cfg, tmp_path, store):
     assert result.returncode == 0 and "importing" in result.stderr and "12000 added" in result.stdout
     assert store.inventory_version() >= 2 and len(store.load_nodes()[1]) == 12002
     assert os.path.exists(cfg)
+
+
+def test_config_before_the_subcommand_in_a_dir_and_by_default(cfg, tmp_path):
+    """`farm --config-file F CMD`, `--config-dir D`, and ~/.farm/farm.conf when
+    nothing is given (as OpenStack's tools): each reaches the same farm."""
+    farm("nodes", "import", "--config-file", cfg, write_csv(tmp_path, ["n1,::1,1623,a,p"]))
+    before = farm("--config-file", cfg, "nodes", "summary")
+    assert before.returncode == 0 and before.stdout.startswith("1 nodes"), before.stderr
+    confd = tmp_path / "farm.conf.d"
+    confd.mkdir()
+    (confd / "10-farm.conf").write_text(open(cfg).read())
+    in_dir = farm("--config-dir", str(confd), "nodes", "summary")
+    assert in_dir.returncode == 0 and in_dir.stdout.startswith("1 nodes"), in_dir.stderr
+    home = tmp_path / "home"
+    (home / ".farm").mkdir(parents=True)
+    (home / ".farm" / "farm.conf").write_text(open(cfg).read())
+    default = subprocess.run([script("farm"), "nodes", "summary"], capture_output=True, text=True,
+                             timeout=60, env=dict(os.environ, HOME=str(home)))
+    assert default.returncode == 0 and default.stdout.startswith("1 nodes"), default.stderr

@@ -152,7 +152,7 @@ def test_worker_survives_redis_down_at_start(make_sim, tmp_path, namespace):
     from tests.conftest import RedisServer
     server = RedisServer(tmp_path)
     cfg = write_config(tmp_path / "farm.conf", server.url, namespace, poll_interval=0.5,
-                       bmc_timeout=1.0, inventory_refresh_interval=0.5)
+                       bmc_timeout=1.0)
     proc, log = start_worker(tmp_path, cfg)
     try:
         wait_for(lambda: "cannot reach Redis" in log.read_text(), 15, what="an outage logged")
@@ -173,7 +173,7 @@ def test_inventory_changes_reach_a_running_worker(make_sim, store, redis_server,
     sim = make_sim(6)
     nodes = import_sim(sim, store)
     cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, poll_interval=0.5,
-                       bmc_timeout=1.0, inventory_refresh_interval=0.5)
+                       bmc_timeout=1.0)
     store.import_nodes(nodes[:3], replace=True)
     proc, log = start_worker(tmp_path, cfg)
     try:
@@ -200,7 +200,7 @@ def test_redis_restart_without_persistence(make_sim, tmp_path, namespace):
     store = Store(server.url, namespace)
     nodes = import_sim(sim, store)
     cfg = write_config(tmp_path / "farm.conf", server.url, namespace, poll_interval=0.5,
-                       bmc_timeout=1.0, inventory_refresh_interval=0.5)
+                       bmc_timeout=1.0)
     proc, log = start_worker(tmp_path, cfg)
     try:
         wait_for(lambda: all(v.get("power_state") for v in states(store, nodes).values()), 30,
