@@ -68,10 +68,13 @@ if [ -z "$backend_url" ]; then
   backend_url="redis://127.0.0.1:$redis_port"
 fi
 namespace="demo-$$"
+.venv/bin/farm keys generate "$work/credentials.key" >/dev/null   # BMC passwords sealed in Redis
 cat >"$work/farm.conf" <<CONF
 [coordination]
 backend_url = $backend_url
 namespace = $namespace
+[security]
+credentials_key_file = $work/credentials.key
 [worker]
 executor = $executor
 poll_interval = 10

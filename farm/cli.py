@@ -9,6 +9,7 @@ import time
 import click
 
 from farm import conf, errors, inventory, placement
+from farm.credentials import Credentials, generate_key_file, read_keys
 from farm.store import Store
 
 PROGRESS_FROM = 10_000  # nodes; smaller imports finish before a bar helps
@@ -68,15 +69,56 @@ def import_(config_file, replace, file):
                                    f"imported:\n{lines}{more}") from None
     ctx = _Ctx(config_file)
     try:
+        ctx.store.credentials = Credentials.from_settings(ctx.settings.security)
+        if any(n.password for n in parsed):
+            ctx.store.credentials.check_can_store()
+    except errors.ConfigError as exc:
+        raise click.ClickException(f"{exc}; nothing imported") from None
+    try:
         if len(parsed) >= PROGRESS_FROM:
             with click.progressbar(length=len(parsed), label="importing", file=sys.stderr) as bar:
                 counts = ctx.store.import_nodes(parsed, replace=replace, progress=bar.update)
         else:
             counts = ctx.store.import_nodes(parsed, replace=replace)
-    except BACKEND_ERRORS as exc:
+    except (*BACKEND_ERRORS, errors.CredentialsError) as exc:
         raise click.ClickException(f"{exc}; nothing imported") from None
     click.echo(f"{len(parsed)} nodes in {file}: {counts['added']} added, {counts['updated']} "
                f"updated, {counts['unchanged']} unchanged, {counts['removed']} removed")
+
+
+@main.group()
+def keys():
+    """The keys that seal BMC passwords in Redis ([security] credentials_key_file)."""
+
+
+@keys.command("generate")
+@click.argument("file", type=click.Path(dir_okay=False))
+def keys_generate(file):
+    """Write a new key to FILE (mode 0600; an existing file is never overwritten)."""
+    try:
+        generate_key_file(file)
+    except OSError as exc:
+        raise click.ClickException(f"{file}: {exc.strerror}") from None
+    click.echo(f"wrote a new key to {file}; put it first in every host's "
+               f"[security] credentials_key_file")
+
+
+@keys.command("rotate")
+@_config_option
+@click.option("--new-key-file", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Seal every stored password with this file's first key.")
+def keys_rotate(config_file, new_key_file):
+    """Seal every stored BMC password with a new key, in one transaction.
+    Workers keep polling: put the new key first in their key files (the old
+    one after it) before running this; drop the old key afterwards."""
+    ctx = _Ctx(config_file)
+    try:
+        ctx.store.credentials = Credentials.from_settings(ctx.settings.security)
+        new_keys = read_keys(new_key_file)
+        count = ctx.store.reseal(new_keys)
+    except (errors.ConfigError, errors.CredentialsError, *BACKEND_ERRORS) as exc:
+        raise click.ClickException(f"{exc}; nothing changed") from None
+    click.echo(f"{count} stored passwords sealed with the first key of {new_key_file}")
 
 
 @nodes.command("remove")

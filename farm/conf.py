@@ -106,8 +106,18 @@ metrics_opts = [
                help="File holding the basic auth password (first line); never in the config."),
 ]
 
+security_opts = [
+    cfg.StrOpt("credentials_key_file", default="",
+               help="File of Fernet keys (`farm keys generate FILE`; mode 0600): BMC passwords "
+                    "are sealed in Redis with the first, opened with any. Needed by `farm nodes "
+                    "import` and by every worker."),
+    cfg.BoolOpt("allow_plaintext_credentials", default=False,
+                help="Without a key file, store BMC passwords in clear in Redis (test farms "
+                     "and the demo only); otherwise importing passwords is refused."),
+]
+
 GROUPS = {"coordination": coordination_opts, "worker": worker_opts,
-          "logging": logging_opts, "metrics": metrics_opts}
+          "logging": logging_opts, "metrics": metrics_opts, "security": security_opts}
 
 
 def list_opts():
@@ -160,11 +170,18 @@ class Metrics:
 
 
 @dataclasses.dataclass(frozen=True)
+class Security:
+    credentials_key_file: str = ""
+    allow_plaintext_credentials: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     coordination: Coordination
     worker: Worker
     logging: Logging
     metrics: Metrics
+    security: Security = Security()
 
 
 def config_options(f):
@@ -222,7 +239,8 @@ def load(config_file=None, overrides=None, config_dir=None):
     return Settings(coordination=Coordination(**values["coordination"]),
                     worker=_worker(values["worker"]),
                     logging=Logging(**values["logging"]),
-                    metrics=Metrics(**values["metrics"]))
+                    metrics=Metrics(**values["metrics"]),
+                    security=Security(**values["security"]))
 
 
 def _worker(values):

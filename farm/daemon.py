@@ -57,7 +57,7 @@ def _logged(fn, fatal):
     def run():
         try:
             fn()
-        except (errors.BackendRefused, errors.ConfigError) as exc:
+        except (errors.BackendRefused, errors.ConfigError, errors.CredentialsError) as exc:
             # one clear line: a traceback every few seconds helps nobody
             LOG.error("cannot run: %s", exc)
             fatal.append(exc)
@@ -175,7 +175,7 @@ def keep_running(step, wait, stopping, tick, outage_message, on_trouble=lambda: 
             if outage:
                 LOG.warning("Redis is reachable again")
             delay, outage = tick, False
-        except (errors.BackendRefused, errors.ConfigError):
+        except (errors.BackendRefused, errors.ConfigError, errors.CredentialsError):
             raise  # retrying cannot fix these: the daemon exits (EXIT_REFUSED)
         except errors.BackendUnavailable as exc:
             if not outage:

@@ -27,6 +27,11 @@ class BackendRefused(FarmError):
     command or key farm needs. Retrying cannot help; daemons exit."""
 
 
+class CredentialsError(FarmError):
+    """A stored BMC password cannot be opened (no key, or not the key it was
+    sealed with) or its password_file cannot be read."""
+
+
 class BmcError(FarmError):
     """A BMC could not be polled. `kind` is the label used in state and metrics."""
 

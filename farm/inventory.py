@@ -20,7 +20,7 @@ from farm.model import Node
 
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
-FIELDS = ("name", "address", "port", "username", "password")
+FIELDS = ("name", "address", "port", "username", "password", "password_file")
 DEFAULT_PORT = 623
 MAX_BYTES = 64 * 2**20  # about 500,000 nodes; larger files are refused unread
 IPMI_MAX = {"username": 16, "password": 20}  # bytes, IPMI 2.0 (section 22.29)
@@ -78,7 +78,16 @@ def _validate(where, raw, problems):
             raise ValueError
     except (TypeError, ValueError):
         problems.append(f"{where}: field 'port' must be an integer 1..65535, got {_show(port)}")
-    for field in ("username", "password"):
+    secret_fields = ("username", "password")
+    password_file = raw.get("password_file")
+    if password_file not in (None, ""):
+        secret_fields = ("username",)
+        if raw.get("password") not in (None, ""):
+            problems.append(f"{where}: give 'password' or 'password_file', not both")
+        elif not isinstance(password_file, str) or not password_file.startswith("/"):
+            problems.append(f"{where}: field 'password_file' must be an absolute path on the "
+                            f"worker hosts, got {_show(password_file)}")
+    for field in secret_fields:
         value = raw.get(field)
         if not isinstance(value, str) or not value:
             shown = "<missing>" if value in (None, "") else f"a {type(value).__name__}"
@@ -89,8 +98,8 @@ def _validate(where, raw, problems):
                             f"IPMI 2.0 allows at most {IPMI_MAX[field]}")
     if len(problems) > before:
         return None
-    return Node(name=name, address=address.strip(), port=port,
-                username=raw["username"], password=raw["password"])
+    return Node(name=name, address=address.strip(), port=port, username=raw["username"],
+                password=raw.get("password") or "", password_file=password_file or "")
 
 
 def _check_unique(entries, problems):
@@ -144,7 +153,9 @@ def parse_csv(text):
 def _parse_csv(text):
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = [h.strip() for h in (reader.fieldnames or [])]
-    missing = [f for f in FIELDS if f != "port" and f not in header]
+    missing = [f for f in FIELDS if f not in ("port", "password", "password_file") and f not in header]
+    if "password" not in header and "password_file" not in header:
+        missing.append("password (or password_file)")
     if missing:
         raise InventoryError([f"line 1: CSV header lacks column(s) {', '.join(missing)}"])
     reader.fieldnames = header
@@ -178,6 +189,6 @@ def parse(text, filename):
 def dump_yaml(nodes):
     """The inventory format `farm nodes import` reads."""
     return yaml.safe_dump({"nodes": [
-        {"name": n.name, "address": n.address, "port": n.port,
-         "username": n.username, "password": n.password} for n in nodes]},
-        sort_keys=False)
+        dict({"name": n.name, "address": n.address, "port": n.port, "username": n.username},
+             **({"password_file": n.password_file} if n.password_file else {"password": n.password}))
+        for n in nodes]}, sort_keys=False)

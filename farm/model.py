@@ -16,6 +16,7 @@ class Node:
     port: int = 623
     username: str = ""
     password: str = dataclasses.field(default="", repr=False)
+    password_file: str = ""  # read on the worker's host instead of storing a password
 
     def public(self):
         """The node as shown to operators: never the password."""

@@ -4,7 +4,9 @@ This is the only module that imports redis; every redis error leaves it as
 BackendUnavailable with a message that never contains the URL's password.
 
 Keys, all under the namespace `ns`:
-  {ns}:inventory          hash  node name -> JSON {address, port, username, password}
+  {ns}:inventory          hash  node name -> JSON {address, port, username, and one of
+                                password_sealed (Fernet, see farm.credentials), password_file
+                                (a path on the worker hosts) or password (test farms only)}
   {ns}:inventory:version  int   bumped by every change of the inventory
   {ns}:state:{name}       hash  power_state, polled_at, latency, last_ok_at (the
                                 worker's clock), seen_at (Redis's clock when written),
@@ -27,10 +29,12 @@ import redis
 import redis.sentinel
 
 from farm import backend
-from farm.errors import BackendRefused, BackendUnavailable, ConfigError
+from farm.credentials import Credentials
+from farm.errors import BackendRefused, BackendUnavailable, ConfigError, CredentialsError
 from farm.model import Node
 
 EVENTS_MAXLEN = 100_000
+_OPEN_ONLY = Credentials()  # without a key: opens plaintext and password_file entries
 
 # One round trip for a whole batch of results. Compare-and-write must be atomic
 # so that the event stream records each change exactly once.
@@ -111,10 +115,12 @@ return gen
 
 
 class Store:
-    def __init__(self, url, namespace, socket_timeout=5.0):
+    def __init__(self, url, namespace, socket_timeout=5.0, credentials=None):
         """`url`: [coordination] backend_url (see farm.backend); a URL that is
-        not one raises ConfigError."""
+        not one raises ConfigError. `credentials` (farm.credentials) seals
+        and opens BMC passwords; without it they are stored as given."""
         self.namespace = namespace
+        self.credentials = credentials
         b = backend.parse(url)
         self._where = b.where
         timeouts = {"socket_timeout": socket_timeout,
@@ -165,19 +171,18 @@ class Store:
         failure changes nothing).
         """
         inv = self._key("inventory")
-        wanted = {n.name: json.dumps({"address": n.address, "port": n.port,
-                                      "username": n.username,
-                                      "password": n.password}, sort_keys=True)
-                  for n in nodes}
+        given = {n.name: n for n in nodes}
         counts = {}
 
         def txn(pipe):
             current = pipe.hgetall(inv)
-            added = [n for n in wanted if n not in current]
-            updated = [n for n in wanted if n in current and current[n] != wanted[n]]
-            removed = [n for n in current if n not in wanted] if replace else []
+            added = [n for n in given if n not in current]
+            updated = [n for n in given if n in current and not self._same(given[n], current[n])]
+            # sealing is random (a new IV each time): seal only what changed
+            wanted = {n: self._stored(given[n]) for n in added + updated}
+            removed = [n for n in current if n not in given] if replace else []
             counts.update(added=len(added), updated=len(updated),
-                          unchanged=len(wanted) - len(added) - len(updated),
+                          unchanged=len(given) - len(added) - len(updated),
                           removed=len(removed))
             pipe.multi()
             changed = {n: wanted[n] for n in added + updated}
@@ -196,6 +201,61 @@ class Store:
         self._do("inventory import", self._redis.transaction, txn, inv)
         return counts
 
+    def _stored(self, node):
+        fields = {"address": node.address, "port": node.port, "username": node.username}
+        if node.password_file:
+            fields["password_file"] = node.password_file
+        elif self.credentials is not None:
+            fields.update(self.credentials.seal(node.password))
+        else:
+            fields["password"] = node.password
+        return json.dumps(fields, sort_keys=True)
+
+    def _same(self, node, raw):
+        """Whether the stored entry `raw` already says what `node` says."""
+        fields = json.loads(raw)
+        public = (fields["address"], int(fields["port"]), fields["username"],
+                  fields.get("password_file", ""))
+        if public != (node.address, node.port, node.username, node.password_file):
+            return False
+        if node.password_file:
+            return True
+        if "password_sealed" in fields and self.credentials is None:
+            return False
+        try:
+            opened = (self.credentials.open(fields, node.name) if self.credentials
+                      else fields.get("password"))
+        except CredentialsError:
+            return False  # sealed with a key we lack: store it anew
+        return opened == node.password
+
+    def reseal(self, new_keys, progress=None):
+        """Seal every stored password under new_keys[0], in one transaction
+        (`farm keys rotate`); returns how many entries were rewritten."""
+        inv = self._key("inventory")
+        count = {}
+
+        def txn(pipe):
+            current = pipe.hgetall(inv)
+            fresh = {}
+            for name, raw in current.items():
+                fields = json.loads(raw)
+                if "password_file" not in fields:
+                    fresh[name] = json.dumps(self.credentials.reseal(fields, name, new_keys),
+                                             sort_keys=True)
+            pipe.multi()
+            names = list(fresh)
+            for i in range(0, len(names), 1000):
+                pipe.hset(inv, mapping={n: fresh[n] for n in names[i:i + 1000]})
+                if progress:
+                    progress(len(names[i:i + 1000]))
+            if fresh:
+                pipe.incr(self._key("inventory", "version"))
+            count["n"] = len(fresh)
+
+        self._do("key rotation", self._redis.transaction, txn, inv)
+        return count["n"]
+
     def remove_nodes(self, names):
         """Remove nodes and their state in one transaction; the count removed."""
         pipe = self._redis.pipeline()
@@ -208,8 +268,10 @@ class Store:
         return int(self._do("inventory read", self._redis.get,
                             self._key("inventory", "version")) or 0)
 
-    def load_nodes(self):
-        """(version, nodes sorted by name), read consistently in one transaction."""
+    def load_nodes(self, passwords=False):
+        """(version, nodes sorted by name), read consistently in one transaction.
+        With `passwords`, each Node carries its opened password (a worker);
+        without, none (the CLI never needs one)."""
         pipe = self._redis.pipeline(transaction=True)
         pipe.get(self._key("inventory", "version"))
         pipe.hgetall(self._key("inventory"))
@@ -217,8 +279,10 @@ class Store:
         nodes = []
         for name in sorted(raw):
             fields = json.loads(raw[name])
+            password = (self.credentials or _OPEN_ONLY).open(fields, name) if passwords else ""
             nodes.append(Node(name=name, address=fields["address"], port=int(fields["port"]),
-                              username=fields["username"], password=fields["password"]))
+                              username=fields["username"], password=password,
+                              password_file=fields.get("password_file", "")))
         return int(version or 0), nodes
 
     # -- state --------------------------------------------------------------

@@ -18,6 +18,7 @@ import time
 import click
 
 from farm import conf, daemon, errors, placement
+from farm.credentials import Credentials
 from farm.executors import ChildPool, InProcess
 from farm.identity import groups, member_id
 from farm.metrics import WorkerMetrics
@@ -29,6 +30,7 @@ from farm.tasks import load_tasks
 
 LOG = logging.getLogger("farm.worker")
 TICK = 1.0  # the safety-net re-read; pub/sub makes changes reach us sooner
+CREDENTIALS_RETRY = 30.0  # seconds between attempts to open passwords that did not open
 CLOCK_SKEW_WARN = 2.0  # seconds between our clock and Redis's worth a warning
 STOP_MARGIN = 12.0  # exit budget beyond bmc_timeout: steps (7 s), loop grace (2 s), slack
 
@@ -64,6 +66,7 @@ class Worker:
         self.nodes = []
         self.metrics = metrics or WorkerMetrics()
         self.clock_skew = 0.0
+        self._inventory_retry_at = 0.0
         self._skew_warned = False
 
     def _on_results(self, outcomes):
@@ -79,7 +82,16 @@ class Worker:
 
     # -- what to poll ---------------------------------------------------------
     def _read_inventory(self):
-        version, nodes = self.store.load_nodes()
+        try:
+            version, nodes = self.store.load_nodes(passwords=True)
+        except errors.CredentialsError as exc:
+            if not self.inventory:
+                raise  # at start: exit with one line (a worker without the key)
+            # after a key rotation this host's key file may lag: keep polling
+            LOG.error("%s; polling the last known %d nodes, retrying in %g s",
+                      exc, len(self.inventory), CREDENTIALS_RETRY)
+            self._inventory_retry_at = time.monotonic() + CREDENTIALS_RETRY
+            return
         if not nodes and self.inventory and version < (self.inventory_version or 0):
             # An empty inventory under an older version is what a Redis that
             # restarted without persistence looks like, not an operator's
@@ -121,7 +133,7 @@ class Worker:
         self._note_skew(sent + (time.time() - sent) / 2 - server_now)
         if version == self.inventory_version and generation == self.generation:
             return False
-        if version != self.inventory_version:
+        if version != self.inventory_version and time.monotonic() >= self._inventory_retry_at:
             self._read_inventory()
         if generation != self.generation:
             assignment = self.store.assignment()
@@ -232,7 +244,11 @@ def main(config_file, config_dir, executor, metrics_port):
         overrides["metrics.port"] = metrics_port
     settings = daemon.start(config_file, overrides, config_dir)
     my_id = member_id("worker")
-    store = Store(settings.coordination.backend_url, settings.coordination.namespace)
+    try:
+        store = Store(settings.coordination.backend_url, settings.coordination.namespace,
+                      credentials=Credentials.from_settings(settings.security))
+    except errors.ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     worker = Worker(settings, store, daemon.membership(settings, my_id, 3), my_id)
     if settings.metrics.enabled:
         try:

@@ -167,7 +167,9 @@ def write_config(path, redis_url, namespace, coordination=None, **worker):
     lines = ["[coordination]", f"backend_url = {redis_url}", f"namespace = {namespace}"]
     lines += [f"{k} = {v}" for k, v in (coordination or {}).items()]
     # port 0: each daemon picks a free port and logs it; tests run many at once
-    lines += ["[metrics]", "port = 0", "coordinator_port = 0", "[worker]"]
+    lines += ["[metrics]", "port = 0", "coordinator_port = 0"]
+    # tests that import through the CLI without a key file (see test_credentials.py)
+    lines += ["[security]", "allow_plaintext_credentials = true", "[worker]"]
     lines += [f"{k} = {v}" for k, v in worker.items()]
     path.write_text("\n".join(lines) + "\n")
     return str(path)

@@ -22,6 +22,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def start(kind, cfg, tmp_path):
+    """farm-KIND on `cfg`, logging to tmp_path/KIND.log (the directory is made)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     log_path = tmp_path / f"{kind}.log"
     proc = subprocess.Popen([script(f"farm-{kind}"), "--config-file", cfg],
                             stdout=open(log_path, "w"), stderr=subprocess.STDOUT)

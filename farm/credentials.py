@@ -1,0 +1,113 @@
+"""BMC passwords at rest: sealed in Redis with a key Redis never sees.
+
+Fernet (from `cryptography`: AES-128-CBC with HMAC-SHA256, a timestamp and
+a random IV) seals each password with the first key of the key file named
+by `[security] credentials_key_file`; every key in the file opens. So a key
+rotates without a polling gap: put the new key first in every host's file
+(the old one after it), run `farm keys rotate`, then drop the old key.
+A worker re-reads its key file when a password does not open, so it picks
+up the new file without a restart.
+
+An inventory entry may name `password_file` instead: a file on the worker
+hosts, read by the worker; then the password is never in Redis at all.
+"""
+
+import logging
+import os
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+from farm.errors import ConfigError, CredentialsError
+
+LOG = logging.getLogger(__name__)
+
+
+def generate_key_file(path):
+    """Write a new key to `path` (mode 0600); never overwrites a file."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(Fernet.generate_key() + b"\n")
+
+
+def read_keys(path):
+    """The keys in a key file, first one first; ConfigError if unusable."""
+    try:
+        with open(path, "rb") as f:
+            lines = [line.strip() for line in f if line.strip() and not line.startswith(b"#")]
+        keys = [Fernet(line) for line in lines]
+    except OSError as exc:
+        raise ConfigError(f"credentials key file {path}: {exc.strerror}") from None
+    except ValueError:
+        raise ConfigError(f"credentials key file {path}: not Fernet keys "
+                          f"(make one with `farm keys generate FILE`)") from None
+    if not keys:
+        raise ConfigError(f"credentials key file {path} holds no key")
+    return keys
+
+
+class Credentials:
+    """Seals passwords for Redis and opens what Redis holds."""
+
+    def __init__(self, key_file="", allow_plaintext=False):
+        self.key_file = key_file
+        self.allow_plaintext = allow_plaintext
+        self._keys = read_keys(key_file) if key_file else []
+
+    @classmethod
+    def from_settings(cls, security):
+        return cls(security.credentials_key_file, security.allow_plaintext_credentials)
+
+    def check_can_store(self):
+        """ConfigError now if passwords could only be stored in clear and that is not allowed."""
+        if not self._keys and not self.allow_plaintext:
+            self.seal("")
+
+    def seal(self, password):
+        """The fields that stand for `password` in Redis."""
+        if self._keys:
+            return {"password_sealed": self._keys[0].encrypt(password.encode("utf-8")).decode("ascii")}
+        if self.allow_plaintext:
+            return {"password": password}
+        raise ConfigError("no [security] credentials_key_file: farm will not store BMC passwords "
+                          "in clear in Redis (make a key with `farm keys generate FILE`, or set "
+                          "[security] allow_plaintext_credentials = true for a test farm)")
+
+    def open(self, fields, name):
+        """The password the stored `fields` stand for (CredentialsError if not)."""
+        if "password_sealed" in fields:
+            token = fields["password_sealed"].encode("ascii")
+            try:
+                return self._open(token)
+            except InvalidToken:
+                if self.key_file:  # a rotation may have put a new key in the file
+                    self._keys = read_keys(self.key_file)
+                    try:
+                        return self._open(token)
+                    except InvalidToken:
+                        pass
+                if not self.key_file:
+                    raise CredentialsError(f"node {name}: its password is sealed and no "
+                                           f"[security] credentials_key_file is set") from None
+                raise CredentialsError(f"node {name}: its password is sealed with a key "
+                                       f"not in {self.key_file}") from None
+        if "password_file" in fields:
+            try:
+                with open(fields["password_file"], encoding="utf-8") as f:
+                    return f.readline().rstrip("\n")
+            except OSError as exc:
+                raise CredentialsError(f"node {name}: password_file {fields['password_file']}: "
+                                       f"{exc.strerror}") from None
+        return fields.get("password", "")
+
+    def _open(self, token):
+        if not self._keys:
+            raise InvalidToken
+        return MultiFernet(self._keys).decrypt(token).decode("utf-8")
+
+    def reseal(self, fields, name, new_keys):
+        """`fields` sealed under new_keys[0] (plaintext and sealed alike)."""
+        if "password_file" in fields:
+            return fields
+        password = self.open(fields, name)
+        rest = {k: v for k, v in fields.items() if k not in ("password", "password_sealed")}
+        return dict(rest, password_sealed=new_keys[0].encrypt(password.encode("utf-8")).decode("ascii"))
