@@ -2,19 +2,19 @@
 
   compare         farm against ipmipower, ipmitool and plain pyghmi (cost per poll, hung BMCs)
   engine          the poll engine: cost at 1 s and 60 s intervals, processes 1 vs 2
-  fleet           a farm-worker's staleness with and without hung BMCs, CPU per poll
-  scale           one farm-worker over 10,000 BMCs: staleness, CPU and memory per node
+  scale           one farm-worker over up to 100,000 BMCs: staleness, CPU and memory per node
   scaleout        1, 2 and 4 workers on one fleet: polls/s and staleness
   churn           healthy nodes' longest gap while the inventory changes and a worker joins
+  cli             farm status, nodes summary and nodes list at 100,000 nodes
   faults          takeover after a worker's SIGKILL, leader failover, longest gap
 """
 
 import runpy
 import sys
 
-MODULES = {"compare": "bench.compare", "engine": "bench.engine", "fleet": "bench.fleet",
-           "scale": "bench.scale", "churn": "bench.churn",
-           "scaleout": "bench.scaleout", "faults": "bench.faults"}
+MODULES = {"compare": "bench.compare", "engine": "bench.engine", "scale": "bench.scale",
+           "churn": "bench.churn", "cli": "bench.cli", "scaleout": "bench.scaleout",
+           "faults": "bench.faults"}
 
 if len(sys.argv) < 2 or sys.argv[1] not in MODULES:
     print(__doc__.strip(), file=sys.stderr)

@@ -3,12 +3,15 @@
 # starts its own redis-server and simulated fleet and writes its tables into
 # docs/benchmarks.md (and the staleness plot into docs/staleness.png).
 # Needs: redis-server, ipmitool, ipmipower (Debian: freeipmi-tools), and
-# `pip install -e '.[bench]'` (matplotlib). About 55 minutes on 2 cores.
+# `pip install -e '.[bench]'` (matplotlib). About 80 minutes on 2 cores.
 set -eu
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
-$PY -m bench scale --count 10000 --interval 60 --intervals 2 --repeats 2 --workers 2 \
-    --plot docs/staleness.png --write-docs
+$PY -m bench scale --count 100000 --interval 60 --intervals 2 --repeats 1 --workers 1 --hung 0.1 \
+    --pool 4096 --shards 10 --sample 30 --settle 60 --plot docs/staleness.png --write-docs
+$PY -m bench engine --saturate-count 6000 --write-docs
+$PY -m bench churn --count 1000 --interval 1 --window 30 --write-docs
+$PY -m bench cli --count 100000 --write-docs
 $PY -m bench compare --counts 200,1000 --repeats 3 --write-docs
 $PY -m bench scaleout --count 2000 --interval 2 --repeats 3 --write-docs
 $PY -m bench faults --count 300 --workers 3 --repeats 3 --write-docs

@@ -241,10 +241,12 @@ def summary(config_file, as_json):
 
 
 def status_report(store, poll_interval, now):
-    """Leader, generation, workers and node freshness, as one dict."""
+    """Leader, generation, workers and node freshness, as one dict. Reads node
+    names and a few state fields only: never an inventory entry (password)."""
     assignment = store.assignment()
     reports = store.worker_reports()
-    rows = node_rows(store)
+    rows = [{"name": name, "power_state": power, "last_polled_at": at, "error_kind": kind}
+            for name, (power, at, kind) in store.node_freshness(store.node_names()).items()]
     owners = assignment["placement"] if assignment else ()
     per_worker = collections.Counter(
         owners[placement.partition_of(r["name"], len(owners))] for r in rows) if owners else {}

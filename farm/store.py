@@ -34,6 +34,7 @@ from farm.errors import BackendRefused, BackendUnavailable, ConfigError, Credent
 from farm.model import Node
 
 EVENTS_MAXLEN = 100_000
+MAX_ERROR = 300  # characters of last_error kept: every per-node key stays small
 _OPEN_ONLY = Credentials()  # without a key: opens plaintext and password_file entries
 
 # One round trip for a whole batch of results. Compare-and-write must be atomic
@@ -295,8 +296,24 @@ class Store:
         for r in results:
             args += [r.node, repr(r.polled_at), f"{r.latency:.6f}",
                      r.power_state.value if r.power_state else "",
-                     r.error_kind or "", r.error or ""]
+                     r.error_kind or "", (r.error or "")[:MAX_ERROR]]
         return self._do("result write", self._write_results, args=args)
+
+    def node_names(self):
+        """Every node's name, without reading its entry (no password, sealed or not)."""
+        return self._do("inventory read", self._redis.hkeys, self._key("inventory"))
+
+    def node_freshness(self, names):
+        """name -> (power_state, seen_at or polled_at, error_kind): what status
+        needs, one HMGET per node in one pipeline."""
+        pipe = self._redis.pipeline(transaction=False)
+        for name in names:
+            pipe.hmget(self._key("state", name), "power_state", "seen_at", "polled_at", "error_kind")
+        out = {}
+        for name, (power, seen, polled, kind) in zip(names, self._do("state read", pipe.execute),
+                                                     strict=True):
+            out[name] = (power or None, float(seen or polled or 0) or None, kind or None)
+        return out
 
     def node_states(self, names):
         """name -> state dict (empty when never polled), in one pipeline."""

@@ -1,0 +1,68 @@
+"""The operator's commands at fleet size: wall time of `farm status`,
+`farm nodes summary` and `farm nodes list` over COUNT nodes, each polled once.
+
+    python -m bench cli [--count 100000] [--repeats 3] [--write-docs]
+
+A private Redis gets COUNT nodes (plaintext test credentials) and one poll
+result each (1 % failing, 20 % off), written through farm's own result
+script; then each command runs as a real process, REPEATS times, and the
+median wall time (process start included) is reported.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from bench import common, report
+from bench.common import BIN, PrivateRedis, median
+from farm.model import Node, PollResult, PowerState
+
+COMMANDS = [("farm status --json", ["status", "--json"]),
+            ("farm nodes summary", ["nodes", "summary"]),
+            ("farm nodes list --json", ["nodes", "list", "--json"])]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--count", type=int, default=100_000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--write-docs", action="store_true")
+    a = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="farm-cli-")
+    with PrivateRedis(work) as redis:
+        store = redis.store
+        nodes = [Node(f"node-{i:06d}", f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", 623,
+                      "admin", "bench-password") for i in range(a.count)]
+        store.import_nodes(nodes)
+        now = time.time()
+        for i in range(0, a.count, 2000):
+            store.write_results([PollResult(n.name, now, 0.01,
+                                            None if j % 100 == 0 else
+                                            (PowerState.OFF if j % 5 == 0 else PowerState.ON),
+                                            "timeout" if j % 100 == 0 else None,
+                                            "no answer" if j % 100 == 0 else None)
+                                 for j, n in enumerate(nodes[i:i + 2000], start=i)])
+        conf = common.farm_conf(os.path.join(work, "farm.conf"), redis.url, "threads", 60, 5, 1024)
+        rows = []
+        for label, args in COMMANDS:
+            times = []
+            for _ in range(a.repeats):
+                t = time.monotonic()
+                out = subprocess.run([os.path.join(BIN, "farm"), *args, "--config-file", conf],
+                                     capture_output=True, text=True, timeout=600)
+                times.append(time.monotonic() - t)
+                if out.returncode != 0:
+                    raise RuntimeError(f"{label} failed: {out.stderr[-500:]}")
+            rows.append([label, round(median(times), 2)])
+            print(label, [round(t, 2) for t in times], file=sys.stderr)
+    table = report.table(["command", f"wall time, {a.count:,} nodes (s, median of {a.repeats})"], rows)
+    print(table)
+    if a.write_docs:
+        report.section("cli", table)
+
+
+if __name__ == "__main__":
+    main()
