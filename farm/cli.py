@@ -176,11 +176,19 @@ def filter_rows(rows, state=None, stale=False, stale_after=None, now=None):
     return rows
 
 
-def _rows(config_file):
+def freshness_rows(store):
+    """Per node only what counts need (name, power, last poll on Redis's
+    clock, error kind): names and a few state fields, never an inventory
+    entry. For status and summary, which read every node."""
+    return [{"name": name, "power_state": power, "last_polled_at": at, "error_kind": kind}
+            for name, (power, at, kind) in store.node_freshness(store.node_names()).items()]
+
+
+def _summary_rows(config_file):
     """(rows, Redis's clock now)."""
     store = _Ctx(config_file).store
     try:
-        return node_rows(store), _now(store)
+        return freshness_rows(store), _now(store)
     except BACKEND_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -229,7 +237,7 @@ def summarize(rows, now):
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def summary(config_file, as_json):
     """Count nodes by power state and error, and show the oldest poll."""
-    s = summarize(*_rows(config_file))
+    s = summarize(*_summary_rows(config_file))
     if as_json:
         click.echo(json.dumps(s))
         return
@@ -245,8 +253,7 @@ def status_report(store, poll_interval, now):
     names and a few state fields only: never an inventory entry (password)."""
     assignment = store.assignment()
     reports = store.worker_reports()
-    rows = [{"name": name, "power_state": power, "last_polled_at": at, "error_kind": kind}
-            for name, (power, at, kind) in store.node_freshness(store.node_names()).items()]
+    rows = freshness_rows(store)
     owners = assignment["placement"] if assignment else ()
     per_worker = collections.Counter(
         owners[placement.partition_of(r["name"], len(owners))] for r in rows) if owners else {}
@@ -296,6 +303,7 @@ def status(config_file, as_json, watch, interval):
             if sys.stdout.isatty():  # redraw in place
                 click.echo("\x1b[2J\x1b[H", nl=False, color=True)
             click.echo(time.strftime("%H:%M:%S ") + text + ("" if sys.stdout.isatty() else "\n"))
+            sys.stdout.flush()  # each redraw now, also into a pipe (`| tee`)
             time.sleep(interval)
     except KeyboardInterrupt:
         pass

@@ -44,6 +44,7 @@ class Coordinator:
         self.epoch = None
         self.settle_until = 0.0
         self.placement = ()
+        self._kept_reported = None
 
     def step(self):
         c = self.settings.coordination
@@ -79,6 +80,10 @@ class Coordinator:
         generation = self.store.publish_assignment(self.my_id, epoch, sorted(members), new, time.time())
         if generation < 0:
             return self._follow("fenced out while publishing")
+        if generation == 0 and self._kept_reported != epoch:
+            self._kept_reported = epoch  # said once per epoch: operators (and tests) see it settled
+            LOG.info("placement unchanged: generation %s kept (epoch %d)",
+                     self.store.assignment_generation(), epoch)
         if generation > 0:
             self.metrics.generation.set(generation)
             self.metrics.published.inc()

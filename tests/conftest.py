@@ -31,6 +31,17 @@ def wait_for(predicate, timeout, interval=0.05, what="condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def metrics_of(log_path, timeout=20):
+    """A farm daemon's metrics (series -> value), from the address it logged."""
+    import re
+    import urllib.request
+    match = wait_for(lambda: re.search(r"metrics on (https?://\S+/metrics)", log_path.read_text()),
+                     timeout, what="the metrics address")
+    text = urllib.request.urlopen(match.group(1), timeout=5).read().decode()
+    return {name: float(value) for name, _, value in
+            (line.rpartition(" ") for line in text.splitlines() if line and line[0] != "#")}
+
+
 def script(name):
     path = os.path.join(BIN, name)
     return path if os.path.exists(path) else shutil.which(name)

@@ -3,8 +3,6 @@ sockets (in-process server; the daemons' start-up failure with real processes)."
 
 import base64
 import concurrent.futures
-import datetime
-import ipaddress
 import socket
 import ssl
 import subprocess
@@ -12,14 +10,11 @@ import time
 import urllib.request
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from prometheus_client import CollectorRegistry, Counter
 
 from farm import metrics_http
 from tests.conftest import script, write_config
+from tests.pki import make_pki
 
 
 @pytest.fixture
@@ -58,28 +53,11 @@ def test_idle_connections_neither_block_scrapes_nor_stay(registry):
             s.close()
 
 
-def _self_signed(tmp_path):
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(1))
-            .not_valid_after(now + datetime.timedelta(1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(
-                ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return str(cert_path), str(key_path)
-
-
 def test_tls_and_basic_auth(registry, tmp_path):
-    cert, key = _self_signed(tmp_path)
-    port = metrics_http.serve(registry, "127.0.0.1", 0, tls=metrics_http.tls_context(cert, key),
+    pki = make_pki(tmp_path)
+    port = metrics_http.serve(registry, "127.0.0.1", 0, tls=metrics_http.tls_context(*pki["server"]),
                               auth=b"prom:s3cret")
-    ctx = ssl.create_default_context(cafile=cert)
+    ctx = ssl.create_default_context(cafile=pki["ca"])
 
     def get(user_password):
         req = urllib.request.Request(f"https://127.0.0.1:{port}/metrics")
@@ -108,3 +86,17 @@ def test_a_taken_port_stops_the_worker_with_one_line(tmp_path, redis_server, nam
                              capture_output=True, text=True, timeout=30)
     assert out.returncode == 1
     assert "cannot serve metrics" in out.stderr and "Traceback" not in out.stderr + out.stdout
+
+
+def test_client_certificates_required(registry, tmp_path):
+    pki = make_pki(tmp_path)
+    port = metrics_http.serve(registry, "127.0.0.1", 0,
+                              tls=metrics_http.tls_context(*pki["server"], client_ca_file=pki["ca"]))
+    url = f"https://127.0.0.1:{port}/metrics"
+    with_cert = ssl.create_default_context(cafile=pki["ca"])
+    with_cert.load_cert_chain(*pki["client"])
+    with urllib.request.urlopen(url, context=with_cert, timeout=5) as r:
+        assert r.status == 200 and b"farm_test_total" in r.read()
+    without = ssl.create_default_context(cafile=pki["ca"])
+    with pytest.raises(OSError):  # the handshake is refused
+        urllib.request.urlopen(url, context=without, timeout=5).read()

@@ -8,14 +8,13 @@ import re
 import signal
 import subprocess
 import time
-import urllib.request
 
 import pytest
 import redis
 
 from farm.errors import BackendUnavailable
 from farm.store import Store
-from tests.conftest import RedisServer, free_tcp_port, wait_for, write_config
+from tests.conftest import RedisServer, free_tcp_port, metrics_of, wait_for, write_config
 from tests.integration.test_shutdown import start
 from tests.integration.test_worker import import_sim
 
@@ -48,12 +47,7 @@ class Sentinel:
 
 
 def scrape_polls(log_path):
-    text = log_path.read_text()
-    url = re.search(r"metrics on (http://\S+)", text).group(1)
-    with urllib.request.urlopen(url, timeout=5) as r:
-        body = r.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
-               if line.startswith("farm_polls_total{"))
+    return sum(v for k, v in metrics_of(log_path).items() if k.startswith("farm_polls_total{"))
 
 
 def tolerant(predicate):

@@ -9,7 +9,7 @@ import pytest
 
 from farm import inventory
 from farm.sim.fleet import pick
-from tests.conftest import script, wait_for, write_config
+from tests.conftest import metrics_of, script, wait_for, write_config
 
 
 def start_worker(tmp_path, cfg, log_name="worker.log"):
@@ -182,7 +182,13 @@ def test_inventory_changes_reach_a_running_worker(make_sim, store, redis_server,
         store.import_nodes(nodes[2:], replace=True)
         wait_for(lambda: all(v.get("power_state") for v in states(store, nodes[2:]).values()), 30,
                  what="the added nodes polled")
-        time.sleep(1.5)  # a removed node must stay without state: the worker dropped it
+        # positive signal: the worker's own series follow the new set (it
+        # dropped the removed nodes; their state stays empty)
+        def follows():
+            series = metrics_of(log)
+            return (all(f'farm_node_power_state{{node="{n.name}"}}' in series for n in nodes[2:])
+                    and not any(f'farm_node_power_state{{node="{n.name}"}}' in series for n in nodes[:2]))
+        wait_for(follows, 20, what="the worker's series to drop the removed nodes")
         assert states(store, nodes[:2]) == {nodes[0].name: {}, nodes[1].name: {}}
         assert "polling 4 nodes" in log.read_text()
     finally:
@@ -207,7 +213,10 @@ def test_redis_restart_without_persistence(make_sim, tmp_path, namespace):
                  what="every node polled")
         server.stop(signal.SIGKILL)
         wait_for(lambda: "cannot" in log.read_text(), 15, what="the outage to be noticed")
-        time.sleep(1.0)
+        # positive signal that it lives on through the outage: its metrics still answer
+        polls = metrics_of(log).get('farm_polls_total{result="ok"}', 0)
+        wait_for(lambda: metrics_of(log).get('farm_polls_total{result="ok"}', 0) > polls + 4, 15,
+                 what="polls while Redis is down")
         assert proc.poll() is None
         server.start()
         wait_for(lambda: "Redis lost its data" in log.read_text(), 15, what="the empty inventory noticed")
@@ -252,16 +261,6 @@ def test_passwords_never_leak(make_sim, store, redis_server, namespace, tmp_path
             assert secret not in text
 
 
-def _scrape(log):
-    import re
-    import urllib.request
-    match = wait_for(lambda: re.search(r"metrics on (http://[^ ]+/metrics)", log.read_text()), 20,
-                     what="the metrics address")
-    text = urllib.request.urlopen(match.group(1), timeout=5).read().decode()
-    return {name: float(value) for name, _, value in
-            (line.rpartition(" ") for line in text.splitlines() if line and line[0] != "#")}
-
-
 @pytest.mark.parametrize("executor", ["threads", "processes"])
 def test_one_kept_session_per_bmc(executor, make_sim, store, redis_server, namespace, tmp_path):
     """Many polls per node, one login per BMC: the processes executor routes a
@@ -272,9 +271,9 @@ def test_one_kept_session_per_bmc(executor, make_sim, store, redis_server, names
                        processes=2, poll_interval=0.3, bmc_timeout=2.0)
     proc, log = start_worker(tmp_path, cfg)
     try:
-        wait_for(lambda: _scrape(log).get("farm_polls_total{result=\"ok\"}", 0) >= 200, 60,
+        wait_for(lambda: metrics_of(log).get("farm_polls_total{result=\"ok\"}", 0) >= 200, 60,
                  what="ten polls per node")
-        values = _scrape(log)
+        values = metrics_of(log)
         assert values["farm_bmc_logins_total"] == 20, values["farm_bmc_logins_total"]
         assert values["farm_bmc_endpoints"] == 20
     finally:
