@@ -3,9 +3,12 @@ polls this test caused; JSON-lines logs."""
 
 import dataclasses
 import json
+import os
 import re
 import signal
 import urllib.request
+
+import yaml
 
 from farm.sim.fleet import pick
 from tests.conftest import wait_for, write_config
@@ -26,6 +29,16 @@ def scrape(url):
             name, _, value = line.rpartition(" ")
             values[name] = float(value)
     return values
+
+
+def operator_artifact_metrics():
+    """Every farm_* metric named by deploy/grafana/farm.json and the alert rules."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "deploy", "grafana", "farm.json")) as f:
+        exprs = [t["expr"] for panel in json.load(f)["panels"] for t in panel["targets"]]
+    with open(os.path.join(root, "deploy", "prometheus", "farm-rules.yaml")) as f:
+        exprs += [r["expr"] for g in yaml.safe_load(f)["groups"] for r in g["rules"]]
+    return {name for e in exprs for name in re.findall(r"\bfarm_[a-z_]+", e)}
 
 
 def test_worker_and_coordinator_metrics(make_sim, store, redis_server, namespace, tmp_path):
@@ -67,6 +80,10 @@ def test_worker_and_coordinator_metrics(make_sim, store, redis_server, namespace
         c = scrape(curl)
         assert c["farm_is_leader"] == 1 and c["farm_workers_live"] == 1
         assert c["farm_assignment_generation"] == store.assignment_generation()
+        # the dashboard and the alert rules use only metrics the daemons export
+        exported = {key.split("{")[0] for key in list(scrape(wurl)) + list(c)}
+        used = operator_artifact_metrics()
+        assert used and used <= exported, used - exported
     finally:
         for p in farm.procs:
             p.send_signal(signal.SIGTERM)

@@ -1,6 +1,7 @@
 """Files that cannot run here are at least checked."""
 
 import configparser
+import json
 import os
 import tempfile
 
@@ -75,3 +76,24 @@ def test_container_config_and_dockerfile():
     with open(os.path.join(ROOT, "deploy", "Dockerfile")) as f:
         dockerfile = f.read()
     assert dockerfile.startswith("#") and "FROM python:3.11" in dockerfile and "USER farm" in dockerfile
+
+
+def test_alert_rules_load_and_pass_their_unit_tests():
+    """deploy/prometheus/farm-rules.yaml, checked and unit-tested by promtool
+    (Debian: prometheus); the metrics they name are checked against a live
+    scrape in tests/integration/test_metrics.py."""
+    import shutil
+    import subprocess
+    promtool = shutil.which("promtool")
+    assert promtool, "needs promtool on the PATH (Debian: prometheus)"
+    where = os.path.join(ROOT, "deploy", "prometheus")
+    for args in (["check", "rules", "farm-rules.yaml"], ["test", "rules", "farm-rules.test.yaml"]):
+        out = subprocess.run([promtool, *args], cwd=where, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_dashboard_is_valid_grafana_json():
+    with open(os.path.join(ROOT, "deploy", "grafana", "farm.json")) as f:
+        dash = json.load(f)
+    assert dash["panels"] and all(p["targets"] and p["title"] for p in dash["panels"])
+    assert len({p["id"] for p in dash["panels"]}) == len(dash["panels"])
