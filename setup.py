@@ -9,10 +9,13 @@ setup(
     python_requires=">=3.11",
     install_requires=[
         "prometheus-client>=0.17",
-        "futurist>=3.0",
-        "cryptography>=3.4",  # AES-CBC-128 for farm's own RMCP+ client (farm/bmc/rmcp.py)
+        "futurist>=3.0,<4",  # public API only (periodics.periodic, PeriodicWorker)
+        "cryptography>=3.4",  # AES for farm's RMCP+ client; Fernet for credentials at rest
         "pyghmi==1.6.19",  # farm-sim only: its BMC server, patched in farm/sim/pyghmi_loop.py
-        "tooz>=6.0",
+        # private parts used, shape-tested in tests/unit/test_library_internals.py:
+        # HashRing._partitions/_ring, RedisDriver._acquired_locks and RedisLock's name,
+        # and RedisDriver(member_id, parsed_url, options)
+        "tooz>=9.0,<10",
         "redis>=4.5",
         "oslo.config>=9.0",
         "click>=8.0",

@@ -1,6 +1,5 @@
 """farm: the operator's command line (inventory and state)."""
 
-import collections
 import json
 import os
 import sys
@@ -8,9 +7,10 @@ import time
 
 import click
 
-from farm import conf, errors, inventory, placement
+from farm import conf, errors, inventory
 from farm.credentials import Credentials, generate_key_file, read_keys
 from farm.store import Store
+from farm.views import filter_rows, freshness_rows, node_rows, status_report, summarize
 
 PROGRESS_FROM = 10_000  # nodes; smaller imports finish before a bar helps
 BACKEND_ERRORS = (errors.BackendUnavailable, errors.BackendRefused)
@@ -134,54 +134,9 @@ def remove(config_file, names):
     click.echo(f"{removed} of {len(names)} nodes removed")
 
 
-def _float(value):
-    try:
-        return float(value) if value not in (None, "") else None
-    except ValueError:
-        return None
-
-
 def _now(store):
     """Redis's clock, which stamps results (see node_rows)."""
     return store.server_time()
-
-
-def node_rows(store):
-    """One dict per node: inventory (never the password) plus its state."""
-    _, all_nodes = store.load_nodes()
-    states = store.node_states([n.name for n in all_nodes])
-    rows = []
-    for node in all_nodes:
-        s = states.get(node.name) or {}
-        row = node.public()
-        row.pop("username")
-        # Redis's clock when the result was written: a worker's clock may lie
-        row.update(power_state=s.get("power_state") or None,
-                   last_polled_at=_float(s.get("seen_at")) or _float(s.get("polled_at")),
-                   last_ok_at=_float(s.get("last_ok_at")),
-                   last_error=s.get("last_error") or None,
-                   error_kind=s.get("error_kind") or None,
-                   consecutive_failures=int(s.get("consecutive_failures") or 0))
-        rows.append(row)
-    return rows
-
-
-def filter_rows(rows, state=None, stale=False, stale_after=None, now=None):
-    """Rows in a power state ("unknown": none yet) and/or stale (pure)."""
-    if state is not None:
-        rows = [r for r in rows if (r["power_state"] or "unknown") == state]
-    if stale:
-        rows = [r for r in rows if r["last_polled_at"] is None
-                or now - r["last_polled_at"] > stale_after]
-    return rows
-
-
-def freshness_rows(store):
-    """Per node only what counts need (name, power, last poll on Redis's
-    clock, error kind): names and a few state fields, never an inventory
-    entry. For status and summary, which read every node."""
-    return [{"name": name, "power_state": power, "last_polled_at": at, "error_kind": kind}
-            for name, (power, at, kind) in store.node_freshness(store.node_names()).items()]
 
 
 def _summary_rows(config_file):
@@ -222,16 +177,6 @@ def list_(config_file, as_json, state, stale):
                    f"{r['last_error'] or ''}")
 
 
-def summarize(rows, now):
-    """Counts an operator reads first (pure): power states, errors, poll ages."""
-    power = collections.Counter(r["power_state"] or "unknown" for r in rows)
-    failing = collections.Counter(r["error_kind"] for r in rows if r["error_kind"])
-    ages = [now - r["last_polled_at"] for r in rows if r["last_polled_at"] is not None]
-    return {"nodes": len(rows), "power": dict(sorted(power.items())),
-            "failing": dict(sorted(failing.items())), "never_polled": len(rows) - len(ages),
-            "oldest_poll_age": round(max(ages), 1) if ages else None}
-
-
 @nodes.command("summary")
 @_config_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
@@ -246,39 +191,6 @@ def summary(config_file, as_json):
     oldest = "-" if s["oldest_poll_age"] is None else f"{s['oldest_poll_age']}s"
     click.echo(f"{s['nodes']} nodes; power: {power}; failing: {failing}; "
                f"never polled: {s['never_polled']}; oldest poll: {oldest} ago")
-
-
-def status_report(store, poll_interval, now):
-    """Leader, generation, workers and node freshness, as one dict. Reads node
-    names and a few state fields only: never an inventory entry (password)."""
-    assignment = store.assignment()
-    reports = store.worker_reports()
-    rows = freshness_rows(store)
-    owners = assignment["placement"] if assignment else ()
-    per_worker = collections.Counter(
-        owners[placement.partition_of(r["name"], len(owners))] for r in rows) if owners else {}
-    parts = collections.Counter(owners)
-    members = set(assignment["members"]) if assignment else set()
-    workers = []
-    for member in sorted(members | set(reports)):
-        rep = reports.get(member, {})
-        beat, skew = rep.get("last_heartbeat"), rep.get("clock_skew") or 0.0
-        beat = beat - skew if beat else beat  # the worker's clock, put on Redis's
-        workers.append({"id": member, "host": rep.get("host"), "pid": rep.get("pid"),
-                        "partitions": parts.get(member, 0) if owners else None,
-                        "nodes": per_worker.get(member, 0) if owners else rep.get("nodes"),
-                        "last_heartbeat": beat,
-                        "heartbeat_age": round(now - beat, 1) if beat else None,
-                        "clock_skew": rep.get("clock_skew"),
-                        "assigned": member in members})
-    summary = summarize(rows, now)
-    stale = sum(1 for r in rows if r["last_polled_at"] is not None
-                and now - r["last_polled_at"] > 2 * poll_interval)
-    return {"leader": store.leader(), "generation": assignment["generation"] if assignment else None,
-            "epoch": assignment["epoch"] if assignment else None,
-            "partitions": len(owners) or None, "workers": workers,
-            "nodes": {"total": summary["nodes"], "never_polled": summary["never_polled"],
-                      "stale": stale, "power": summary["power"], "failing": summary["failing"]}}
 
 
 @main.command()

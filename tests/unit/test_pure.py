@@ -71,7 +71,7 @@ def test_missing_config_file():
 
 
 def test_summarize():
-    from farm.cli import summarize
+    from farm.views import summarize
     rows = [{"power_state": "on", "error_kind": None, "last_polled_at": 90.0},
             {"power_state": "off", "error_kind": "timeout", "last_polled_at": 70.0},
             {"power_state": None, "error_kind": None, "last_polled_at": None}]
