@@ -13,7 +13,8 @@ import urllib.request
 
 from farm import inventory
 from farm.sim.fleet import pick
-from farm.sim.ports import free_tcp_port, free_udp_range
+from farm.sim.harness import RedisServer, wait_for  # noqa: F401 (benches import it from here)
+from farm.sim.ports import free_udp_range
 from farm.store import Store
 
 BIN = os.path.dirname(sys.executable)
@@ -53,29 +54,18 @@ def proc_cpu(pid, with_children=True):
     return total
 
 
-class PrivateRedis:
-    """A redis-server on a free port for the length of a `with` block."""
+class PrivateRedis(RedisServer):
+    """A redis-server on a free port for the length of a `with` block, with
+    farm's Store on it as `.store`."""
 
     def __init__(self, work):
-        self.port = free_tcp_port()
-        self.url = f"redis://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--save", "",
-                                      "--appendonly", "no", "--dir", work], stdout=subprocess.DEVNULL)
+        super().__init__(work)
+        self.start()
         self.store = Store(self.url, "bench")
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.store.ping()
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    self.close()
-                    raise
-                time.sleep(0.05)
 
     def close(self):
-        self.proc.terminate()
-        self.proc.wait(10)
+        self.store.close()
+        self.stop()
 
     def __enter__(self):
         return self
@@ -132,16 +122,6 @@ class Fleet:
         for p in self.procs:
             p.wait(10)
 
-
-def wait_for(predicate, timeout, what):
-    """The first truthy value of predicate() within timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
 
 
 def farm_conf(path, redis_url, executor, interval, timeout, pool, **coordination):

@@ -48,7 +48,7 @@ def repeat(a, work):
         names = [n.name for n in fleet.nodes]
         with Sampler(store, names, started, 0.05) as sampler:
             wait_for(lambda: (lambda x: x and len(x["members"]) == a.workers)(store.assignment()), 60,
-                     "an assignment over every worker")
+                     what="an assignment over every worker")
             time.sleep(3 * INTERVAL)  # every node polled by its owner
             # SIGKILL a worker
             _, owner = owners(store, fleet.nodes)
@@ -61,7 +61,7 @@ def repeat(a, work):
             def taken_over():
                 last = {n: sampler.polls[n][-1] if sampler.polls[n] else (0, None) for n in orphans}
                 return all(t > killed and w != victim_id for t, w in last.values())
-            wait_for(taken_over, MEMBERSHIP + 30, "the killed worker's nodes polled by others")
+            wait_for(taken_over, MEMBERSHIP + 30, what="the killed worker's nodes polled by others")
             takeover = time.time() - killed
             time.sleep(2 * INTERVAL)
             kill_gap = max(sampler.gaps(killed - INTERVAL, time.time()).values(), default=None)
@@ -71,7 +71,7 @@ def repeat(a, work):
             leader.send_signal(signal.SIGKILL)
             killed = time.time()
             wait_for(lambda: (lambda x: x and x != leader_id)(store.leader()), LEADER + 30,
-                     "a standby to hold the lease")
+                     what="a standby to hold the lease")
             failover = time.time() - killed
             time.sleep(3 * INTERVAL)
             leader_gap = max(sampler.gaps(killed, time.time()).values(), default=None)

@@ -36,7 +36,7 @@ def run(n_workers, fleet, a, work):
         procs += workers
         urls = [common.metrics_url(w) for w in workers]
         wait_for(lambda: (lambda x: x and len(x["members"]) == n_workers)(store.assignment()), 60,
-                 "an assignment over every worker")
+                 what="an assignment over every worker")
         time.sleep(2 * a.interval + 1)
         since = time.time() - started
         with Sampler(store, fleet.healthy_names, started, 0.5, window=(since, since + a.seconds)) as sampler:

@@ -6,29 +6,18 @@ by flushing Redis.
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
 
-from farm.sim.ports import free_tcp_port, free_udp_range
+from farm.sim.harness import RedisServer, wait_for  # noqa: F401 (tests import them from here)
+from farm.sim.ports import free_tcp_port, free_udp_range  # noqa: F401
 
 BIN = os.path.dirname(sys.executable)
 
 
-
-
-def wait_for(predicate, timeout, interval=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def metrics_of(log_path, timeout=20):
@@ -45,46 +34,6 @@ def metrics_of(log_path, timeout=20):
 def script(name):
     path = os.path.join(BIN, name)
     return path if os.path.exists(path) else shutil.which(name)
-
-
-class RedisServer:
-    """A private redis-server on a free port. `config` lines (ACL users,
-    requirepass...) go into a config file, so no secret is in its argv;
-    `client` are redis.Redis arguments the readiness check needs."""
-
-    def __init__(self, tmpdir, config=(), **client):
-        self.tmpdir = tmpdir
-        self.port = free_tcp_port()
-        self.proc = None
-        self.config = list(config)
-        self.client = client
-
-    @property
-    def url(self):
-        return f"redis://127.0.0.1:{self.port}"
-
-    def start(self):
-        path = os.path.join(str(self.tmpdir), f"redis-{self.port}.conf")
-        with open(path, "w") as f:
-            f.write("\n".join([f"port {self.port}", "bind 127.0.0.1", 'save ""', "appendonly no",
-                               f"dir {self.tmpdir}"] + self.config) + "\n")
-        self.proc = subprocess.Popen(["redis-server", path],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        import redis
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1, **self.client)
-        wait_for(lambda: _pings(client), 10, what="redis-server to start")
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(10)
-
-
-def _pings(client):
-    try:
-        return client.ping()
-    except Exception:
-        return False
 
 
 @pytest.fixture(scope="session")
