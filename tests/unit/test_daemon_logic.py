@@ -1,0 +1,129 @@
+"""The worker's sync, the coordinator's step and the result writer, run
+in-process against in-memory stand-ins (tests/memory.py)."""
+
+import pytest
+
+from farm import conf, errors, placement
+from farm.coordinator import Coordinator
+from farm.identity import groups
+from farm.model import Node, PollResult, PowerState
+from farm.results import ResultWriter
+from farm.worker import Worker
+from tests.memory import MemoryMembership, MemoryStore
+
+NODES = [Node(f"n{i}", "127.0.0.1", 1000 + i, "u", "p") for i in range(40)]
+
+
+def settings(tmp_path, **coordination):
+    f = tmp_path / "farm.conf"
+    lines = ["[coordination]", "namespace = t", "partitions = 16", "membership_timeout = 5"]
+    lines += [f"{k} = {v}" for k, v in coordination.items()]
+    f.write_text("\n".join(lines) + "\n[metrics]\nenabled = false\n")
+    return conf.load(str(f))
+
+
+def worker(tmp_path, store, my_id="w1"):
+    return Worker(settings(tmp_path), store, MemoryMembership(my_id), my_id=my_id)
+
+
+def test_sync_polls_everything_until_an_assignment_then_only_its_share(tmp_path):
+    store = MemoryStore()
+    store.set_nodes(NODES)
+    w = worker(tmp_path, store)
+    assert w.sync() is True and w.nodes == NODES  # no coordinator yet: the whole inventory
+    assert w.sync() is False  # nothing changed: nothing recomputed
+    owners = tuple("w1" if p % 2 else "w2" for p in range(16))
+    store.publish(["w1", "w2"], owners)
+    assert w.sync() is True
+    assert w.nodes == [n for n in NODES if owners[placement.partition_of(n.name, 16)] == "w1"]
+    assert 0 < len(w.nodes) < len(NODES)
+
+
+def test_sync_keeps_what_it_knows_when_redis_lost_its_data(tmp_path):
+    store = MemoryStore()
+    store.set_nodes(NODES)
+    store.publish(["w1"], ("w1",) * 16)
+    w = worker(tmp_path, store)
+    w.sync()
+    polled = list(w.nodes)
+    # Redis restarted empty: version back to 0, no inventory, no assignment
+    store.version, store.nodes, store._assignment, store.generation = 0, [], None, 0
+    w.sync()
+    assert w.nodes == polled and w.assignment is not None
+
+
+def test_sync_stops_on_refused_credentials_and_keeps_nodes_on_a_lagging_key(tmp_path, monkeypatch):
+    store = MemoryStore()
+    store.set_nodes(NODES)
+    w = worker(tmp_path, store)
+    refused = errors.CredentialsError("node n1: its password is sealed with a key not in k")
+    calls = []
+
+    def load(passwords=False):
+        calls.append(1)
+        raise refused
+    monkeypatch.setattr(store, "load_nodes", load)
+    with pytest.raises(errors.CredentialsError):
+        w.sync()  # at start: the daemon exits with one line
+    monkeypatch.undo()
+    w.sync()
+    known = list(w.nodes)
+    store.set_nodes(NODES[:5])
+    monkeypatch.setattr(store, "load_nodes", load)
+    w.sync()  # a rotation this host's key file missed: keep polling, retry later
+    w.sync()
+    assert w.nodes == known and len(calls) == 2  # one attempt, then the retry waits
+    w.writer.refused = errors.BackendRefused("NOPERM")
+    with pytest.raises(errors.BackendRefused):
+        w.sync()
+
+
+def coordinator(tmp_path, store, member, shared, elect=True):
+    s = settings(tmp_path, leader_timeout=4)
+    return Coordinator(s, store, MemoryMembership(member, shared, elect=elect), member)
+
+
+def test_coordinator_settles_then_publishes_and_is_fenced(tmp_path):
+    store, shared = MemoryStore(), {}
+    workers_group, _ = groups("t")
+    shared[workers_group] = {"w1": {"pool_size": 16}, "w2": {"pool_size": 16}}
+    store.publish(["w1", "w2", "w3"], ("w1",) * 16)  # w3 is re-joining after a restart
+    c = coordinator(tmp_path, store, "c1", shared)
+    generation = store.generation
+    c.step()
+    assert c.leading and store.generation == generation  # settling: w3 may be back soon
+    c.settle_until = 0.0  # the membership timeout passed
+    c.step()
+    assert store.generation == generation + 1
+    assert set(store.assignment()["members"]) == {"w1", "w2"}
+    c.step()
+    assert store.generation == generation + 1  # nothing changed: nothing published
+    store.lease = "c2"  # paused past its lease; another coordinator took it
+    shared[workers_group]["w3"] = {"pool_size": 16}
+    c.step()
+    assert not c.leading and store.generation == generation + 1  # fenced out
+
+
+def test_a_coordinator_not_elected_never_publishes(tmp_path):
+    store, shared = MemoryStore(), {}
+    workers_group, _ = groups("t")
+    shared[workers_group] = {"w1": {}}
+    c = coordinator(tmp_path, store, "c2", shared, elect=False)
+    c.step()
+    assert not c.leading and store.generation == 0 and store.lease is None
+
+
+def test_result_writer_keeps_the_newest_per_node_through_an_outage():
+    store = MemoryStore()
+    writer = ResultWriter(store, flush_interval=0.01)
+    store.down = True
+    for t in range(5):
+        writer.add(PollResult("n1", float(t), 0.1, PowerState.ON))
+    writer.add(PollResult("n2", 1.0, 0.1, PowerState.OFF))
+    assert writer.flush() is False and not writer.backend_ok
+    store.down = False
+    assert writer.flush() is True
+    assert sorted((r.node, r.polled_at) for r in store.results) == [("n1", 4.0), ("n2", 1.0)]
+    store.down = True
+    writer.add(PollResult("n3", 9.0, 0.1, PowerState.ON))
+    assert writer.stop(timeout=0.3) is False  # Redis still down: the last result is lost, said so
