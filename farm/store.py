@@ -24,6 +24,7 @@ Keys, all under the namespace `ns`:
 """
 
 import json
+from importlib.resources import files
 
 import redis
 import redis.sentinel
@@ -34,85 +35,16 @@ from farm.errors import BackendRefused, BackendUnavailable, ConfigError, Credent
 from farm.model import Node
 
 EVENTS_MAXLEN = 100_000
+# Lua scripts, one file each in farm/lua/, loaded once; every key through KEYS
+SCRIPTS = {name: (files("farm.lua") / f"{name}.lua").read_text()
+           for name in ("write_results", "hold_lease", "release_lease", "publish")}
 MAX_ERROR = 300  # characters of last_error kept: every per-node key stays small
 _OPEN_ONLY = Credentials()  # without a key: opens plaintext and password_file entries
 
-# One round trip for a whole batch of results. Compare-and-write must be atomic
-# so that the event stream records each change exactly once.
-_WRITE_RESULTS = """
-local prefix, maxlen, worker = ARGV[1], ARGV[2], ARGV[3]
-local written = 0
--- seen_at is Redis's own clock: staleness must not trust a worker's clock
-if redis.replicate_commands then redis.replicate_commands() end
-local t = redis.call('TIME')
-local seen = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
-for i = 4, #ARGV, 6 do
-  local name, at, lat = ARGV[i], ARGV[i+1], ARGV[i+2]
-  local ps, kind, err = ARGV[i+3], ARGV[i+4], ARGV[i+5]
-  if redis.call('HEXISTS', prefix .. ':inventory', name) == 1 then
-    local key = prefix .. ':state:' .. name
-    redis.call('HSET', key, 'worker', worker, 'seen_at', seen)
-    local prev = redis.call('HMGET', key, 'power_state', 'reachable')
-    local stream = prefix .. ':events'
-    if kind == '' then
-      redis.call('HSET', key, 'power_state', ps, 'polled_at', at, 'latency', lat,
-                 'last_ok_at', at, 'reachable', '1', 'consecutive_failures', '0',
-                 'error_kind', '', 'last_error', '')
-      if prev[2] == '0' then
-        redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'node', name,
-                   'type', 'recovered', 'at', at)
-      end
-      if prev[1] ~= ps then
-        redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'node', name,
-                   'type', 'power', 'from', prev[1] or '', 'to', ps, 'at', at)
-      end
-    else
-      redis.call('HSET', key, 'polled_at', at, 'latency', lat, 'reachable', '0',
-                 'error_kind', kind, 'last_error', err)
-      redis.call('HINCRBY', key, 'consecutive_failures', 1)
-      if prev[2] ~= '0' then
-        redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'node', name,
-                   'type', 'failing', 'error_kind', kind, 'at', at)
-      end
-    end
-    written = written + 1
-  end
-end
-return written
-"""
 
 
-# The lease decides who leads: tooz's election has no lost-leadership event,
-# so a leader that was paused must find out here, atomically, that it is out.
-_HOLD_LEASE = """
-local cur = redis.call('GET', KEYS[1])
-if cur == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return tonumber(redis.call('GET', KEYS[2]) or '0')
-end
-if not cur then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return redis.call('INCR', KEYS[2])
-end
-return -1
-"""
 
-_RELEASE_LEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
-# Publish only while holding the lease (the fence), and only a change.
-_PUBLISH = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-local cur = redis.call('HMGET', KEYS[2], 'placement', 'members')
-if cur[1] == ARGV[3] and cur[2] == ARGV[4] then return 0 end
-local gen = redis.call('HINCRBY', KEYS[2], 'generation', 1)
-redis.call('HSET', KEYS[2], 'placement', ARGV[3], 'members', ARGV[4], 'epoch', ARGV[2],
-           'leader', ARGV[1], 'published_at', ARGV[5])
-redis.call('PUBLISH', KEYS[2], gen)
-return gen
-"""
 
 
 class Store:
@@ -137,10 +69,9 @@ class Store:
                                           **b.redis_kwargs())
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"backend URL {self._where}: {exc}") from None
-        self._write_results = self._redis.register_script(_WRITE_RESULTS)
-        self._hold_lease = self._redis.register_script(_HOLD_LEASE)
-        self._release_lease = self._redis.register_script(_RELEASE_LEASE)
-        self._publish = self._redis.register_script(_PUBLISH)
+        self._write_results, self._hold_lease, self._release_lease, self._publish = (
+            self._redis.register_script(SCRIPTS[name])
+            for name in ("write_results", "hold_lease", "release_lease", "publish"))
 
     def _key(self, *parts):
         return ":".join((self.namespace,) + parts)
@@ -292,12 +223,14 @@ class Store:
         one round trip."""
         if not results:
             return 0
-        args = [self.namespace, EVENTS_MAXLEN, worker]
+        keys = [self._key("inventory"), self._key("events")]
+        args = [EVENTS_MAXLEN, worker]
         for r in results:
+            keys.append(self._key("state", r.node))
             args += [r.node, repr(r.polled_at), f"{r.latency:.6f}",
                      r.power_state.value if r.power_state else "",
                      r.error_kind or "", (r.error or "")[:MAX_ERROR]]
-        return self._do("result write", self._write_results, args=args)
+        return self._do("result write", self._write_results, keys=keys, args=args)
 
     def node_names(self):
         """Every node's name, without reading its entry (no password, sealed or not)."""
