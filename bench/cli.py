@@ -6,7 +6,9 @@
 A private Redis gets COUNT nodes (plaintext test credentials) and one poll
 result each (1 % failing, 20 % off), written through farm's own result
 script; then each command runs as a real process, REPEATS times, and the
-median wall time (process start included) is reported.
+median wall time (process start included) is reported. No worker runs:
+`farm status` then reads the node count and no tallies (a live farm adds
+one small report per worker).
 """
 
 import argparse
@@ -22,7 +24,7 @@ from farm.model import Node, PollResult, PowerState
 
 COMMANDS = [("farm status --json", ["status", "--json"]),
             ("farm nodes summary", ["nodes", "summary"]),
-            ("farm nodes list --json", ["nodes", "list", "--json"])]
+            ("farm nodes list --json (its first page: 1,000 nodes)", ["nodes", "list", "--json"])]
 
 
 def main():

@@ -10,7 +10,7 @@ import click
 from farm import conf, errors, inventory
 from farm.credentials import Credentials, generate_key_file, read_keys
 from farm.store import Store
-from farm.views import filter_rows, freshness_rows, node_rows, status_report, summarize
+from farm.views import filter_rows, freshness_rows, node_rows, page_names, status_report, summarize
 
 PROGRESS_FROM = 10_000  # nodes; smaller imports finish before a bar helps
 BACKEND_ERRORS = (errors.BackendUnavailable, errors.BackendRefused)
@@ -159,14 +159,31 @@ def _age(ts, now):
               help="Only nodes in this power state.")
 @click.option("--stale", is_flag=True,
               help="Only nodes not polled for two poll intervals (or never).")
-def list_(config_file, as_json, state, stale):
-    """Show every node with its last power state and the age of its last poll."""
+@click.option("--limit", type=click.IntRange(0), default=1000, show_default=True,
+              help="Nodes per page, sorted by name (0: all).")
+@click.option("--after", metavar="NAME", help="Start after this node name (the next page).")
+def list_(config_file, as_json, state, stale, limit, after):
+    """Show nodes with their last power state and the age of their last poll,
+    a page at a time. With --state or --stale every node's state is read."""
     ctx = _Ctx(config_file)
+    filtered = state is not None or stale
     try:
-        rows, now = node_rows(ctx.store), _now(ctx.store)
+        if filtered:
+            rows, total = node_rows(ctx.store), None
+        else:
+            names, total = page_names(ctx.store, after, limit)
+            rows = node_rows(ctx.store, names)
+        now = _now(ctx.store)
     except BACKEND_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
-    rows = filter_rows(rows, state, stale, 2 * ctx.settings.worker.poll_interval, now)
+    if filtered:
+        rows = filter_rows(rows, state, stale, 2 * ctx.settings.worker.poll_interval, now)
+        if after:
+            rows = [r for r in rows if r["name"] > after]
+        rows = rows[:limit] if limit else rows
+    if total is not None and len(rows) < total and rows:
+        click.echo(f"{len(rows)} of {total} nodes; next page: --after {rows[-1]['name']}"
+                   f" (--limit 0: all)", err=True)
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
@@ -242,5 +259,5 @@ def render_status(report):
                      f"{w['nodes'] if w['nodes'] is not None else '-':>6}  {age}")
     n = report["nodes"]
     lines.append(f"nodes: {n['total']} total, {n['never_polled']} never polled, {n['stale']} stale "
-                 f"(not polled for 2 intervals)")
+                 f"(not polled for 2 intervals, or by no live worker: {n['unaccounted']})")
     return "\n".join(lines)

@@ -5,6 +5,7 @@ Each daemon owns one registry and serves it over HTTP on [metrics] bind/port
 series per owned node: its series count is the node count.
 """
 
+import collections
 import logging
 import time
 
@@ -59,6 +60,7 @@ class WorkerMetrics:
         self._engine_seen = {}
         self._last_poll = {}
         self._power_of = {}  # node -> its power gauge child
+        self._state = {}  # node -> (power "on"/"off"/None, error kind or None), once polled
         self._pass_started = time.time()
         self._pass_seen = set()
 
@@ -68,6 +70,7 @@ class WorkerMetrics:
         for gone in set(self._last_poll) - names:
             self._last_poll.pop(gone, None)
             self._power_of.pop(gone, None)
+            self._state.pop(gone, None)
             try:
                 self.power.remove(gone)
             except KeyError:
@@ -87,6 +90,9 @@ class WorkerMetrics:
         if result.node not in self._last_poll:
             return  # a poll of a node just handed over
         self._last_poll[result.node] = result.polled_at
+        prev = self._state.get(result.node, (None, None))
+        self._state[result.node] = (result.power_state.value if result.power_state else prev[0],
+                                    result.error_kind)
         if result.power_state is not None:
             child = self._power_of.get(result.node)
             if child is None:  # labels() costs more than the rest of a poll's metrics
@@ -96,6 +102,18 @@ class WorkerMetrics:
         if len(self._pass_seen) >= len(self._last_poll):
             self.last_pass.set(result.polled_at - self._pass_started)
             self._pass_started, self._pass_seen = result.polled_at, set()
+
+    def tally(self, now, stale_after):
+        """What `farm status` sums over live workers instead of reading every
+        node: counts over this worker's nodes (on its own clock: ages only)."""
+        power = collections.Counter(p or "unknown" for p, _ in self._state.values())
+        failing = collections.Counter(k for _, k in self._state.values() if k)
+        stale = sum(1 for name, (_, _) in self._state.items()
+                    if now - self._last_poll.get(name, now) > stale_after)
+        never = len(self._last_poll) - len(self._state)
+        power["unknown"] += never
+        return {"nodes": len(self._last_poll), "never_polled": never, "stale": stale,
+                "power": {k: v for k, v in power.items() if v}, "failing": dict(failing)}
 
     def refresh(self, now, in_flight, engine_stats=None):
         """Values computed at scrape time; engine_stats are cumulative counts."""

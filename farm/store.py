@@ -232,6 +232,24 @@ class Store:
                      r.error_kind or "", (r.error or "")[:MAX_ERROR]]
         return self._do("result write", self._write_results, keys=keys, args=args)
 
+    def nodes_named(self, names):
+        """The inventory entries of `names` (in that order; missing ones
+        skipped), without passwords: one HMGET."""
+        if not names:
+            return []
+        raw = self._do("inventory read", self._redis.hmget, self._key("inventory"), names)
+        out = []
+        for name, entry in zip(names, raw, strict=True):
+            if entry is not None:
+                fields = json.loads(entry)
+                out.append(Node(name=name, address=fields["address"], port=int(fields["port"]),
+                                username=fields["username"],
+                                password_file=fields.get("password_file", "")))
+        return out
+
+    def node_count(self):
+        return self._do("inventory read", self._redis.hlen, self._key("inventory"))
+
     def node_names(self):
         """Every node's name, without reading its entry (no password, sealed or not)."""
         return self._do("inventory read", self._redis.hkeys, self._key("inventory"))
@@ -341,7 +359,8 @@ class Store:
 
     def worker_reports(self):
         """member id -> the worker's own report, for workers still reporting."""
-        keys = list(self._redis.scan_iter(match=self._key("worker", "*"), count=1000))
+        keys = self._do("worker reports", lambda: list(
+            self._redis.scan_iter(match=self._key("worker", "*"), count=1000)))
         pipe = self._redis.pipeline(transaction=False)
         for key in keys:
             pipe.hgetall(key)

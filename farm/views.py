@@ -3,9 +3,8 @@ printing): node rows, filters, summaries and the status report. The CLI
 renders these; `farm status --watch`, the metrics and a future API can share
 them. Nothing here reads a password."""
 
+import bisect
 import collections
-
-from farm import placement
 
 
 def as_float(value):
@@ -15,9 +14,10 @@ def as_float(value):
         return None
 
 
-def node_rows(store):
-    """One dict per node: inventory (never the password) plus its state."""
-    _, all_nodes = store.load_nodes()
+def node_rows(store, names=None):
+    """One dict per node (all, or `names`): inventory (never the password)
+    plus its state."""
+    all_nodes = store.load_nodes()[1] if names is None else store.nodes_named(names)
     states = store.node_states([n.name for n in all_nodes])
     rows = []
     for node in all_nodes:
@@ -33,6 +33,13 @@ def node_rows(store):
                    consecutive_failures=int(s.get("consecutive_failures") or 0))
         rows.append(row)
     return rows
+
+
+def page_names(store, after=None, limit=1000):
+    """(the names of one page, sorted, after `after`; the total count)."""
+    names = sorted(store.node_names())
+    start = bisect.bisect_right(names, after) if after else 0
+    return (names[start:start + limit] if limit else names[start:]), len(names)
 
 
 def filter_rows(rows, state=None, stale=False, stale_after=None, now=None):
@@ -64,33 +71,46 @@ def summarize(rows, now):
 
 
 def status_report(store, poll_interval, now):
-    """Leader, generation, workers and node freshness, as one dict. Reads node
-    names and a few state fields only: never an inventory entry (password)."""
+    """Leader, generation, workers and node freshness, as one dict, read in
+    a few round trips whatever the node count: each live worker reports a
+    tally of its own nodes (farm.metrics.WorkerMetrics.tally) every second,
+    and status sums them. A worker whose heartbeat (put on Redis's clock) is
+    older than two intervals counts as gone, and nodes no live worker
+    accounts for count as stale: a dead worker, or one whose clock lies,
+    cannot hide its nodes. Never reads an inventory entry (password)."""
     assignment = store.assignment()
     reports = store.worker_reports()
-    rows = freshness_rows(store)
+    total = store.node_count()
     owners = assignment["placement"] if assignment else ()
-    per_worker = collections.Counter(
-        owners[placement.partition_of(r["name"], len(owners))] for r in rows) if owners else {}
     parts = collections.Counter(owners)
     members = set(assignment["members"]) if assignment else set()
-    workers = []
+    workers, tallies = [], []
     for member in sorted(members | set(reports)):
         rep = reports.get(member, {})
         beat, skew = rep.get("last_heartbeat"), rep.get("clock_skew") or 0.0
         beat = beat - skew if beat else beat  # the worker's clock, put on Redis's
+        alive = beat is not None and now - beat <= 2 * poll_interval
+        if alive and rep.get("tally"):
+            tallies.append(rep["tally"])
         workers.append({"id": member, "host": rep.get("host"), "pid": rep.get("pid"),
                         "partitions": parts.get(member, 0) if owners else None,
-                        "nodes": per_worker.get(member, 0) if owners else rep.get("nodes"),
+                        "nodes": rep.get("nodes"),
                         "last_heartbeat": beat,
                         "heartbeat_age": round(now - beat, 1) if beat else None,
                         "clock_skew": rep.get("clock_skew"),
                         "assigned": member in members})
-    summary = summarize(rows, now)
-    stale = sum(1 for r in rows if r["last_polled_at"] is not None
-                and now - r["last_polled_at"] > 2 * poll_interval)
+    power, failing = collections.Counter(), collections.Counter()
+    for t in tallies:
+        power.update(t["power"])
+        failing.update(t["failing"])
+    accounted = sum(t["nodes"] for t in tallies)
+    unaccounted = max(0, total - accounted)
+    power["unknown"] += unaccounted
     return {"leader": store.leader(), "generation": assignment["generation"] if assignment else None,
             "epoch": assignment["epoch"] if assignment else None,
             "partitions": len(owners) or None, "workers": workers,
-            "nodes": {"total": summary["nodes"], "never_polled": summary["never_polled"],
-                      "stale": stale, "power": summary["power"], "failing": summary["failing"]}}
+            "nodes": {"total": total, "never_polled": sum(t["never_polled"] for t in tallies),
+                      "stale": sum(t["stale"] for t in tallies) + unaccounted,
+                      "unaccounted": unaccounted,
+                      "power": {k: v for k, v in sorted(power.items()) if v},
+                      "failing": dict(sorted(failing.items()))}}

@@ -30,6 +30,7 @@ from farm.tasks import load_tasks
 
 LOG = logging.getLogger("farm.worker")
 TICK = 1.0  # the safety-net re-read; pub/sub makes changes reach us sooner
+TALLY_EVERY = 2.0  # seconds between this worker's counts for `farm status`
 CREDENTIALS_RETRY = 30.0  # seconds between attempts to open passwords that did not open
 CLOCK_SKEW_WARN = 2.0  # seconds between our clock and Redis's worth a warning
 STOP_MARGIN = 12.0  # exit budget beyond bmc_timeout: steps (7 s), loop grace (2 s), slack
@@ -67,6 +68,7 @@ class Worker:
         self.metrics = metrics or WorkerMetrics()
         self.clock_skew = 0.0
         self._inventory_retry_at = 0.0
+        self._tally, self._tallied_at = None, 0.0
         self._skew_warned = False
 
     def _on_results(self, outcomes):
@@ -126,9 +128,13 @@ class Worker:
             if self.membership.ensure_joined(self.group, self.capabilities) and self.generation:
                 LOG.warning("(re)joined %s as %s", self.group, self.my_id)
         sent = time.time()
+        if sent - self._tallied_at >= TALLY_EVERY:  # O(nodes): not every tick at 100,000
+            self._tally, self._tallied_at = self.metrics.tally(
+                sent, 2 * self.settings.worker.poll_interval), sent
+        tally = self._tally
         version, generation, server_now = self.store.report_worker(
             self.my_id, dict(self.capabilities, nodes=len(self.nodes), last_heartbeat=sent,
-                             clock_skew=round(self.clock_skew, 3)),
+                             clock_skew=round(self.clock_skew, 3), tally=tally),
             ttl=self.settings.coordination.membership_timeout)
         self._note_skew(sent + (time.time() - sent) / 2 - server_now)
         if version == self.inventory_version and generation == self.generation:

@@ -153,3 +153,15 @@ def test_config_before_the_subcommand_in_a_dir_and_by_default(cfg, tmp_path):
     default = subprocess.run([script("farm"), "nodes", "summary"], capture_output=True, text=True,
                              timeout=60, env=dict(os.environ, HOME=str(home)))
     assert default.returncode == 0 and default.stdout.startswith("1 nodes"), default.stderr
+
+
+def test_list_pages_by_name(cfg, tmp_path):
+    farm("nodes", "import", "--config-file", cfg,
+         write_csv(tmp_path, [f"n{i},::1,{2000 + i},a,p" for i in range(5)]))
+    first = farm("nodes", "list", "--config-file", cfg, "--json", "--limit", "2")
+    assert [r["name"] for r in json.loads(first.stdout)] == ["n0", "n1"]
+    assert "2 of 5 nodes; next page: --after n1" in first.stderr
+    second = farm("nodes", "list", "--config-file", cfg, "--json", "--limit", "2", "--after", "n1")
+    assert [r["name"] for r in json.loads(second.stdout)] == ["n2", "n3"]
+    every = farm("nodes", "list", "--config-file", cfg, "--json", "--limit", "0")
+    assert len(json.loads(every.stdout)) == 5 and every.stderr == ""

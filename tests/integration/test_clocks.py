@@ -26,13 +26,17 @@ def test_a_worker_clock_ahead_cannot_hide_stale_nodes(make_sim, store, redis_ser
     assert LIBFAKETIME, "needs libfaketime (Debian: faketime)"
     sim = make_sim(3)
     import_sim(sim, store)
-    cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, poll_interval=1, bmc_timeout=2)
+    # its report would expire only after membership_timeout (30 s): within the
+    # 15 s below only the heartbeat's age on Redis's clock can show it dead
+    cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace,
+                       {"membership_timeout": 30}, poll_interval=1, bmc_timeout=2)
     log = open(tmp_path / "worker.log", "w")
     env = dict(os.environ, LD_PRELOAD=LIBFAKETIME, FAKETIME="+1h", FAKETIME_DONT_FAKE_MONOTONIC="1")
     worker = subprocess.Popen([script("farm-worker"), "--config-file", cfg],
                               stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         report = wait_for(lambda: (r := status(cfg))["nodes"]["never_polled"] == 0
+                          and r["nodes"]["unaccounted"] == 0
                           and r["workers"] and r["workers"][0]["clock_skew"] and r, 30,
                           interval=0.3, what="three polls and a skew report")
         assert 3590 < report["workers"][0]["clock_skew"] < 3610

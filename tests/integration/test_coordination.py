@@ -136,15 +136,21 @@ def test_workers_share_nodes_and_survive_faults(farm, make_sim, redis_server, na
     assert collections.Counter(a3["placement"]).keys() == set(a3["members"])
     start = time.time()
     wait_for(lambda: polled_by_owner(store, nodes, a3, start), 20, what="every node polled by its owner")
-    status = json.loads(subprocess.run([script("farm"), "status", "--config-file", farm.cfg, "--json"],
-                                       capture_output=True, text=True, timeout=30, check=True).stdout)
-    assert status["generation"] == store.assignment_generation() and status["leader"] == store.leader()
-    listed = {w["id"]: w for w in status["workers"] if w["assigned"]}
+    def status():
+        return json.loads(subprocess.run([script("farm"), "status", "--config-file", farm.cfg, "--json"],
+                                         capture_output=True, text=True, timeout=30, check=True).stdout)
+    # workers report their tallies every few seconds: wait for all three to
+    # account for every node, then check the rest of the report
+    report = wait_for(lambda: (s := status())["nodes"]["unaccounted"] == 0
+                      and s["nodes"]["never_polled"] == 0 and s, 20, interval=0.5,
+                      what="every node accounted for by a live worker")
+    assert report["generation"] == store.assignment_generation() and report["leader"] == store.leader()
+    listed = {w["id"]: w for w in report["workers"] if w["assigned"]}
     assert set(listed) == set(a3["members"])
     assert sum(w["partitions"] for w in listed.values()) == PARTITIONS
     assert sum(w["nodes"] for w in listed.values()) == len(nodes)
     assert {w["pid"] for w in listed.values()} == {p.pid for p in workers}
-    assert status["nodes"]["never_polled"] == 0
+    assert report["nodes"]["stale"] == 0 and sum(report["nodes"]["power"].values()) == len(nodes)
 
     log = PollLog(store, nodes)
     log.thread.start()

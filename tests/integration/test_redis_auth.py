@@ -50,7 +50,9 @@ def run_farm(cfg, sim, tmp_path, secret=None):
             if status.returncode != 0:
                 return False
             report = json.loads(status.stdout)
-            return (report["generation"] or 0) >= 1 and report["nodes"]["never_polled"] == 0 and status
+            n = report["nodes"]
+            return ((report["generation"] or 0) >= 1 and n["never_polled"] == n["unaccounted"] == 0
+                    and n["stale"] == 0 and status)
         status = wait_for(polled_under_assignment, 40, interval=0.5, what="an assignment and every poll")
     finally:
         for p in procs:
