@@ -95,6 +95,10 @@ metrics_opts = [
                help="Port of farm-coordinator's metrics endpoint; 0 picks a free "
                     "port (logged at start)."),
     cfg.BoolOpt("enabled", default=True, help="Serve metrics at all."),
+    cfg.BoolOpt("per_node_series", default=False,
+                help="Also export farm_node_power_state{node}: one series per owned node "
+                     "(100,000 nodes: 100,000 series). farm_nodes{power} and "
+                     "farm_nodes_failing{kind} count them without it."),
     cfg.StrOpt("tls_cert_file", default="",
                help="PEM certificate (chain): serve metrics over HTTPS. Needs tls_key_file."),
     cfg.StrOpt("tls_key_file", default="", help="PEM private key of tls_cert_file."),
@@ -162,6 +166,7 @@ class Metrics:
     port: int
     coordinator_port: int
     enabled: bool
+    per_node_series: bool = False
     tls_cert_file: str = ""
     tls_key_file: str = ""
     tls_client_ca_file: str = ""

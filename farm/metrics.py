@@ -27,8 +27,9 @@ ENGINE_COUNTERS = {
 
 
 class WorkerMetrics:
-    def __init__(self):
+    def __init__(self, per_node=False):
         self.registry = CollectorRegistry()
+        self.per_node = per_node
         r = self.registry
         self.polls = Counter("farm_polls", "Polls by result.", ["result"], registry=r)
         # children looked up once: labels() takes a lock and builds a tuple
@@ -51,8 +52,13 @@ class WorkerMetrics:
                                 "Assignment generation this worker follows (0: none).", registry=r)
         self.clock_skew = Gauge("farm_clock_skew_seconds",
                                 "This host's clock minus Redis's (as seen by the worker).", registry=r)
-        self.power = Gauge("farm_node_power_state", "1 if the node is on, 0 if off.", ["node"],
+        self.power = Gauge("farm_node_power_state", "1 if the node is on, 0 if off (only with "
+                           "[metrics] per_node_series: one series per owned node).", ["node"],
                            registry=r)
+        self.by_power = Gauge("farm_nodes", "This worker's nodes by last known power state.",
+                              ["power"], registry=r)
+        self.failing = Gauge("farm_nodes_failing", "This worker's nodes whose last poll failed, "
+                             "by error kind.", ["kind"], registry=r)
         self.engine = {
             key: Counter(f"farm_bmc_{key}", text, registry=r) for key, text in ENGINE_COUNTERS.items()}
         self.sessions = Gauge("farm_bmc_endpoints", "BMC endpoints the poll engines know.",
@@ -93,7 +99,7 @@ class WorkerMetrics:
         prev = self._state.get(result.node, (None, None))
         self._state[result.node] = (result.power_state.value if result.power_state else prev[0],
                                     result.error_kind)
-        if result.power_state is not None:
+        if result.power_state is not None and self.per_node:
             child = self._power_of.get(result.node)
             if child is None:  # labels() costs more than the rest of a poll's metrics
                 child = self._power_of[result.node] = self.power.labels(result.node)
@@ -112,6 +118,11 @@ class WorkerMetrics:
                     if now - self._last_poll.get(name, now) > stale_after)
         never = len(self._last_poll) - len(self._state)
         power["unknown"] += never
+        for state in ("on", "off", "unknown"):
+            self.by_power.labels(state).set(power.get(state, 0))
+        for kind in RESULTS:
+            if kind != "ok":
+                self.failing.labels(kind).set(failing.get(kind, 0))
         return {"nodes": len(self._last_poll), "never_polled": never, "stale": stale,
                 "power": {k: v for k, v in power.items() if v}, "failing": dict(failing)}
 

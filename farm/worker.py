@@ -65,7 +65,7 @@ class Worker:
         self.generation = None
         self.assignment = None
         self.nodes = []
-        self.metrics = metrics or WorkerMetrics()
+        self.metrics = metrics or WorkerMetrics(per_node=settings.metrics.per_node_series)
         self.clock_skew = 0.0
         self._inventory_retry_at = 0.0
         self._tally, self._tallied_at = None, 0.0

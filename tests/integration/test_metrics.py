@@ -51,7 +51,7 @@ def test_worker_and_coordinator_metrics(make_sim, store, redis_server, namespace
     cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, poll_interval=0.5,
                        bmc_timeout=1.0)
     with open(cfg, "a") as f:
-        f.write("[logging]\nformat = json\n")
+        f.write("[logging]\nformat = json\n[metrics]\nper_node_series = true\n")
     farm = Farm(tmp_path, cfg)
     try:
         coordinator = farm.start("coordinator")
@@ -64,7 +64,8 @@ def test_worker_and_coordinator_metrics(make_sim, store, redis_server, namespace
         def enough():
             m = scrape(wurl)
             return m if (m['farm_polls_total{result="ok"}'] >= 6 and m['farm_polls_total{result="auth"}'] >= 1
-                         and m['farm_polls_total{result="timeout"}'] >= 1) else None
+                         and m['farm_polls_total{result="timeout"}'] >= 1
+                         and m.get('farm_nodes_failing{kind="auth"}') == 1) else None
         m = wait_for(enough, 20, what="polls of every kind counted")
         assert m['farm_polls_total{result="unreachable"}'] == 0
         assert m["farm_nodes_owned"] == 5
@@ -72,6 +73,10 @@ def test_worker_and_coordinator_metrics(make_sim, store, redis_server, namespace
         on = next(n.name for n in nodes[:-1] if n.name not in (off, hung))
         assert m[f'farm_node_power_state{{node="{on}"}}'] == 1
         assert f'farm_node_power_state{{node="{hung}"}}' not in m
+        # the counts that need no per-node series (refreshed every 2 s)
+        assert m['farm_nodes{power="off"}'] == 1 and m['farm_nodes{power="on"}'] == 2
+        assert m['farm_nodes{power="unknown"}'] == 2  # the hung BMC and the wrong password
+        assert m['farm_nodes_failing{kind="timeout"}'] == 1
         assert m["farm_poll_latency_seconds_count"] == sum(
             v for k, v in m.items() if k.startswith("farm_polls_total"))
         assert 0 < m["farm_stalest_node_age_seconds"] < 10

@@ -174,6 +174,8 @@ def test_inventory_changes_reach_a_running_worker(make_sim, store, redis_server,
     nodes = import_sim(sim, store)
     cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, poll_interval=0.5,
                        bmc_timeout=1.0)
+    with open(cfg, "a") as f:
+        f.write("[metrics]\nper_node_series = true\n")
     store.import_nodes(nodes[:3], replace=True)
     proc, log = start_worker(tmp_path, cfg)
     try:
