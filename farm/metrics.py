@@ -86,13 +86,22 @@ class WorkerMetrics:
         self.nodes.set(len(names))
         self._pass_started, self._pass_seen = now, set()
 
+    def observe_many(self, results):
+        """A batch of results: each counter moved once per batch."""
+        kinds = collections.Counter(r.error_kind or "ok" for r in results)
+        for kind, n in kinds.items():
+            counter = self._by_result.get(kind)
+            if counter is None:
+                counter = self._by_result[kind] = self.polls.labels(kind)
+            counter.inc(n)
+        for result in results:
+            self.latency.observe(result.latency)
+            self._observe_node(result)
+
     def observe(self, result):
-        kind = result.error_kind or "ok"
-        counter = self._by_result.get(kind)
-        if counter is None:
-            counter = self._by_result[kind] = self.polls.labels(kind)
-        counter.inc()
-        self.latency.observe(result.latency)
+        self.observe_many((result,))
+
+    def _observe_node(self, result):
         if result.node not in self._last_poll:
             return  # a poll of a node just handed over
         self._last_poll[result.node] = result.polled_at

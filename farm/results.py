@@ -32,8 +32,12 @@ class ResultWriter:
         self.refused = None  # the BackendRefused that retrying cannot fix, if any
 
     def add(self, result):
+        self.add_many((result,))
+
+    def add_many(self, results):
         with self._cond:
-            self._pending[result.node] = result
+            for result in results:
+                self._pending[result.node] = result
             if len(self._pending) >= MAX_BATCH:
                 self._cond.notify()
 

@@ -72,15 +72,17 @@ class Worker:
         self._skew_warned = False
 
     def _on_results(self, outcomes):
-        """Poll outcomes, in batches, from the engine (or the process pool's reader)."""
+        """Poll outcomes, in batches, from the engine (or the process pool's
+        reader); handed on as batches too (one lock each, not one per poll)."""
+        results = []
         for outcome in outcomes:
             task = self.tasks.get(outcome.task)
             if task is None:
                 continue
             self.wheels[outcome.task].done(outcome.node, outcome.ok)
-            result = task.to_result(outcome)
-            self.writer.add(result)
-            self.metrics.observe(result)
+            results.append(task.to_result(outcome))
+        self.writer.add_many(results)
+        self.metrics.observe_many(results)
 
     # -- what to poll ---------------------------------------------------------
     def _read_inventory(self):
