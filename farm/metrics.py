@@ -98,9 +98,6 @@ class WorkerMetrics:
             self.latency.observe(result.latency)
             self._observe_node(result)
 
-    def observe(self, result):
-        self.observe_many((result,))
-
     def _observe_node(self, result):
         if result.node not in self._last_poll:
             return  # a poll of a node just handed over
@@ -121,18 +118,20 @@ class WorkerMetrics:
     def tally(self, now, stale_after):
         """What `farm status` sums over live workers instead of reading every
         node: counts over this worker's nodes (on its own clock: ages only)."""
-        power = collections.Counter(p or "unknown" for p, _ in self._state.values())
-        failing = collections.Counter(k for _, k in self._state.values() if k)
-        stale = sum(1 for name, (_, _) in self._state.items()
-                    if now - self._last_poll.get(name, now) > stale_after)
-        never = len(self._last_poll) - len(self._state)
+        # The engine thread adds nodes to _state as their first results come:
+        # count over a copy (dict() copies in one step under the GIL).
+        state, last_poll = dict(self._state), dict(self._last_poll)
+        power = collections.Counter(p or "unknown" for p, _ in state.values())
+        failing = collections.Counter(k for _, k in state.values() if k)
+        stale = sum(1 for name in state if now - last_poll.get(name, now) > stale_after)
+        never = len(last_poll) - len(state)
         power["unknown"] += never
         for state in ("on", "off", "unknown"):
             self.by_power.labels(state).set(power.get(state, 0))
         for kind in RESULTS:
             if kind != "ok":
                 self.failing.labels(kind).set(failing.get(kind, 0))
-        return {"nodes": len(self._last_poll), "never_polled": never, "stale": stale,
+        return {"nodes": len(last_poll), "never_polled": never, "stale": stale,
                 "power": {k: v for k, v in power.items() if v}, "failing": dict(failing)}
 
     def refresh(self, now, in_flight, engine_stats=None):

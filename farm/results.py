@@ -31,9 +31,6 @@ class ResultWriter:
         self.backend_ok = True
         self.refused = None  # the BackendRefused that retrying cannot fix, if any
 
-    def add(self, result):
-        self.add_many((result,))
-
     def add_many(self, results):
         with self._cond:
             for result in results:

@@ -64,6 +64,8 @@ class Session:
         self.console_sid = self.bmc_sid = 0
         self.seq_out = self.rq_seq = self.tag = 0
         self.rakp = self.sik = None
+        self.suite = None           # the suite of the current login attempt
+        self._pending_keys = None   # keys from RAKP 2, in use once RAKP 4 checks out
         self.expect = None          # (netfn+1, command, rq_seq) awaited in ACTIVE
         self.packet = None          # last packet sent, for retransmission
         self.attempts = 0

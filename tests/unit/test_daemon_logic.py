@@ -117,13 +117,37 @@ def test_result_writer_keeps_the_newest_per_node_through_an_outage():
     store = MemoryStore()
     writer = ResultWriter(store, flush_interval=0.01)
     store.down = True
-    for t in range(5):
-        writer.add(PollResult("n1", float(t), 0.1, PowerState.ON))
-    writer.add(PollResult("n2", 1.0, 0.1, PowerState.OFF))
+    writer.add_many([PollResult("n1", float(t), 0.1, PowerState.ON) for t in range(5)])
+    writer.add_many([PollResult("n2", 1.0, 0.1, PowerState.OFF)])
     assert writer.flush() is False and not writer.backend_ok
     store.down = False
     assert writer.flush() is True
     assert sorted((r.node, r.polled_at) for r in store.results) == [("n1", 4.0), ("n2", 1.0)]
     store.down = True
-    writer.add(PollResult("n3", 9.0, 0.1, PowerState.ON))
+    writer.add_many([PollResult("n3", 9.0, 0.1, PowerState.ON)])
     assert writer.stop(timeout=0.3) is False  # Redis still down: the last result is lost, said so
+
+
+def test_tally_while_the_engine_thread_adds_first_results():
+    """tally() runs on the sync thread while results of never-polled nodes
+    arrive on the engine thread: it must count a copy, not a dict that grows."""
+    import threading
+
+    from farm.metrics import WorkerMetrics
+    m = WorkerMetrics()
+    names = [f"n{i}" for i in range(200_000)]
+    m.own(names, 0.0)
+    done = threading.Event()
+
+    def engine():
+        for i in range(0, len(names), 50):
+            m.observe_many([PollResult(n, 1.0, 0.01, PowerState.ON) for n in names[i:i + 50]])
+        done.set()
+    t = threading.Thread(target=engine)
+    t.start()
+    tallies = 0
+    while not done.is_set():
+        m.tally(2.0, 10.0)  # raised "dictionary changed size during iteration" before
+        tallies += 1
+    t.join()
+    assert tallies > 1 and m.tally(2.0, 10.0)["power"] == {"on": len(names)}
