@@ -9,11 +9,10 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 
 from farm import inventory
 from farm.sim.fleet import pick
-from farm.sim.harness import RedisServer, wait_for  # noqa: F401 (benches import it from here)
+from farm.sim.harness import RedisServer, scrape, wait_for  # noqa: F401 (benches import them from here)
 from farm.sim.ports import free_udp_range
 from farm.store import Store
 
@@ -156,17 +155,6 @@ def metrics_url(proc, timeout=30):
             return m.group(1)
         time.sleep(0.05)
     raise RuntimeError(f"{proc.log_path}: no metrics address within {timeout} s")
-
-
-def scrape(url):
-    """Every sample of a metrics endpoint: {'name{labels}': value}."""
-    text = urllib.request.urlopen(url, timeout=5).read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
 
 
 def polls(values):

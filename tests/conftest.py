@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from farm.sim.harness import RedisServer, wait_for  # noqa: F401 (tests import them from here)
+from farm.sim.harness import RedisServer, scrape, wait_for  # noqa: F401 (tests import them from here)
 from farm.sim.ports import free_tcp_port, free_udp_range  # noqa: F401
 
 BIN = os.path.dirname(sys.executable)
@@ -23,12 +23,9 @@ BIN = os.path.dirname(sys.executable)
 def metrics_of(log_path, timeout=20):
     """A farm daemon's metrics (series -> value), from the address it logged."""
     import re
-    import urllib.request
     match = wait_for(lambda: re.search(r"metrics on (https?://\S+/metrics)", log_path.read_text()),
                      timeout, what="the metrics address")
-    text = urllib.request.urlopen(match.group(1), timeout=5).read().decode()
-    return {name: float(value) for name, _, value in
-            (line.rpartition(" ") for line in text.splitlines() if line and line[0] != "#")}
+    return scrape(match.group(1))
 
 
 def script(name):

@@ -13,6 +13,18 @@ from farm.sim.bmc import HungBmc, SimBmc, patch_server, server_sessions
 LOG = logging.getLogger(__name__)
 
 
+def sweep_sessions(fleet, next_sweep):
+    """Drop every session if SIGUSR1 asked, and idle ones once a second (both
+    engines' loops); returns when to sweep next."""
+    if fleet.drop_requested:
+        fleet.drop_requested = False
+        fleet.drop_sessions(0)
+    if time.monotonic() >= next_sweep:
+        fleet.drop_sessions(fleet.session_timeout)
+        return time.monotonic() + 1.0
+    return next_sweep
+
+
 def pick(count, fraction, salt):
     """Indices chosen for a fraction of the fleet, spread evenly (pure)."""
     chosen = round(count * fraction)
@@ -69,12 +81,7 @@ class Fleet:
         """Answer requests until `stop` (a threading.Event) is set."""
         next_sweep = time.monotonic() + 1.0
         while not stop.is_set():
-            if self.drop_requested:
-                self.drop_requested = False
-                self.drop_sessions(0)
-            if time.monotonic() >= next_sweep:
-                next_sweep = time.monotonic() + 1.0
-                self.drop_sessions(self.session_timeout)
+            next_sweep = sweep_sessions(self, next_sweep)
             timeout = 0.5
             if self._timers:
                 timeout = max(0.0, min(timeout, self._timers[0][0] - time.monotonic()))

@@ -1,11 +1,13 @@
 """Real parts for tests, benchmarks and the demo's kind of work: a private
-redis-server on a free loopback port, stopped by pid, and waiting for a
-condition with a deadline. One place for both tests/ and bench/."""
+redis-server on a free loopback port, stopped by pid, waiting for a
+condition with a deadline, reading a daemon's metrics. One place for both
+tests/ and bench/."""
 
 import os
 import signal
 import subprocess
 import time
+import urllib.request
 
 from farm.sim.ports import free_tcp_port
 
@@ -20,6 +22,13 @@ def wait_for(predicate, timeout, interval=0.05, what="condition"):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def scrape(url):
+    """Every sample of a farm daemon's metrics endpoint: {'name{labels}': value}."""
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    return {name: float(value) for name, _, value in
+            (line.rpartition(" ") for line in text.splitlines() if line and line[0] != "#")}
 
 
 class RedisServer:

@@ -23,7 +23,7 @@ import time
 from farm.bmc import rmcp
 from farm.errors import BmcError
 from farm.model import Node
-from farm.sim.fleet import pick
+from farm.sim.fleet import pick, sweep_sessions
 
 LOG = logging.getLogger(__name__)
 GUID = bytes(range(16))
@@ -245,12 +245,7 @@ class LeanFleet:
     def serve(self, stop):
         next_sweep = time.monotonic() + 1.0
         while not stop.is_set():
-            if self.drop_requested:
-                self.drop_requested = False
-                self.drop_sessions(0)
-            if time.monotonic() >= next_sweep:
-                next_sweep = time.monotonic() + 1.0
-                self.drop_sessions(self.session_timeout)
+            next_sweep = sweep_sessions(self, next_sweep)
             for fd, _ in self.epoll.poll(0.5):
                 bmc = self._by_fd[fd]
                 for _ in range(64):  # drain, bounded so one flood cannot starve the rest

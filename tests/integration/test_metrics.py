@@ -6,12 +6,11 @@ import json
 import os
 import re
 import signal
-import urllib.request
 
 import yaml
 
 from farm.sim.fleet import pick
-from tests.conftest import wait_for, write_config
+from tests.conftest import scrape, wait_for, write_config
 from tests.integration.test_coordination import Farm
 from tests.integration.test_worker import import_sim, states
 
@@ -19,16 +18,6 @@ from tests.integration.test_worker import import_sim, states
 def metrics_url(log_path):
     match = re.search(r"metrics on (http://[^ ]+/metrics)", log_path.read_text())
     return match.group(1) if match else None
-
-
-def scrape(url):
-    text = urllib.request.urlopen(url, timeout=5).read().decode()
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
-    return values
 
 
 def operator_artifact_metrics():
