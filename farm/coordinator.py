@@ -15,10 +15,9 @@ import time
 
 import click
 
-from farm import conf, daemon, errors, placement
+from farm import conf, daemon, placement
 from farm.identity import groups, member_id
 from farm.metrics import CoordinatorMetrics
-from farm.metrics import serve as serve_metrics
 from farm.store import Store
 
 LOG = logging.getLogger("farm.coordinator")
@@ -144,12 +143,7 @@ def main(config_file, config_dir, metrics_port):
     my_id = member_id("coordinator")
     store = Store(settings.coordination.backend_url, settings.coordination.namespace)
     coordinator = Coordinator(settings, store, daemon.membership(settings, my_id, 5), my_id)
-    if settings.metrics.enabled:
-        try:
-            serve_metrics(coordinator.metrics.registry, settings.metrics,
-                          settings.metrics.coordinator_port)
-        except errors.ConfigError as exc:
-            raise click.ClickException(str(exc)) from None
+    daemon.serve_metrics(coordinator.metrics.registry, settings, settings.metrics.coordinator_port)
     LOG.info("farm-coordinator %s starting", my_id)
     daemon.serve("farm-coordinator", lambda: run(coordinator, stop), stop, coordinator.shutdown)
 

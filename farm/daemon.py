@@ -9,7 +9,7 @@ import time
 
 import click
 
-from farm import backend, conf, errors, logs
+from farm import backend, conf, errors, logs, metrics
 from farm.membership import Membership, redis_coordinator, tooz_options, url_coordinator
 
 LOG = logging.getLogger("farm")
@@ -64,6 +64,17 @@ def _logged(fn, fatal):
         except Exception:
             LOG.exception("the main loop failed")
     return run
+
+
+def serve_metrics(registry, settings, port):
+    """The daemon's metrics endpoint, if [metrics] enabled; one line and exit
+    1 if it cannot be served (a daemon nobody can watch should not run)."""
+    if not settings.metrics.enabled:
+        return None
+    try:
+        return metrics.serve(registry, settings.metrics, port)
+    except errors.ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def on_stop_signals(callback, budget):

@@ -255,8 +255,8 @@ class Store:
         return self._do("inventory read", self._redis.hkeys, self._key("inventory"))
 
     def node_freshness(self, names):
-        """name -> (power_state, seen_at or polled_at, error_kind): what status
-        needs, one HMGET per node in one pipeline."""
+        """name -> (power_state, seen_at or polled_at, error_kind): what
+        `farm nodes summary` needs, one HMGET per node in one pipeline."""
         pipe = self._redis.pipeline(transaction=False)
         for name in names:
             pipe.hmget(self._key("state", name), "power_state", "seen_at", "polled_at", "error_kind")

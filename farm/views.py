@@ -55,7 +55,8 @@ def filter_rows(rows, state=None, stale=False, stale_after=None, now=None):
 def freshness_rows(store):
     """Per node only what counts need (name, power, last poll on Redis's
     clock, error kind): names and a few state fields, never an inventory
-    entry. For status and summary, which read every node."""
+    entry. For `farm nodes summary`, which reads every node (status sums
+    the workers' tallies instead)."""
     return [{"name": name, "power_state": power, "last_polled_at": at, "error_kind": kind}
             for name, (power, at, kind) in store.node_freshness(store.node_names()).items()]
 
@@ -73,7 +74,7 @@ def summarize(rows, now):
 def status_report(store, poll_interval, now):
     """Leader, generation, workers and node freshness, as one dict, read in
     a few round trips whatever the node count: each live worker reports a
-    tally of its own nodes (farm.metrics.WorkerMetrics.tally) every second,
+    tally of its own nodes (farm.metrics.WorkerMetrics.tally) every 2 s,
     and status sums them. A worker whose heartbeat (put on Redis's clock) is
     older than two intervals counts as gone, and nodes no live worker
     accounts for count as stale: a dead worker, or one whose clock lies,

@@ -22,7 +22,6 @@ from farm.credentials import Credentials
 from farm.executors import ChildPool, InProcess
 from farm.identity import groups, member_id
 from farm.metrics import WorkerMetrics
-from farm.metrics import serve as serve_metrics
 from farm.results import ResultWriter
 from farm.scheduling import Scheduler, Wheel
 from farm.store import Store
@@ -258,11 +257,7 @@ def main(config_file, config_dir, executor, metrics_port):
     except errors.ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     worker = Worker(settings, store, daemon.membership(settings, my_id, 3), my_id)
-    if settings.metrics.enabled:
-        try:
-            serve_metrics(worker.metrics.registry, settings.metrics, settings.metrics.port)
-        except errors.ConfigError as exc:
-            raise click.ClickException(str(exc)) from None
+    daemon.serve_metrics(worker.metrics.registry, settings, settings.metrics.port)
     daemon.on_stop_signals(worker.stop, budget=settings.worker.bmc_timeout + STOP_MARGIN)
     LOG.info("farm-worker %s starting (executor=%s, in flight<=%d, interval=%gs, bmc_timeout=%gs)",
              my_id, settings.worker.executor, settings.worker.workers_pool_size,

@@ -30,7 +30,7 @@ GUID = bytes(range(16))
 _APP, _CHASSIS = 0x06, 0x00
 _MAX_PRIV = 4
 # RAKP statuses (spec table 13-15)
-_UNAUTHORIZED_NAME, _INVALID_ICV, _INVALID_SESSION, _NO_SUITE = 0x0D, 0x0F, 0x02, 0x11
+_UNAUTHORIZED_NAME, _INVALID_ICV = 0x0D, 0x0F
 
 
 def _suite_for(auth, integrity, conf, offered):
@@ -120,7 +120,7 @@ class LeanBmc:
         tag, console_sid = p[0], struct.unpack_from("<I", p, 4)[0]
         suite = _suite_for(p[12], p[20], p[28], self.fleet.suites)
         if suite is None:
-            return rmcp.wrap(rmcp.OPEN_RESPONSE, bytes([tag, _NO_SUITE, 0, 0]) + p[4:8])
+            return rmcp.wrap(rmcp.OPEN_RESPONSE, bytes([tag, rmcp.NO_CIPHER_SUITE_MATCH, 0, 0]) + p[4:8])
         bmc_sid = struct.unpack("<I", os.urandom(4))[0] | 1
         self.sessions[bmc_sid] = _Session(suite, console_sid, bmc_sid, p[1] or _MAX_PRIV, addr)
         body = (bytes([tag, 0, p[1] or _MAX_PRIV, 0]) + p[4:8] + struct.pack("<I", bmc_sid)
