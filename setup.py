@@ -33,6 +33,8 @@ setup(
         ],
         "farm.tasks": [
             "power = farm.tasks.power:PowerPoll",
+            "sensors = farm.tasks.sensors:SensorsPoll",
+            "sel = farm.tasks.sel:SelPoll",
         ],
         "oslo.config.opts": [
             "farm = farm.conf:list_opts",

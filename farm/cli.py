@@ -27,7 +27,7 @@ class _Ctx:
             raise click.ClickException(str(exc)) from None
         c = self.settings.coordination
         try:
-            self.store = Store(c.backend_url, c.namespace)
+            self.store = Store(c.backend_url, c.namespace, events_max_len=self.settings.events.max_len)
         except (*BACKEND_ERRORS, errors.ConfigError) as exc:
             raise click.ClickException(str(exc)) from None
 
@@ -261,3 +261,11 @@ def render_status(report):
     lines.append(f"nodes: {n['total']} total, {n['never_polled']} never polled, {n['stale']} stale "
                  f"(not polled for 2 intervals, or by no live worker: {n['unaccounted']})")
     return "\n".join(lines)
+
+
+def _register_control():
+    from farm import cli_control
+    cli_control.register(main, nodes, _Ctx, _config_option)
+
+
+_register_control()

@@ -75,6 +75,53 @@ worker_opts = [
                       "to Redis in one pipelined batch."),
 ]
 
+tasks_opts = [
+    cfg.ListOpt("enabled", default=["power"],
+                help="Periodic tasks every worker runs on its nodes: power (the state, "
+                     "and the desired state kept), sensors (SDR readings), sel (the "
+                     "System Event Log). One BMC never runs two commands at once, "
+                     "whichever tasks are due."),
+]
+
+power_opts = [
+    cfg.IntOpt("max_retries", default=3, min=1, max=100,
+               help="Failed corrections of a node's power towards its desired state "
+                    "after which farm puts it in maintenance and stops acting on it."),
+    cfg.FloatOpt("settle_time", default=30.0, min=0.0,
+                 help="Seconds a power correction may take to show in the polled "
+                      "state before farm counts it as failed and tries again."),
+]
+
+sensors_opts = [
+    cfg.FloatOpt("interval", default=300.0, min=1.0,
+                 help="Seconds between two sensor passes of one node."),
+    cfg.FloatOpt("timeout", default=30.0, min=0.1,
+                 help="Deadline of one sensors pass (an SDR read included)."),
+]
+
+sel_opts = [
+    cfg.FloatOpt("interval", default=600.0, min=1.0,
+                 help="Seconds between two System Event Log passes of one node."),
+    cfg.FloatOpt("timeout", default=30.0, min=0.1, help="Deadline of one SEL pass."),
+    cfg.IntOpt("max_entries_per_pass", default=100, min=1, max=10000,
+               help="Most SEL entries read in one pass; a longer backlog goes on next pass."),
+    cfg.IntOpt("recent", default=20, min=1, max=1000,
+               help="SEL entries kept per node for `farm nodes show`."),
+]
+
+bmc_opts = [
+    cfg.FloatOpt("min_command_interval", default=0.0, min=0.0, max=60.0,
+                 help="Seconds between two commands farm sends one BMC (Ironic's "
+                      "[ipmi]min_command_interval; some BMCs crash when hammered). "
+                      "Applies to commands in a session, not to login packets."),
+]
+
+events_opts = [
+    cfg.IntOpt("max_len", default=100000, min=100,
+               help="About how many entries the event stream keeps (older ones are "
+                    "trimmed; Redis trims in whole blocks, so slightly more may stay)."),
+]
+
 logging_opts = [
     cfg.StrOpt("level", default="INFO",
                choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -99,6 +146,10 @@ metrics_opts = [
                 help="Also export farm_node_power_state{node}: one series per owned node "
                      "(100,000 nodes: 100,000 series). farm_nodes{power} and "
                      "farm_nodes_failing{kind} count them without it."),
+    cfg.BoolOpt("per_sensor_series", default=False,
+                help="Also export farm_sensor_value{node,sensor,type,unit}: one series per "
+                     "owned node and sensor (100,000 nodes of 40 sensors: 4,000,000). "
+                     "farm_sensors{type,status} counts them without it."),
     cfg.StrOpt("tls_cert_file", default="",
                help="PEM certificate (chain): serve metrics over HTTPS. Needs tls_key_file."),
     cfg.StrOpt("tls_key_file", default="", help="PEM private key of tls_cert_file."),
@@ -121,7 +172,9 @@ security_opts = [
 ]
 
 GROUPS = {"coordination": coordination_opts, "worker": worker_opts,
-          "logging": logging_opts, "metrics": metrics_opts, "security": security_opts}
+          "logging": logging_opts, "metrics": metrics_opts, "security": security_opts,
+          "tasks": tasks_opts, "power": power_opts, "sensors": sensors_opts, "sel": sel_opts,
+          "bmc": bmc_opts, "events": events_opts}
 
 
 def list_opts():
@@ -167,6 +220,7 @@ class Metrics:
     coordinator_port: int
     enabled: bool
     per_node_series: bool = False
+    per_sensor_series: bool = False
     tls_cert_file: str = ""
     tls_key_file: str = ""
     tls_client_ca_file: str = ""
@@ -181,12 +235,53 @@ class Security:
 
 
 @dataclasses.dataclass(frozen=True)
+class Tasks:
+    enabled: tuple = ("power",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Power:
+    max_retries: int = 3
+    settle_time: float = 30.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Sensors:
+    interval: float = 300.0
+    timeout: float = 30.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Sel:
+    interval: float = 600.0
+    timeout: float = 30.0
+    max_entries_per_pass: int = 100
+    recent: int = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Bmc:
+    min_command_interval: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Events:
+    max_len: int = 100000
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     coordination: Coordination
     worker: Worker
     logging: Logging
     metrics: Metrics
     security: Security = Security()
+    tasks: Tasks = Tasks()
+    power: Power = Power()
+    sensors: Sensors = Sensors()
+    sel: Sel = Sel()
+    bmc: Bmc = Bmc()
+    events: Events = Events()
 
 
 def config_options(f):
@@ -245,7 +340,22 @@ def load(config_file=None, overrides=None, config_dir=None):
                     worker=_worker(values["worker"]),
                     logging=Logging(**values["logging"]),
                     metrics=Metrics(**values["metrics"]),
-                    security=Security(**values["security"]))
+                    security=Security(**values["security"]),
+                    tasks=_tasks(values["tasks"]), power=Power(**values["power"]),
+                    sensors=Sensors(**values["sensors"]), sel=Sel(**values["sel"]),
+                    bmc=Bmc(**values["bmc"]), events=Events(**values["events"]))
+
+
+def _tasks(values):
+    from farm.tasks import load_tasks
+    names = tuple(dict.fromkeys(n.strip() for n in values["enabled"] if n.strip()))
+    if not names:
+        raise errors.ConfigError("invalid configuration: [tasks] enabled is empty")
+    try:
+        load_tasks(names)
+    except LookupError as exc:
+        raise errors.ConfigError(f"invalid configuration: [tasks] enabled: {exc}") from None
+    return Tasks(enabled=names)
 
 
 def _worker(values):
@@ -260,11 +370,17 @@ def _worker(values):
     return Worker(**dict(values, cipher_suites=tuple(suites)))
 
 
-def engine_config(worker):
-    """The poll engine's settings from [worker] (plain values, picklable)."""
+def engine_config(worker, settings=None):
+    """The poll engine's settings from [worker], and with `settings` the
+    tasks' deadlines and [bmc] (plain values, picklable)."""
     from farm.bmc.engine import EngineConfig
     from farm.bmc.rmcp import PRIVILEGES
-    return EngineConfig(timeout=worker.bmc_timeout, retry_interval=worker.retry_interval,
+    extra = {}
+    if settings is not None:
+        extra = {"min_command_interval": settings.bmc.min_command_interval,
+                 "timeouts": (("sensors", settings.sensors.timeout), ("sel", settings.sel.timeout),
+                              ("sel-clear", max(worker.bmc_timeout, 10.0)))}
+    return EngineConfig(**extra, timeout=worker.bmc_timeout, retry_interval=worker.retry_interval,
                         session_timeout=worker.session_timeout, keepalive=worker.keepalive,
                         max_in_flight=worker.workers_pool_size,
                         cipher_suites=worker.cipher_suites,

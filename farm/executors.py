@@ -48,7 +48,8 @@ def child_main(conn, config, task_names):
     """A child's life: run an engine until the parent closes the pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     from farm.tasks import load_tasks
-    programs = {name: cls.program for name, cls in load_tasks(task_names).items()}
+    from farm.tasks import programs as programs_of
+    programs = programs_of(load_tasks(task_names).values())
     lock = threading.Lock()
     engine = None
 
@@ -79,7 +80,7 @@ class _Child:
                                    name=f"farm-engine-{index}", daemon=True)
         self.process.start()
         child_conn.close()
-        self.in_flight = {}   # (task, name) -> node
+        self.in_flight = {}   # (task, name, arg) -> node
         self.stats = {}
         self.lock = threading.Lock()
 
@@ -88,7 +89,7 @@ class ChildPool:
     def __init__(self, count, config, task_names, on_results):
         self.count = count
         self.config = config
-        self.task_names = list(task_names)
+        self.task_names = None if task_names is None else list(task_names)
         self.on_results = on_results
         self.children = []
         self.restarts = 0
@@ -108,13 +109,13 @@ class ChildPool:
 
     def submit(self, jobs):
         batches = {}
-        for task, node in jobs:
-            batches.setdefault(self.route(node.name), []).append((task, node))
+        for job in jobs:
+            batches.setdefault(self.route(job[1].name), []).append(job)
         for index, batch in batches.items():
             child = self.children[index]
             with child.lock:
-                for task, node in batch:
-                    child.in_flight[(task, node.name)] = node
+                for job in batch:
+                    child.in_flight[(job[0], job[1].name, job[2] if len(job) > 2 else None)] = job[1]
                 try:
                     child.conn.send(batch)
                 except (OSError, ValueError):
@@ -152,7 +153,7 @@ class ChildPool:
                 outcomes, child.stats = child.conn.recv()
                 with child.lock:
                     for o in outcomes:
-                        child.in_flight.pop((o.task, o.node), None)
+                        child.in_flight.pop((o.task, o.node, o.arg), None)
                 self._deliver(outcomes)
         except (EOFError, OSError):
             pass  # the sentinel tells us it died
@@ -175,8 +176,8 @@ class ChildPool:
         self.restarts += 1
         now = time.time()
         self._deliver([Outcome(task, name, None, "error",
-                               f"the poll process died (exit code {code})", 0.0, now)
-                       for (task, name) in lost])
+                               f"the poll process died (exit code {code})", 0.0, now, arg)
+                       for (task, name, arg) in lost])
 
     def stop(self, timeout):
         self._closing = True

@@ -1,8 +1,9 @@
 """Prometheus metrics for farm's daemons: the prometheus-client adapter.
 
 Each daemon owns one registry and serves it over HTTP on [metrics] bind/port
-(port 0 picks a free one, which the daemon logs). The power-state gauge has one
-series per owned node: its series count is the node count.
+(port 0 picks a free one, which the daemon logs). Series per node (power
+state) and per node and sensor (readings) are opt-in: counts by state stand
+in for them.
 """
 
 import collections
@@ -27,9 +28,10 @@ ENGINE_COUNTERS = {
 
 
 class WorkerMetrics:
-    def __init__(self, per_node=False):
+    def __init__(self, per_node=False, per_sensor=False):
         self.registry = CollectorRegistry()
         self.per_node = per_node
+        self.per_sensor = per_sensor
         r = self.registry
         self.polls = Counter("farm_polls", "Polls by result.", ["result"], registry=r)
         # children looked up once: labels() takes a lock and builds a tuple
@@ -59,6 +61,25 @@ class WorkerMetrics:
                               ["power"], registry=r)
         self.failing = Gauge("farm_nodes_failing", "This worker's nodes whose last poll failed, "
                              "by error kind.", ["kind"], registry=r)
+        self.task_runs = Counter("farm_task_runs", "Passes of the sensors and sel tasks by "
+                                 "result.", ["task", "result"], registry=r)
+        self.task_latency = Histogram("farm_task_duration_seconds", "Duration of one sensors or "
+                                      "sel pass.", ["task"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1,
+                                                                       0.25, 0.5, 1, 2.5, 5, 10, 30),
+                                      registry=r)
+        self.sensors = Gauge("farm_sensors", "Sensors of this worker's nodes by type and threshold "
+                             "status (ok, nc, cr, nr, ns) at their last reading.",
+                             ["type", "status"], registry=r)
+        self.sensor_value = Gauge("farm_sensor_value", "A sensor's last reading (only with "
+                                  "[metrics] per_sensor_series: one series per node and sensor).",
+                                  ["node", "sensor", "type", "unit"], registry=r)
+        self.sel_entries = Counter("farm_sel_entries", "SEL entries read from this worker's "
+                                   "nodes.", registry=r)
+        self.actions = Counter("farm_power_actions", "Power actions and SEL clears by action, "
+                               "outcome and who asked (operator or farm enforcing a desired state).",
+                               ["action", "outcome", "source"], registry=r)
+        self.maintenance = Gauge("farm_nodes_maintenance", "Nodes in maintenance (farm does not "
+                                 "enforce their power state), farm-wide.", registry=r)
         self.engine = {
             key: Counter(f"farm_bmc_{key}", text, registry=r) for key, text in ENGINE_COUNTERS.items()}
         self.sessions = Gauge("farm_bmc_endpoints", "BMC endpoints the poll engines know.",
@@ -67,6 +88,8 @@ class WorkerMetrics:
         self._last_poll = {}
         self._power_of = {}  # node -> its power gauge child
         self._state = {}  # node -> (power "on"/"off"/None, error kind or None), once polled
+        self._sensor_states = {}  # node -> ((type, status), ...) of its last sensors pass
+        self._sensor_series = {}  # node -> label tuples exported for it
         self._pass_started = time.time()
         self._pass_seen = set()
 
@@ -77,6 +100,9 @@ class WorkerMetrics:
             self._last_poll.pop(gone, None)
             self._power_of.pop(gone, None)
             self._state.pop(gone, None)
+            self._sensor_states.pop(gone, None)
+            for labels in self._sensor_series.pop(gone, ()):
+                self.sensor_value.remove(*labels)
             try:
                 self.power.remove(gone)
             except KeyError:
@@ -97,6 +123,29 @@ class WorkerMetrics:
         for result in results:
             self.latency.observe(result.latency)
             self._observe_node(result)
+
+    def observe_tasks(self, results):
+        """Sensors and SEL results (power results go to observe_many)."""
+        for r in results:
+            self.task_runs.labels(r.kind, r.error_kind or "ok").inc()
+            self.task_latency.labels(r.kind).observe(r.latency)
+            if r.kind == "sel":
+                self.sel_entries.inc(len(r.entries))
+            elif r.kind == "sensors" and r.ok and r.node in self._last_poll:
+                self._sensor_states[r.node] = tuple((x["type"], x["status"]) for x in r.readings)
+                if self.per_sensor:
+                    self._export_sensors(r)
+
+    def _export_sensors(self, result):
+        labels = []
+        for x in result.readings:
+            if x["value"] is not None:
+                key = (result.node, x["key"], x["type"], x["unit"])
+                self.sensor_value.labels(*key).set(x["value"])
+                labels.append(key)
+        for old in set(self._sensor_series.get(result.node, ())) - set(labels):
+            self.sensor_value.remove(*old)
+        self._sensor_series[result.node] = labels
 
     def _observe_node(self, result):
         if result.node not in self._last_poll:
@@ -131,6 +180,11 @@ class WorkerMetrics:
         for kind in RESULTS:
             if kind != "ok":
                 self.failing.labels(kind).set(failing.get(kind, 0))
+        sensors = collections.Counter(pair for pairs in list(self._sensor_states.values())
+                                      for pair in pairs)
+        self.sensors.clear()
+        for (stype, status), n in sensors.items():
+            self.sensors.labels(stype, status).set(n)
         return {"nodes": len(last_poll), "never_polled": never, "stale": stale,
                 "power": {k: v for k, v in power.items() if v}, "failing": dict(failing)}
 

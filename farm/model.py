@@ -35,6 +35,58 @@ class PollResult:
     error_kind: str | None = None     # None on success, else BmcError.kind
     error: str | None = None          # a message safe to show (no secrets)
 
+    kind = "power"
+
     @property
     def ok(self):
         return self.error_kind is None
+
+
+@dataclasses.dataclass(frozen=True)
+class SensorResult:
+    """One sensors pass of one node: its readings, or why there are none."""
+
+    node: str
+    polled_at: float
+    latency: float
+    readings: tuple = ()              # dicts: key, name, number, type, value, unit, status, state
+    error_kind: str | None = None
+    error: str | None = None
+    sdr_read: bool = False            # the SDR repository was (re)read this pass
+
+    kind = "sensors"
+
+    @property
+    def ok(self):
+        return self.error_kind is None
+
+
+@dataclasses.dataclass(frozen=True)
+class SelResult:
+    """One SEL pass of one node: the entries new since its cursor."""
+
+    node: str
+    polled_at: float
+    latency: float
+    entries: tuple = ()               # dicts from farm.bmc.sel.decode, oldest first
+    cursor: tuple | None = None       # (last id, its timestamp, added, erased) or None
+    cleared: bool = False             # the log was cleared since the last pass
+    error_kind: str | None = None
+    error: str | None = None
+
+    kind = "sel"
+
+    @property
+    def ok(self):
+        return self.error_kind is None
+
+    def after(self, older):
+        """This result with an older, unwritten one's entries in front (while
+        Redis is away, SEL entries accumulate; power and sensor results only
+        keep the newest)."""
+        entries = (older.entries + self.entries)[-MAX_PENDING_SEL:]
+        return dataclasses.replace(self, entries=entries, cleared=self.cleared or older.cleared,
+                                   cursor=self.cursor or older.cursor)
+
+
+MAX_PENDING_SEL = 1000  # SEL entries per node kept while Redis is away

@@ -1,10 +1,13 @@
 """Batches poll results into pipelined Redis writes, and survives Redis outages.
 
-Results wait at most `flush_interval` and go out in one round trip per batch.
-While Redis is away only the newest result per node is kept (memory stays
-bounded by the node count) and writes are retried with backoff.
+Results wait at most `flush_interval` and go out in one round trip per batch
+and task. While Redis is away only the newest result per node and task is
+kept (memory stays bounded by the node count; SEL results merge their
+entries, up to a cap) and writes are retried with backoff. Other writes a
+worker must not lose (action outcomes, maintenance) queue here too (`defer`).
 """
 
+import collections
 import logging
 import threading
 import time
@@ -22,7 +25,8 @@ class ResultWriter:
         self._worker = worker
         self._flush_interval = flush_interval
         self._max_backoff = max_backoff
-        self._pending = {}
+        self._pending = {}   # (kind, node) -> result
+        self._calls = collections.deque()  # deferred store calls, in order
         self._cond = threading.Condition()
         self._stopping = False
         self._thread = None
@@ -34,7 +38,10 @@ class ResultWriter:
     def add_many(self, results):
         with self._cond:
             for result in results:
-                self._pending[result.node] = result
+                key = (result.kind, result.node)
+                older = self._pending.get(key)
+                self._pending[key] = (result.after(older) if older is not None
+                                      and hasattr(result, "after") else result)
             if len(self._pending) >= MAX_BATCH:
                 self._cond.notify()
 
@@ -42,26 +49,49 @@ class ResultWriter:
         self._thread = threading.Thread(target=self._run, name="farm-results", daemon=True)
         self._thread.start()
 
+    def defer(self, fn, *args):
+        """Run fn(store, *args) in the writer's thread, in order, retried
+        while Redis is away (bounded: the oldest go first past MAX_BATCH * 10)."""
+        with self._cond:
+            self._calls.append((fn, args))
+            while len(self._calls) > MAX_BATCH * 10:
+                self._calls.popleft()
+            self._cond.notify()
+
+    def _run_calls(self):
+        while self._calls:
+            fn, args = self._calls[0]
+            try:
+                fn(self._store, *args)
+            except (BackendUnavailable, BackendRefused):
+                raise  # kept, retried with the results
+            except Exception:  # a bug costs this one write, not the queue
+                LOG.exception("deferred write %s failed", getattr(fn, "__name__", fn))
+            self._calls.popleft()
+
     def _take(self):
         with self._cond:
-            batch = list(self._pending.values())[:MAX_BATCH]
-            for r in batch:
-                del self._pending[r.node]
-            return batch
+            keys = list(self._pending)[:MAX_BATCH]
+            return [self._pending.pop(k) for k in keys]
 
     def _put_back(self, batch):
         with self._cond:
-            for r in batch:  # a newer result that arrived meanwhile wins
-                self._pending.setdefault(r.node, r)
+            for r in batch:  # a newer result that arrived meanwhile wins (SEL: merges)
+                key = (r.kind, r.node)
+                newer = self._pending.get(key)
+                self._pending[key] = (r if newer is None else
+                                      newer.after(r) if hasattr(newer, "after") else newer)
 
     def flush(self):
         """Write everything pending now; False if Redis refused."""
         while True:
             batch = self._take()
-            if not batch:
-                return True
             try:
-                self._store.write_results(batch, self._worker)
+                if self._calls:
+                    self._run_calls()
+                if not batch:
+                    return True
+                self._store.write_any(batch, self._worker)
             except (BackendUnavailable, BackendRefused) as exc:
                 if isinstance(exc, BackendRefused):
                     self.refused = exc  # the worker's loop exits on it

@@ -12,7 +12,16 @@ Keys, all under the namespace `ns`:
                                 worker's clock), seen_at (Redis's clock when written),
                                 reachable, consecutive_failures, error_kind, last_error,
                                 worker (member id of the worker that polled)
-  {ns}:events             stream of power and reachability changes
+                                the other tasks add sensors_* and sel_* fields (polled_at,
+                                error_kind, error; sel_cursor)
+  {ns}:sensors:{name}     hash  sensor key -> JSON reading (farm.tasks.sensors)
+  {ns}:sel:{name}         list  the newest SEL entries (JSON), newest first
+  {ns}:control            hash  node name -> JSON {desired, maintenance (a reason), and who/when}
+  {ns}:control:version    int   bumped by every change of control
+  {ns}:commands:{id}      list  power and SEL commands for worker {id} (JSON, with expiry)
+  {ns}:reply:{cmd}        list  the outcome of command {cmd}, for the CLI waiting on it
+  {ns}:events             stream of changes: power, recovered, failing, sensor, sel,
+                                sel-cleared, action, desired, maintenance (docs/tasks.md)
   {ns}:partitions         int   the partition count, fixed at the first coordinator's start
   {ns}:leader             string the leader's member id, with a TTL (the lease)
   {ns}:leader:epoch       int   bumped each time a new leader takes the lease
@@ -36,8 +45,10 @@ from farm.model import Node
 
 EVENTS_MAXLEN = 100_000
 # Lua scripts, one file each in farm/lua/, loaded once; every key through KEYS
-SCRIPTS = {name: (files("farm.lua") / f"{name}.lua").read_text()
-           for name in ("write_results", "hold_lease", "release_lease", "publish")}
+SCRIPT_NAMES = ("write_results", "hold_lease", "release_lease", "publish", "write_sensors",
+                "write_sel", "set_control")
+SCRIPTS = {name: (files("farm.lua") / f"{name}.lua").read_text() for name in SCRIPT_NAMES}
+REPLY_TTL = 120  # seconds a command's outcome waits for the CLI
 MAX_ERROR = 300  # characters of last_error kept: every per-node key stays small
 _OPEN_ONLY = Credentials()  # without a key: opens plaintext and password_file entries
 
@@ -48,12 +59,15 @@ _OPEN_ONLY = Credentials()  # without a key: opens plaintext and password_file e
 
 
 class Store:
-    def __init__(self, url, namespace, socket_timeout=5.0, credentials=None):
+    def __init__(self, url, namespace, socket_timeout=5.0, credentials=None,
+                 events_max_len=EVENTS_MAXLEN, sel_recent=20):
         """`url`: [coordination] backend_url (see farm.backend); a URL that is
         not one raises ConfigError. `credentials` (farm.credentials) seals
         and opens BMC passwords; without it they are stored as given."""
         self.namespace = namespace
         self.credentials = credentials
+        self.events_max_len = events_max_len
+        self.sel_recent = sel_recent
         b = backend.parse(url)
         self._where = b.where
         timeouts = {"socket_timeout": socket_timeout,
@@ -69,9 +83,9 @@ class Store:
                                           **b.redis_kwargs())
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"backend URL {self._where}: {exc}") from None
+        self._scripts = {name: self._redis.register_script(SCRIPTS[name]) for name in SCRIPT_NAMES}
         self._write_results, self._hold_lease, self._release_lease, self._publish = (
-            self._redis.register_script(SCRIPTS[name])
-            for name in ("write_results", "hold_lease", "release_lease", "publish"))
+            self._scripts[name] for name in ("write_results", "hold_lease", "release_lease", "publish"))
 
     def _key(self, *parts):
         return ":".join((self.namespace,) + parts)
@@ -126,7 +140,8 @@ class Store:
             for i in range(0, len(removed), 1000):
                 chunk = removed[i:i + 1000]
                 pipe.hdel(inv, *chunk)
-                pipe.delete(*[self._key("state", n) for n in chunk])
+                pipe.delete(*self._node_keys(chunk))
+                pipe.hdel(self._key("control"), *chunk)
             if changed or removed:
                 pipe.incr(self._key("inventory", "version"))
 
@@ -192,7 +207,8 @@ class Store:
         """Remove nodes and their state in one transaction; the count removed."""
         pipe = self._redis.pipeline()
         pipe.hdel(self._key("inventory"), *names)
-        pipe.delete(*[self._key("state", n) for n in names])
+        pipe.delete(*self._node_keys(names))
+        pipe.hdel(self._key("control"), *names)
         pipe.incr(self._key("inventory", "version"))
         return self._do("node removal", pipe.execute)[0]
 
@@ -224,13 +240,151 @@ class Store:
         if not results:
             return 0
         keys = [self._key("inventory"), self._key("events")]
-        args = [EVENTS_MAXLEN, worker]
+        args = [self.events_max_len, worker]
         for r in results:
             keys.append(self._key("state", r.node))
             args += [r.node, repr(r.polled_at), f"{r.latency:.6f}",
                      r.power_state.value if r.power_state else "",
                      r.error_kind or "", (r.error or "")[:MAX_ERROR]]
         return self._do("result write", self._write_results, keys=keys, args=args)
+
+    def write_sensor_results(self, results, worker=""):
+        """Write a batch of SensorResults and their threshold events."""
+        keys = [self._key("inventory"), self._key("events")]
+        args = [self.events_max_len, worker]
+        for r in results:
+            keys += [self._key("state", r.node), self._key("sensors", r.node)]
+            args += [r.node, repr(r.polled_at), f"{r.latency:.6f}", r.error_kind or "",
+                     (r.error or "")[:MAX_ERROR], len(r.readings)]
+            for reading in r.readings:
+                value = reading["value"]
+                args += [reading["key"], reading["status"], "" if value is None else repr(value),
+                         reading["unit"], reading["type"],
+                         json.dumps(reading, sort_keys=True, separators=(",", ":"))]
+        return self._do("sensor write", self._scripts["write_sensors"], keys=keys, args=args)
+
+    def write_sel_results(self, results, worker=""):
+        """Write a batch of SelResults: their entries, events and cursors."""
+        keys = [self._key("inventory"), self._key("events")]
+        args = [self.events_max_len, worker, self.sel_recent]
+        for r in results:
+            keys += [self._key("state", r.node), self._key("sel", r.node)]
+            args += [r.node, repr(r.polled_at), f"{r.latency:.6f}", r.error_kind or "",
+                     (r.error or "")[:MAX_ERROR], json.dumps(r.cursor), "1" if r.cleared else "",
+                     len(r.entries)]
+            for e in r.entries:
+                args += [e["id"], "" if e.get("at") is None else e["at"], e.get("sensor_type", ""),
+                         e.get("sensor", ""), e.get("direction", ""), e.get("description", ""),
+                         json.dumps(e, sort_keys=True, separators=(",", ":"))]
+        return self._do("SEL write", self._scripts["write_sel"], keys=keys, args=args)
+
+    def write_any(self, results, worker=""):
+        """Write a batch of results of any task, one call per kind."""
+        by_kind = {}
+        for r in results:
+            by_kind.setdefault(r.kind, []).append(r)
+        # SEL last: the writer retries a whole batch, and SEL entries must
+        # not be written twice (power and sensor writes may be, harmlessly)
+        for kind, write in (("power", self.write_results), ("sensors", self.write_sensor_results),
+                            ("sel", self.write_sel_results)):
+            if kind in by_kind:
+                write(by_kind[kind], worker)
+
+    def sel_cursors(self, names):
+        """name -> the stored SEL cursor (a tuple) of those that have one."""
+        pipe = self._redis.pipeline(transaction=False)
+        for name in names:
+            pipe.hget(self._key("state", name), "sel_cursor")
+        out = {}
+        for name, raw in zip(names, self._do("state read", pipe.execute), strict=True):
+            cursor = json.loads(raw) if raw else None
+            if cursor:
+                out[name] = tuple(cursor)
+        return out
+
+    # -- control: desired power state, maintenance, commands -----------------
+    def set_control(self, name, event, who, **fields):
+        """Set (or with '' clear) control fields of a node; records an event
+        of type `event` by `who`. False if the node is not in the inventory."""
+        args = [name, self.events_max_len, event, who]
+        for field, value in fields.items():
+            args += [field, value]
+        got = self._do("control write", self._scripts["set_control"],
+                       keys=[self._key("inventory"), self._key("control"),
+                             self._key("control", "version"), self._key("events")], args=args)
+        return int(got) >= 0
+
+    def controls(self):
+        """(version, name -> control dict) for every node with any."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.get(self._key("control", "version"))
+        pipe.hgetall(self._key("control"))
+        version, raw = self._do("control read", pipe.execute)
+        return int(version or 0), {n: json.loads(v) for n, v in raw.items()}
+
+    def control_version(self):
+        return int(self._do("control read", self._redis.get, self._key("control", "version")) or 0)
+
+    def send_command(self, worker_id, command, ttl):
+        """Queue a command (a dict with an `id`) for a worker."""
+        key = self._key("commands", worker_id)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.rpush(key, json.dumps(command))
+        pipe.expire(key, int(ttl) + 60)
+        self._do("command send", pipe.execute)
+
+    def next_command(self, worker_id, timeout=1.0):
+        """The next command for this worker, or None after `timeout` seconds."""
+        got = self._do("command read", self._redis.blpop, [self._key("commands", worker_id)],
+                       timeout=timeout)
+        return json.loads(got[1]) if got else None
+
+    def reply(self, command_id, outcome):
+        key = self._key("reply", command_id)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.rpush(key, json.dumps(outcome))
+        pipe.expire(key, REPLY_TTL)
+        self._do("command reply", pipe.execute)
+
+    def wait_reply(self, command_id, timeout):
+        got = self._do("command wait", self._redis.blpop, [self._key("reply", command_id)],
+                       timeout=max(1, int(timeout + 0.999)))
+        return json.loads(got[1]) if got else None
+
+    def append_event(self, fields):
+        """One event (a dict of strings) on the stream, stamped by Redis."""
+        return self._do("event write", self._redis.xadd, self._key("events"), fields,
+                        maxlen=self.events_max_len, approximate=True)
+
+    def node_detail(self, name, recent=10):
+        """Everything farm holds of one node but its password, in one round
+        trip: (inventory entry JSON or None, state, control, sensors, recent SEL)."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hget(self._key("inventory"), name)
+        pipe.hgetall(self._key("state", name))
+        pipe.hget(self._key("control"), name)
+        pipe.hgetall(self._key("sensors", name))
+        pipe.lrange(self._key("sel", name), 0, recent - 1)
+        entry, state, control, sensors, sel = self._do("node read", pipe.execute)
+        if entry is None:
+            return None
+        fields = json.loads(entry)
+        public = {"name": name, "address": fields["address"], "port": int(fields["port"]),
+                  "username": fields["username"]}
+        return {"node": public, "state": state, "control": json.loads(control) if control else {},
+                "sensors": {k: json.loads(v) for k, v in sensors.items()},
+                "sel": [json.loads(e) for e in sel]}
+
+    def events_before(self, count, before="+"):
+        """Up to `count` events, newest first, older than id `before`."""
+        return self._do("event read", self._redis.xrevrange, self._key("events"),
+                        max=before if before == "+" else f"({before}", count=count)
+
+    def events_after(self, after, block_ms, count=1000):
+        """Events newer than id `after` ('$': from now), waiting up to block_ms."""
+        got = self._do("event read", self._redis.xread, {self._key("events"): after},
+                       count=count, block=block_ms)
+        return got[0][1] if got else []
 
     def nodes_named(self, names):
         """The inventory entries of `names` (in that order; missing ones
@@ -246,6 +400,10 @@ class Store:
                                 username=fields["username"],
                                 password_file=fields.get("password_file", "")))
         return out
+
+    def _node_keys(self, names):
+        """Every per-node key of `names` (dropped with the node)."""
+        return [self._key(kind, n) for n in names for kind in ("state", "sensors", "sel")]
 
     def node_count(self):
         return self._do("inventory read", self._redis.hlen, self._key("inventory"))
@@ -338,16 +496,17 @@ class Store:
     def report_worker(self, member_id, info, ttl):
         """Refresh a worker's own report and read what it follows, in one round
         trip (a worker does this every second): (inventory version, generation,
-        Redis's clock)."""
+        Redis's clock, control version)."""
         key = self._key("worker", member_id)
         pipe = self._redis.pipeline(transaction=False)
         pipe.hset(key, mapping={k: json.dumps(v) for k, v in info.items()})
         pipe.pexpire(key, int(ttl * 1000))
         pipe.get(self._key("inventory", "version"))
         pipe.hget(self._key("assignment"), "generation")
+        pipe.get(self._key("control", "version"))
         pipe.time()
-        _, _, version, generation, (sec, usec) = self._do("worker report", pipe.execute)
-        return int(version or 0), int(generation or 0), sec + usec / 1e6
+        _, _, version, generation, control, (sec, usec) = self._do("worker report", pipe.execute)
+        return int(version or 0), int(generation or 0), sec + usec / 1e6, int(control or 0)
 
     def server_time(self):
         """Redis's clock (epoch seconds): the one clock every farm process shares."""

@@ -115,3 +115,50 @@ def status_report(store, poll_interval, now):
                       "unaccounted": unaccounted,
                       "power": {k: v for k, v in sorted(power.items()) if v},
                       "failing": dict(sorted(failing.items()))}}
+
+
+def owner_of(store, name):
+    """(the id of the worker that polls `name`, None) or (None, why none
+    does): what `farm nodes power` and `sel-clear` send their command to."""
+    from farm.placement import partition_of
+    reports = store.worker_reports()
+    assignment = store.assignment()
+    if assignment is not None:
+        placement = assignment["placement"]
+        owner = placement[partition_of(name, len(placement))] if placement else None
+        if owner is None:
+            return None, "the assignment gives it to no worker (are any running?)"
+        if owner not in reports:
+            return None, f"its worker {owner} is not reporting (stopped or cut off from Redis?)"
+        return owner, None
+    if not reports:
+        return None, "no worker is running"
+    if len(reports) > 1:
+        return None, (f"no coordinator has published an assignment, so all {len(reports)} workers "
+                      f"poll every node: start a coordinator")
+    return next(iter(reports)), None
+
+
+EVENT_TYPES = {"power": ("power", "recovered", "failing"), "sensor": ("sensor",),
+               "sel": ("sel", "sel-cleared"), "action": ("action", "desired", "maintenance")}
+
+
+def event_matches(fields, node=None, kind=None):
+    """Whether an event passes `farm events --node/--type` (pure)."""
+    if node is not None and fields.get("node") != node:
+        return False
+    return kind is None or fields.get("type") in EVENT_TYPES[kind]
+
+
+def recent_events(store, limit, node=None, kind=None, scan_limit=100_000):
+    """Up to `limit` matching events, oldest first, from the newest backwards
+    (reading at most `scan_limit` entries of the stream)."""
+    found, before, scanned = [], "+", 0
+    while len(found) < limit and scanned < scan_limit:
+        chunk = store.events_before(1000, before)
+        if not chunk:
+            break
+        scanned += len(chunk)
+        found += [(i, f) for i, f in chunk if event_matches(f, node, kind)]
+        before = chunk[-1][0]
+    return list(reversed(found[:limit]))

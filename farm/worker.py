@@ -1,4 +1,5 @@
-"""farm-worker: polls its nodes' BMCs in parallel on futurist.
+"""farm-worker: polls its nodes' BMCs in parallel on futurist, keeps their
+desired power state (farm.control) and runs operators' commands.
 
 Thin daemon: Worker wires membership, the inventory, the assignment, the
 tasks, the executor and the result writer; main() reads configuration,
@@ -17,7 +18,7 @@ import time
 
 import click
 
-from farm import conf, daemon, errors, placement
+from farm import conf, control, daemon, errors, placement
 from farm.credentials import Credentials
 from farm.executors import ChildPool, InProcess
 from farm.identity import groups, member_id
@@ -25,7 +26,7 @@ from farm.metrics import WorkerMetrics
 from farm.results import ResultWriter
 from farm.scheduling import Scheduler, Wheel
 from farm.store import Store
-from farm.tasks import load_tasks
+from farm.tasks import load_tasks, programs
 
 LOG = logging.getLogger("farm.worker")
 TICK = 1.0  # the safety-net re-read; pub/sub makes changes reach us sooner
@@ -47,16 +48,20 @@ class Worker:
                              "executor": w.executor, "pool_size": w.workers_pool_size,
                              "started_at": time.time()}
         self.writer = ResultWriter(store, w.result_flush_interval, worker=self.my_id)
-        self.tasks = {name: cls(settings) for name, cls in load_tasks(task_names).items()}
-        engine = conf.engine_config(w)
+        enabled = task_names or settings.tasks.enabled
+        self.tasks = {name: cls(settings) for name, cls in load_tasks(enabled).items()}
+        engine = conf.engine_config(w, settings)
+        # every task's programs, enabled or not: actions (power, sel-clear) run on request
         if w.executor == "processes":
             self.executor = ChildPool(w.processes or os.cpu_count() or 1, engine,
-                                      list(self.tasks), self._on_results)
+                                      None, self._on_results)
         else:
-            self.executor = InProcess(engine, {n: t.program for n, t in self.tasks.items()},
-                                      self._on_results)
+            self.executor = InProcess(engine, programs(load_tasks().values()), self._on_results)
         self.wheels = {name: Wheel(t.interval, width=0.05) for name, t in self.tasks.items()}
-        self.scheduler = Scheduler(self.wheels, self.executor.submit)
+        self.scheduler = Scheduler(self.wheels, self._dispatch)
+        self.enforcer = control.Enforcer(settings.power.max_retries, settings.power.settle_time)
+        self.control_version = None
+        self.sel_cursors = {}  # name -> the SEL cursor of the last pass written or read
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.inventory_version = None
@@ -64,24 +69,117 @@ class Worker:
         self.generation = None
         self.assignment = None
         self.nodes = []
-        self.metrics = metrics or WorkerMetrics(per_node=settings.metrics.per_node_series)
+        self._by_name = {}
+        self.metrics = metrics or WorkerMetrics(per_node=settings.metrics.per_node_series,
+                                                per_sensor=settings.metrics.per_sensor_series)
         self.clock_skew = 0.0
         self._inventory_retry_at = 0.0
         self._tally, self._tallied_at = None, 0.0
         self._skew_warned = False
 
+    def _dispatch(self, jobs):
+        """The scheduler's due (task, node) pairs to the executor; a SEL pass
+        takes its node's cursor along."""
+        sel = self.tasks.get("sel")
+        if sel is not None and jobs and jobs[0][0] == "sel":
+            jobs = [(t, n, (self.sel_cursors.get(n.name), sel.limit)) for t, n in jobs]
+        self.executor.submit(jobs)
+
     def _on_results(self, outcomes):
         """Poll outcomes, in batches, from the engine (or the process pool's
         reader); handed on as batches too (one lock each, not one per poll)."""
-        results = []
+        results, power = [], []
         for outcome in outcomes:
             task = self.tasks.get(outcome.task)
             if task is None:
+                if outcome.task in control.COMMAND_PROGRAMS.values():
+                    self._command_done(outcome)
                 continue
             self.wheels[outcome.task].done(outcome.node, outcome.ok)
-            results.append(task.to_result(outcome))
+            result = task.to_result(outcome)
+            results.append(result)
+            if result.kind == "power":
+                power.append(result)
+            elif result.kind == "sel" and result.cursor is not None:
+                self.sel_cursors[result.node] = result.cursor
         self.writer.add_many(results)
-        self.metrics.observe_many(results)
+        self.metrics.observe_many(power)
+        self.metrics.observe_tasks(r for r in results if r.kind != "power")
+        if power and self.enforcer.controls:
+            self._enforce(power)
+
+    # -- the power state farm keeps, and operators' commands -------------------
+    def _enforce(self, results):
+        now = time.monotonic()
+        for r in results:
+            verdict = self.enforcer.decide(r.node, r.ok, r.power_state.value if r.power_state
+                                           else None, now)
+            if isinstance(verdict, control.Correct):
+                node = self._by_name.get(r.node)
+                if node is not None:
+                    LOG.warning("%s is %s, desired %s: powering it %s (attempt %d of %d)",
+                                r.node, r.power_state.value, verdict.action, verdict.action,
+                                verdict.attempt, self.settings.power.max_retries)
+                    self.executor.submit([("power-action", node, (verdict.action, "",
+                                                                  control.ENFORCER))])
+            elif isinstance(verdict, control.Maintenance):
+                LOG.error("%s: %s; in maintenance now, farm stops acting on it", r.node,
+                          verdict.reason)
+                self.metrics.actions.labels("maintenance", "set", "farm").inc()
+                self.writer.defer(lambda store, name, why: store.set_control(
+                    name, "maintenance", control.ENFORCER, maintenance=why),
+                    r.node, verdict.reason)
+
+    def _command_done(self, outcome):
+        action, command_id, who = outcome.arg
+        ok = outcome.ok
+        if not ok and who == control.ENFORCER:
+            self.enforcer.failed(outcome.node)
+        kind = "sel-clear" if outcome.task == "sel-clear" else "power"
+        self.metrics.actions.labels(action, "ok" if ok else "failed",
+                                    "farm" if who == control.ENFORCER else "operator").inc()
+        event = {"node": outcome.node, "type": "action", "action": action, "by": who,
+                 "outcome": "ok" if ok else "failed", "worker": self.my_id,
+                 "error": outcome.error or "", "latency": f"{outcome.latency:.3f}"}
+        reply = {"ok": ok, "node": outcome.node, "action": action, "kind": kind,
+                 "worker": self.my_id, "error": outcome.error, "latency": outcome.latency}
+
+        def record(store, event, command_id, reply):
+            store.append_event(event)
+            if command_id:
+                store.reply(command_id, reply)
+        self.writer.defer(record, event, command_id, reply)
+
+    def _take_command(self, command, redis_now):
+        """Run a command from the CLI, or say at once why not."""
+        why = control.check_command(command, self._by_name, redis_now)
+        if why is None and command["kind"] == "power" and "power" not in self.tasks:
+            why = "the power task is not enabled on this worker"
+        if why is not None:
+            LOG.warning("command %s refused: %s", command.get("id"), why)
+            self.store.reply(command.get("id", "?"), {"ok": False, "error": why,
+                                                      "node": command.get("node"),
+                                                      "worker": self.my_id})
+            return
+        action = command.get("action") or "sel-clear"
+        LOG.info("%s asked for %s on %s", command.get("by"), action, command["node"])
+        self.executor.submit([(control.COMMAND_PROGRAMS[command["kind"]],
+                               self._by_name[command["node"]],
+                               (action, command["id"], command.get("by") or "unknown"))])
+
+    def _watch_commands(self):
+        """Take the commands the CLI queues for this worker, one at a time."""
+        backoff = 0.5
+        while not self.stopping.is_set():
+            try:
+                command = self.store.next_command(self.my_id, timeout=1.0)
+                backoff = 0.5
+                if command is not None:
+                    self._take_command(command, time.time() - self.clock_skew)
+            except Exception:  # Redis away: keep trying, the CLI's wait is bounded
+                LOG.debug("command queue unavailable", exc_info=True)
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
 
     # -- what to poll ---------------------------------------------------------
     def _read_inventory(self):
@@ -133,11 +231,15 @@ class Worker:
             self._tally, self._tallied_at = self.metrics.tally(
                 sent, 2 * self.settings.worker.poll_interval), sent
         tally = self._tally
-        version, generation, server_now = self.store.report_worker(
+        version, generation, server_now, control_version = self.store.report_worker(
             self.my_id, dict(self.capabilities, nodes=len(self.nodes), last_heartbeat=sent,
                              clock_skew=round(self.clock_skew, 3), tally=tally),
             ttl=self.settings.coordination.membership_timeout)
         self._note_skew(sent + (time.time() - sent) / 2 - server_now)
+        if control_version != self.control_version:
+            self.control_version, controls = self.store.controls()
+            self.enforcer.set_controls(controls)
+            self.metrics.maintenance.set(sum(1 for c in controls.values() if c.get("maintenance")))
         if version == self.inventory_version and generation == self.generation:
             return False
         if version != self.inventory_version and time.monotonic() >= self._inventory_retry_at:
@@ -157,8 +259,14 @@ class Worker:
             return False
         # No rebuild, no wait: the next tick polls the new set; polls of
         # nodes dropped meanwhile finish and their results are discarded.
+        if "sel" in self.tasks:
+            known = {n.name for n in self.nodes}
+            self.sel_cursors.update(self.store.sel_cursors([n.name for n in nodes
+                                                            if n.name not in known]))
         for wheel in self.wheels.values():
             wheel.set_nodes(nodes)
+        self._by_name = {n.name: n for n in nodes}
+        self.sel_cursors = {n: c for n, c in self.sel_cursors.items() if n in self._by_name}
         LOG.info("polling %d nodes (inventory version %d, assignment generation %s, "
                  "partitions %s) on the %s executor", len(nodes), self.inventory_version,
                  self.generation or "none", owned, self.settings.worker.executor)
@@ -200,6 +308,7 @@ class Worker:
         self.scheduler.start()
         threading.Thread(target=self._watch_assignments, name="farm-assignments",
                          daemon=True).start()
+        threading.Thread(target=self._watch_commands, name="farm-commands", daemon=True).start()
         daemon.keep_running(self.sync, self._wait, self.stopping.is_set, TICK,
                             lambda: f"cannot reach Redis, polling the last {len(self.nodes)} nodes known")
 
@@ -253,7 +362,8 @@ def main(config_file, config_dir, executor, metrics_port):
     my_id = member_id("worker")
     try:
         store = Store(settings.coordination.backend_url, settings.coordination.namespace,
-                      credentials=Credentials.from_settings(settings.security))
+                      credentials=Credentials.from_settings(settings.security),
+                      events_max_len=settings.events.max_len, sel_recent=settings.sel.recent)
     except errors.ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     worker = Worker(settings, store, daemon.membership(settings, my_id, 3), my_id)

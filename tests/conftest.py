@@ -72,7 +72,8 @@ class Sim:
         args = [script("farm-sim"), "--count", str(self.count), "--address", "127.0.0.1",
                 "--base-port", str(self.base_port), "--username", self.username,
                 "--inventory", self.inventory]
-        for key in ("delay", "hung_fraction", "off_fraction", "session_timeout", "engine"):
+        for key in ("delay", "hung_fraction", "off_fraction", "session_timeout", "engine",
+                    "power_delay", "sensor_period", "hot_fraction", "sel_interval"):
             if key in self.options:
                 args += ["--" + key.replace("_", "-"), str(self.options[key])]
         env = dict(os.environ, FARM_SIM_PASSWORD=self.password)
@@ -120,7 +121,7 @@ def make_sim(tmp_path):
         sim.stop()
 
 
-def write_config(path, redis_url, namespace, coordination=None, **worker):
+def write_config(path, redis_url, namespace, coordination=None, sections=None, **worker):
     lines = ["[coordination]", f"backend_url = {redis_url}", f"namespace = {namespace}"]
     lines += [f"{k} = {v}" for k, v in (coordination or {}).items()]
     # port 0: each daemon picks a free port and logs it; tests run many at once
@@ -128,5 +129,7 @@ def write_config(path, redis_url, namespace, coordination=None, **worker):
     # tests that import through the CLI without a key file (see test_credentials.py)
     lines += ["[security]", "allow_plaintext_credentials = true", "[worker]"]
     lines += [f"{k} = {v}" for k, v in worker.items()]
+    for group, options in (sections or {}).items():
+        lines += [f"[{group}]"] + [f"{k} = {v}" for k, v in options.items()]
     path.write_text("\n".join(lines) + "\n")
     return str(path)

@@ -14,6 +14,7 @@ class MemoryStore:
         self.results, self.reports = [], {}
         self.down = False  # every call raises BackendUnavailable while True
         self.now = 1000.0
+        self.control, self.control_version = {}, 0
 
     def _check(self):
         if self.down:
@@ -35,7 +36,15 @@ class MemoryStore:
     def report_worker(self, member_id, info, ttl):
         self._check()
         self.reports[member_id] = info
-        return self.version, self.generation, self.now
+        return self.version, self.generation, self.now, self.control_version
+
+    def controls(self):
+        self._check()
+        return self.control_version, dict(self.control)
+
+    def sel_cursors(self, names):
+        self._check()
+        return {}
 
     def forget_worker(self, member_id):
         self._check()
@@ -48,6 +57,9 @@ class MemoryStore:
         self._check()
         self.results += results
         return len(results)
+
+    def write_any(self, results, worker=""):
+        self.write_results(results, worker)
 
     # coordination
     def fix_partitions(self, partitions):

@@ -38,6 +38,8 @@ class EngineConfig:
     max_in_flight: int = 1024
     cipher_suites: tuple = (17, 3)
     privilege: int = 4              # administrator
+    min_command_interval: float = 0.0  # seconds between two commands to one BMC
+    timeouts: tuple = ()            # ((program, seconds), ...): deadlines other than `timeout`
 
     def keepalive_after(self):
         # Early enough that a keepalive retransmitted twice still lands in time.
@@ -54,6 +56,7 @@ class Outcome:
     error: str | None
     latency: float
     finished_at: float  # epoch seconds
+    arg: object = None  # the job's argument, handed back (e.g. a command's id)
 
     @property
     def ok(self):
@@ -81,6 +84,7 @@ class Engine:
         self._resolved = {}
         self._endpoints = {}  # (address, port) -> normalised endpoint, for IP literals
         self._keepalive_after = config.keepalive_after()
+        self.timeouts = dict(config.timeouts)
         self._resolver = None
         self._stop = False
         self._thread = None
@@ -97,7 +101,9 @@ class Engine:
         return self._busy
 
     def submit(self, jobs):
-        """Queue [(task, node)]; each comes back once through on_results."""
+        """Queue [(task, node)] or [(task, node, arg)]; each comes back once
+        through on_results. `arg` reaches the task's program (a SEL cursor,
+        a power action) and comes back in the Outcome."""
         self._inbox.append(list(jobs))
         self._poke()
 
@@ -154,8 +160,10 @@ class Engine:
             if batch == "stop":
                 self._stop = True
                 return
-            for task, node in batch:
-                self._enqueue(Job(task, node, self.programs[task]), now)
+            for item in batch:
+                task, node = item[0], item[1]
+                self._enqueue(Job(task, node, self.programs[task], arg=item[2] if len(item) > 2
+                                  else None), now)
 
     def _enqueue(self, job, now):
         endpoint = self._endpoint(job)
@@ -184,7 +192,7 @@ class Engine:
         if not job.internal:
             self._outcomes.append(Outcome(
                 job.task, job.node.name, value, error.kind if error else None,
-                str(error) if error else None, now - job.started, time.time()))
+                str(error) if error else None, now - job.started, time.time(), job.arg))
         elif error is not None:
             self.stats["keepalive_failures"] += 1
         if session.queue:
@@ -210,6 +218,8 @@ class Engine:
                 session.retry(arg, now)
             elif kind == "deadline":
                 session.deadline(arg, now)
+            elif kind == "pace":
+                session.paced(arg)
             elif (kind == "keepalive" and session.state == ACTIVE and session.job is None
                   and not session.queue and session.last_activity == arg):
                 self.stats["keepalives"] += 1
@@ -285,7 +295,7 @@ class Engine:
         if self._resolver is None:
             self._resolver = futures.ThreadPoolExecutor(2, thread_name_prefix="farm-resolve")
         self._resolver.submit(self._resolve, address).add_done_callback(
-            lambda f: (self._inbox.append([(job.task, job.node)]), self._poke()))
+            lambda f: (self._inbox.append([(job.task, job.node, job.arg)]), self._poke()))
         return None
 
     def _resolve(self, address):
@@ -298,14 +308,15 @@ class Engine:
 
     def _fail_now(self, job, error):
         self._outcomes.append(Outcome(job.task, job.node.name, None, error.kind, str(error),
-                                      0.0, time.time()))
+                                      0.0, time.time(), job.arg))
 
     def _shutdown(self):
         now = self.now()
         for batch in self._inbox:
             if batch != "stop":
-                for task, node in batch:
-                    self._fail_now(Job(task, node, None), errors.BmcError("worker stopping"))
+                for item in batch:
+                    self._fail_now(Job(item[0], item[1], None, arg=item[2] if len(item) > 2
+                                       else None), errors.BmcError("worker stopping"))
         for session in self.sessions.values():
             for job in session.queue:
                 if not job.internal:
@@ -328,7 +339,7 @@ class Engine:
             self._resolver.shutdown(wait=False, cancel_futures=True)
 
 
-def run_one(engine_config, programs, task, node, timeout=None):
+def run_one(engine_config, programs, task, node, timeout=None, arg=None):
     """Run one job on a private engine and return its Outcome (CLI and tests)."""
     done = threading.Event()
     box = []
@@ -339,8 +350,8 @@ def run_one(engine_config, programs, task, node, timeout=None):
 
     engine = Engine(engine_config, programs, collect).start()
     try:
-        engine.submit([(task, node)])
-        done.wait(timeout or engine_config.timeout + 5)
+        engine.submit([(task, node, arg)])
+        done.wait(timeout or dict(engine_config.timeouts).get(task, engine_config.timeout) + 5)
     finally:
         engine.stop()
     return box[0] if box else None

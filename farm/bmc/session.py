@@ -34,16 +34,21 @@ class Response:
     data: bytes
 
 
-def keepalive_program(node):
+def keepalive_program(node, memo, arg):
     yield Request(NETFN_APP, GET_DEVICE_ID)
 
 
 class Job:
-    __slots__ = ("task", "node", "program", "gen", "deadline", "started", "internal",
-                 "logins", "error")
+    """One run of a task's program on a node: `program(node, memo, arg)`, where
+    `memo` is a dict the program keeps per BMC session across runs (an SDR
+    cache) and `arg` what the submitter passed (a SEL cursor, an action)."""
 
-    def __init__(self, task, node, program, internal=False):
+    __slots__ = ("task", "node", "program", "gen", "deadline", "started", "internal",
+                 "logins", "error", "arg")
+
+    def __init__(self, task, node, program, internal=False, arg=None):
         self.task, self.node, self.program, self.internal = task, node, program, internal
+        self.arg = arg
         self.gen = self.deadline = self.started = None
         self.logins = 0
         self.error = None  # the last rejected packet, reported if the deadline hits
@@ -74,6 +79,8 @@ class Session:
         self.fresh = False          # logged in during the current job
         self.job = self.node = self.request = self.program_request = None
         self.queue = collections.deque()
+        self.memos = {}             # task -> its program's memo for this BMC
+        self.last_command = float("-inf")  # when the last command went out
 
     # -- jobs -----------------------------------------------------------------------
     def begin(self, job, now):
@@ -81,7 +88,7 @@ class Session:
         self.job = job
         self.node = job.node
         job.started = now
-        job.deadline = now + self.engine.config.timeout
+        job.deadline = now + self.engine.timeouts.get(job.task, self.engine.config.timeout)
         self.engine.at(job.deadline, self, "deadline", job)
         creds = (job.node.username.encode("utf-8"), job.node.password.encode("utf-8"))
         idle = now - self.last_activity
@@ -106,7 +113,7 @@ class Session:
         job = self.job
         try:
             if job.gen is None:
-                job.gen = job.program(job.node)
+                job.gen = job.program(job.node, self.memos.setdefault(job.task, {}), job.arg)
                 request = next(job.gen)
             else:
                 request = job.gen.send(response)
@@ -125,6 +132,17 @@ class Session:
         self._command(request)
 
     def _command(self, request):
+        gap = self.engine.config.min_command_interval
+        if gap > 0 and self.state == ACTIVE:
+            # [bmc] min_command_interval: BMCs crash when hammered. Login
+            # packets are not spaced (a handshake), commands in a session are.
+            now = self.engine.now()
+            if now < self.last_command + gap:
+                self.expect = self.packet = None
+                self.token += 1
+                self.engine.at(self.last_command + gap, self, "pace", self.token)
+                return
+            self.last_command = now
         self.rq_seq = (self.rq_seq + 1) % 64
         self.expect = (request.netfn + 1, request.command, self.rq_seq)
         self._send_ipmi(request)
@@ -242,6 +260,11 @@ class Session:
         self._send(rmcp.wrap(rmcp.RAKP1, self.rakp.message1(self.tag)))
 
     # -- timers ---------------------------------------------------------------------------
+    def paced(self, token):
+        """The spacing before the program's next command has passed."""
+        if token == self.token and self.job is not None and self.state == ACTIVE:
+            self._command(self.program_request)
+
     def retry(self, token, now):
         """No answer within retry_interval: send again, or presume the session lost."""
         if token != self.token or self.job is None or self.packet is None:

@@ -65,31 +65,14 @@ def patch_server():
 
 
 class SimBmc(pyghmi_bmc.Bmc):
-    """A BMC whose chassis power is a flag; answers after `fleet.delay` seconds."""
+    """pyghmi's BMC server in front of farm.sim.hardware (chassis, sensors,
+    event log); answers after `fleet.delay` seconds."""
 
-    def __init__(self, fleet, name, username, password, address, port, powered=True):
+    def __init__(self, fleet, name, username, password, address, port, hardware):
         super().__init__({username: password}, port=port, address=address)
         self.fleet = fleet
         self.name = name
-        self.powered = powered
-
-    def get_power_state(self):
-        return "on" if self.powered else "off"
-
-    def power_on(self):
-        self.powered = True
-
-    def power_off(self):
-        self.powered = False
-
-    def power_shutdown(self):
-        self.powered = False
-
-    def power_cycle(self):
-        self.powered = True
-
-    def power_reset(self):
-        return None
+        self.hw = hardware
 
     def handle_raw_request(self, request, session):
         if self.fleet.delay > 0:
@@ -99,7 +82,12 @@ class SimBmc(pyghmi_bmc.Bmc):
 
     def _answer(self, request, session):
         try:
-            super().handle_raw_request(request, session)
+            answer = self.hw.handle(request["netfn"], request["command"],
+                                    bytes(request.get("data") or b""))
+            if answer is None:
+                super().handle_raw_request(request, session)
+            else:
+                session.send_ipmi_response(code=answer[0], data=answer[1])
         except Exception:  # a malformed request must not kill the fleet
             LOG.debug("BMC %s: request failed", self.name, exc_info=True)
             session.send_ipmi_response(code=0xff)

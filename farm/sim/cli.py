@@ -35,10 +35,20 @@ from farm.sim.lean import LeanFleet
                    "SIGUSR1 makes every BMC forget every session at once.")
 @click.option("--name-prefix", default="bmc-", show_default=True,
               help="BMC i is named PREFIX + its port (fleets on several addresses need distinct prefixes).")
+@click.option("--power-delay", type=click.FloatRange(0, 600), default=0.0, show_default=True,
+              help="Seconds a power change takes (the old state reads until then), as on real BMCs.")
+@click.option("--sensor-period", type=click.FloatRange(0, 86400), default=600.0, show_default=True,
+              help="Seconds of one sensor drift cycle (0: readings stand still).")
+@click.option("--hot-fraction", type=click.FloatRange(0, 1), default=0.05, show_default=True,
+              help="BMCs whose CPU temperature and FAN1 cross their thresholds each cycle.")
+@click.option("--sel-interval", type=click.FloatRange(0, 86400), default=3600.0, show_default=True,
+              help="Seconds between the event-log entries each BMC gains by itself (0: only on "
+                   "power changes and clears). The log holds 512 entries, then wraps.")
 @click.option("--inventory", "inventory_file", type=click.Path(dir_okay=False),
               help="Write the fleet's inventory here (YAML, for `farm nodes import`).")
 def main(count, engine, address, base_port, username, password, delay, hung_fraction,
-         off_fraction, session_timeout, name_prefix, inventory_file):
+         off_fraction, session_timeout, power_delay, sensor_period, hot_fraction, sel_interval,
+         name_prefix, inventory_file):
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s farm-sim %(levelname)s %(message)s")
     if base_port + count - 1 > 65535:
         raise click.BadParameter("base-port + count - 1 exceeds 65535", param_hint="--count")
@@ -47,15 +57,19 @@ def main(count, engine, address, base_port, username, password, delay, hung_frac
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     if engine == "lean" and delay:
         raise click.BadParameter("the lean engine has no --delay", param_hint="--delay")
+    hardware = {"power_delay": power_delay, "sensor_period": sensor_period,
+                "hot_fraction": hot_fraction, "sel_interval": sel_interval}
     try:
         if engine == "lean":
             fleet = LeanFleet(count, address, base_port, username, password,
                               hung_fraction=hung_fraction, off_fraction=off_fraction,
-                              session_timeout=session_timeout, name_prefix=name_prefix)
+                              session_timeout=session_timeout, name_prefix=name_prefix,
+                              hardware=hardware)
         else:
             fleet = Fleet(count, address, base_port, username, password, delay=delay,
                           hung_fraction=hung_fraction, off_fraction=off_fraction,
-                          session_timeout=session_timeout, name_prefix=name_prefix)
+                          session_timeout=session_timeout, name_prefix=name_prefix,
+                              hardware=hardware)
     except OSError as exc:
         raise click.ClickException(f"cannot bind the simulated BMCs: {exc}") from None
     signal.signal(signal.SIGUSR1, lambda *_: setattr(fleet, "drop_requested", True))

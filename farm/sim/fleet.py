@@ -9,6 +9,7 @@ from pyghmi.ipmi.private import session as ipmisession
 
 from farm.model import Node
 from farm.sim.bmc import HungBmc, SimBmc, patch_server, server_sessions
+from farm.sim.hardware import Hardware
 
 LOG = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def pick(count, fraction, salt):
 class Fleet:
     def __init__(self, count, address, base_port, username, password,
                  delay=0.0, hung_fraction=0.0, off_fraction=0.0, session_timeout=60.0,
-                 name_prefix="bmc-"):
+                 name_prefix="bmc-", hardware=None):
         patch_server()
         self.delay = delay
         self.session_timeout = session_timeout
@@ -47,6 +48,8 @@ class Fleet:
         self._seq = itertools.count()
         hung = pick(count, hung_fraction, 0)
         off = pick(count, off_fraction, 1)
+        options = dict(hardware or {})
+        hot = pick(count, options.pop("hot_fraction", 0.0), 2)
         self.bmcs, self.hung, self.nodes = {}, {}, []
         for i in range(count):
             name = f"{name_prefix}{base_port + i}"
@@ -54,8 +57,9 @@ class Fleet:
             if i in hung:
                 self.hung[name] = HungBmc(name, address, port)
             else:
-                self.bmcs[name] = SimBmc(self, name, username, password, address,
-                                         port, powered=i not in off)
+                self.bmcs[name] = SimBmc(self, name, username, password, address, port,
+                                         Hardware(name, powered=i not in off, hot=i in hot,
+                                                  **options))
             self.nodes.append(Node(name=name, address=address, port=port,
                                    username=username, password=password))
 

@@ -6,7 +6,8 @@ The BMC side of RMCP+ written here from the IPMI v2.0 specification: IPMI
 1.5 session-less Get Channel Authentication Capabilities and Get Channel
 Cipher Suites, Open Session, RAKP 1-4 (cipher suites 3 and 17), then Get
 Device ID, Get Chassis Status, Chassis Control, Set Session Privilege Level
-and Close Session inside the session. Packet framing, AES-CBC and HMAC come
+and Close Session inside the session; everything else goes to the BMC's
+farm.sim.hardware (chassis, sensors, event log). Packet framing, AES-CBC and HMAC come
 from farm.bmc.rmcp, so this engine is checked by clients nobody here wrote:
 tests run ipmitool and ipmipower against it (the pyghmi engine stays the
 default and the oracle for farm's own tests).
@@ -24,10 +25,11 @@ from farm.bmc import rmcp
 from farm.errors import BmcError
 from farm.model import Node
 from farm.sim.fleet import pick, sweep_sessions
+from farm.sim.hardware import Hardware
 
 LOG = logging.getLogger(__name__)
 GUID = bytes(range(16))
-_APP, _CHASSIS = 0x06, 0x00
+_APP = 0x06
 _MAX_PRIV = 4
 # RAKP statuses (spec table 13-15)
 _UNAUTHORIZED_NAME, _INVALID_ICV = 0x0D, 0x0F
@@ -56,8 +58,8 @@ class _Session:
 
 
 class LeanBmc:
-    def __init__(self, fleet, name, sock, powered):
-        self.fleet, self.name, self.sock, self.powered = fleet, name, sock, powered
+    def __init__(self, fleet, name, sock, hardware):
+        self.fleet, self.name, self.sock, self.hw = fleet, name, sock, hardware
         self.sessions = {}  # bmc session id -> _Session
 
     # -- one datagram in, at most one out -------------------------------------------
@@ -172,21 +174,12 @@ class LeanBmc:
             return None
         netfn, seq, cmd, data = req
         code, body = 0, b""
-        if (netfn, cmd) == (_APP, 0x01):  # Get Device ID
-            body = bytes([0x20, 0x01, 0x01, 0x00, 0x02, 0x00, 0, 0, 0, 0, 0])
-        elif (netfn, cmd) == (_APP, 0x3B):  # Set Session Privilege Level
+        if (netfn, cmd) == (_APP, 0x3B):  # Set Session Privilege Level
             body = bytes([(data[0] & 0x0F) or s.role & 0x0F]) if data else bytes([s.role & 0x0F])
         elif (netfn, cmd) == (_APP, 0x3C):  # Close Session
             self.sessions.pop(s.bmc_sid, None)
-        elif (netfn, cmd) == (_CHASSIS, 0x01):  # Get Chassis Status
-            body = bytes([0x01 if self.powered else 0x00, 0x00, 0x00])
-        elif (netfn, cmd) == (_CHASSIS, 0x02) and data:  # Chassis Control
-            if data[0] in (0, 5):
-                self.powered = False
-            elif data[0] in (1, 2):
-                self.powered = True
-        else:
-            code = 0xC1
+        else:  # the chassis, sensors and event log (farm.sim.hardware)
+            code, body = self.hw.handle(netfn, cmd, data) or (0xC1, b"")
         s.seq = (s.seq + 1) & 0xFFFFFFFF
         return rmcp.wrap(rmcp.IPMI, _response(netfn, seq, cmd, code, body), s.console_sid,
                          s.seq, s.keys)
@@ -209,7 +202,8 @@ class LeanFleet:
     """`count` BMCs on address:base_port.. (some hung: bound, never read)."""
 
     def __init__(self, count, address, base_port, username, password, hung_fraction=0.0,
-                 off_fraction=0.0, session_timeout=60.0, name_prefix="bmc-", suites=(17, 3)):
+                 off_fraction=0.0, session_timeout=60.0, name_prefix="bmc-", suites=(17, 3),
+                 hardware=None):
         self.username, self.password = username.encode(), password.encode()
         self.session_timeout = session_timeout
         self.suites = tuple(suites)
@@ -219,6 +213,8 @@ class LeanFleet:
         self.bmcs, self.hung, self.nodes, self._by_fd = {}, {}, [], {}
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         hung, off = pick(count, hung_fraction, 0), pick(count, off_fraction, 1)
+        options = dict(hardware or {})
+        hot = pick(count, options.pop("hot_fraction", 0.0), 2)
         for i in range(count):
             name, port = f"{name_prefix}{base_port + i}", base_port + i
             sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -227,7 +223,8 @@ class LeanFleet:
             if i in hung:
                 self.hung[name] = sock
             else:
-                bmc = LeanBmc(self, name, sock, powered=i not in off)
+                bmc = LeanBmc(self, name, sock, Hardware(name, powered=i not in off,
+                                                         hot=i in hot, **options))
                 self.bmcs[name] = bmc
                 self._by_fd[sock.fileno()] = bmc
                 self.epoll.register(sock.fileno(), select.EPOLLIN)

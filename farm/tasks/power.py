@@ -1,13 +1,15 @@
-"""The power-state poll: Get Chassis Status, bit 0 of the current power state."""
+"""Power: the state poll (Get Chassis Status, bit 0 of the current power
+state) and power actions (Chassis Control), which farm.control decides."""
 
 from farm import errors
 from farm.bmc.session import Request
 from farm.model import PollResult, PowerState
 
-NETFN_CHASSIS, GET_CHASSIS_STATUS = 0x00, 0x01
+NETFN_CHASSIS, GET_CHASSIS_STATUS, CHASSIS_CONTROL = 0x00, 0x01, 0x02
+ACTIONS = {"off": 0x00, "on": 0x01, "cycle": 0x02, "reset": 0x03}
 
 
-def read_power(node):
+def read_power(node, memo, arg):
     """A job program: one command on the node's session (see farm.bmc.session)."""
     response = yield Request(NETFN_CHASSIS, GET_CHASSIS_STATUS)
     if response.code:
@@ -18,9 +20,19 @@ def read_power(node):
     return PowerState.ON if response.data[0] & 1 else PowerState.OFF
 
 
+def act(node, memo, arg):
+    """Chassis Control; `arg` = (action, ...) with action one of ACTIONS."""
+    action = arg[0]
+    response = yield Request(NETFN_CHASSIS, CHASSIS_CONTROL, bytes([ACTIONS[action]]))
+    if response.code:
+        raise errors.BmcProtocolError(
+            f"the BMC refused power {action} (completion code 0x{response.code:02x})")
+    return action
+
+
 class PowerPoll:
     name = "power"
-    program = staticmethod(read_power)
+    programs = {"power": read_power, "power-action": act}
 
     def __init__(self, settings):
         self.interval = settings.worker.poll_interval

@@ -1,0 +1,212 @@
+"""farm's commands that act: a node's whole picture, its desired power state
+and maintenance, power actions and SEL clears (run by the worker that owns
+the node, through Redis), and the event stream. Registered on farm.cli."""
+
+import getpass
+import json
+import socket
+import time
+import uuid
+
+import click
+
+from farm import errors
+from farm.control import POWER_ACTIONS
+from farm.views import EVENT_TYPES, event_matches, owner_of, recent_events
+
+BACKEND_ERRORS = (errors.BackendUnavailable, errors.BackendRefused)
+
+
+def who():
+    """Who asked, as events record it."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _when(ts):
+    return "-" if ts in (None, "") else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ts)))
+
+
+def register(main, nodes, make_ctx, config_option):
+    @nodes.command("show")
+    @config_option
+    @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+    @click.argument("name")
+    def show(config_file, as_json, name):
+        """Everything farm knows of one node: inventory (no password), power and
+        desired state, maintenance, sensor readings, recent SEL entries, and
+        each task's last error."""
+        ctx = make_ctx(config_file)
+        try:
+            detail = ctx.store.node_detail(name)
+        except BACKEND_ERRORS as exc:
+            raise click.ClickException(str(exc)) from None
+        if detail is None:
+            raise click.ClickException(f"no node named {name}")
+        if as_json:
+            click.echo(json.dumps(detail, indent=1, sort_keys=True))
+            return
+        click.echo(render_detail(detail))
+
+    @nodes.command("desired")
+    @config_option
+    @click.argument("name")
+    @click.argument("state", type=click.Choice(["on", "off", "none"]))
+    def desired(config_file, name, state):
+        """Record the power state farm keeps NAME in (none: stop keeping one).
+        The owning worker corrects the hardware when a poll reads the
+        opposite; never on an unknown read, and not in maintenance."""
+        ctx = make_ctx(config_file)
+        value = "" if state == "none" else state
+        try:
+            done = ctx.store.set_control(name, "desired", who(), desired=value)
+            control = ctx.store.controls()[1].get(name, {}) if done else {}
+        except BACKEND_ERRORS as exc:
+            raise click.ClickException(f"{exc}; nothing changed") from None
+        if not done:
+            raise click.ClickException(f"no node named {name}; nothing changed")
+        note = (f"; it is in maintenance ({control['maintenance']}): farm will not act until "
+                f"`farm nodes maintenance {name} off`" if control.get("maintenance") else "")
+        click.echo(f"{name}: desired power state {state}{note}")
+
+    @nodes.command("maintenance")
+    @config_option
+    @click.option("--reason", default="", help="Why (shown by `farm nodes show`).")
+    @click.argument("name")
+    @click.argument("switch", type=click.Choice(["on", "off"]))
+    def maintenance(config_file, reason, name, switch):
+        """Put NAME in maintenance (farm stops enforcing its power state) or
+        take it out (enforcement resumes, its failure count starts afresh)."""
+        ctx = make_ctx(config_file)
+        value = (reason or f"set by {who()}") if switch == "on" else ""
+        try:
+            done = ctx.store.set_control(name, "maintenance", who(), maintenance=value)
+        except BACKEND_ERRORS as exc:
+            raise click.ClickException(f"{exc}; nothing changed") from None
+        if not done:
+            raise click.ClickException(f"no node named {name}; nothing changed")
+        click.echo(f"{name}: maintenance {switch}")
+
+    @nodes.command("power")
+    @config_option
+    @click.option("--no-wait", is_flag=True, help="Return once the command is queued.")
+    @click.option("--timeout", type=click.FloatRange(1, 600), default=30.0, show_default=True,
+                  help="Seconds to wait for the outcome; the command expires unrun after this.")
+    @click.argument("name")
+    @click.argument("action", type=click.Choice(POWER_ACTIONS))
+    def power(config_file, no_wait, timeout, name, action):
+        """Power NAME on, off, cycle or reset now, through the worker that owns
+        it (this host needs no BMC access)."""
+        _command(make_ctx(config_file), "power", name, action, timeout, no_wait)
+
+    @nodes.command("sel-clear")
+    @config_option
+    @click.option("--no-wait", is_flag=True, help="Return once the command is queued.")
+    @click.option("--timeout", type=click.FloatRange(1, 600), default=30.0, show_default=True)
+    @click.confirmation_option(prompt="Erase this BMC's System Event Log?")
+    @click.argument("name")
+    def sel_clear(config_file, no_wait, timeout, name):
+        """Erase NAME's System Event Log (farm never does on its own)."""
+        _command(make_ctx(config_file), "sel-clear", name, None, timeout, no_wait)
+
+    @main.command()
+    @config_option
+    @click.option("--follow", "-f", is_flag=True, help="Keep printing new events until Ctrl-C.")
+    @click.option("--node", help="Only this node's events.")
+    @click.option("--type", "kind", type=click.Choice(sorted(EVENT_TYPES)),
+                  help="power (power, failing, recovered), sensor, sel (sel, sel-cleared), "
+                       "action (action, desired, maintenance).")
+    @click.option("--limit", type=click.IntRange(1), default=50, show_default=True,
+                  help="How many of the latest events to show first.")
+    @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+    def events(config_file, follow, node, kind, limit, as_json):
+        """The event stream: power changes, failures, sensor threshold
+        crossings, SEL entries, actions. Capped at [events] max_len."""
+        ctx = make_ctx(config_file)
+        try:
+            shown = recent_events(ctx.store, limit, node, kind)
+            last = shown[-1][0] if shown else None
+            for entry in shown:
+                _print_event(entry, as_json)
+            if not follow:
+                return
+            last = last or "$"
+            while True:
+                for entry in ctx.store.events_after(last, 1000):
+                    last = entry[0]
+                    if event_matches(entry[1], node, kind):
+                        _print_event(entry, as_json)
+        except BACKEND_ERRORS as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            pass
+
+
+def _command(ctx, kind, name, action, timeout, no_wait):
+    store = ctx.store
+    what = f"power {action}" if kind == "power" else "SEL clear"
+    try:
+        if not store.nodes_named([name]):
+            raise click.ClickException(f"no node named {name}")
+        owner, why = owner_of(store, name)
+        if owner is None:
+            raise click.ClickException(f"cannot {what} {name}: {why}")
+        now = store.server_time()
+        command = {"id": uuid.uuid4().hex, "kind": kind, "action": action, "node": name,
+                   "by": who(), "issued": now, "expires": now + timeout}
+        store.send_command(owner, command, timeout)
+        if no_wait:
+            click.echo(f"{what} of {name} sent to worker {owner} (command {command['id']}); "
+                       f"`farm events --node {name} --type action` shows the outcome")
+            return
+        reply = store.wait_reply(command["id"], timeout)
+    except BACKEND_ERRORS as exc:
+        raise click.ClickException(str(exc)) from None
+    if reply is None:
+        raise click.ClickException(f"no answer from worker {owner} within {timeout:g} s; "
+                                   f"the command expires unrun if it has not started")
+    if not reply.get("ok"):
+        raise click.ClickException(f"{what} of {name} failed: {reply.get('error')}")
+    click.echo(f"{name}: {what} done by worker {owner} in {reply.get('latency') or 0:.2f} s")
+
+
+def _print_event(entry, as_json):
+    entry_id, fields = entry
+    at = int(entry_id.split("-")[0]) / 1000
+    if as_json:
+        click.echo(json.dumps(dict(fields, id=entry_id, recorded_at=at), sort_keys=True))
+        return
+    rest = " ".join(f"{k}={v}" for k, v in sorted(fields.items())
+                    if k not in ("node", "type", "at") and v != "")
+    click.echo(f"{_when(at)}  {fields.get('node', '-'):<20} {fields.get('type', '?'):<11} {rest}")
+    click.get_text_stream("stdout").flush()
+
+
+def render_detail(d):
+    """`farm nodes show` as text (pure)."""
+    node, state, control = d["node"], d["state"], d["control"]
+    lines = [f"{node['name']}  {node['address']}:{node['port']}  user {node['username'] or '-'}",
+             f"power: {state.get('power_state') or 'unknown'}   desired: "
+             f"{control.get('desired') or 'none'}   maintenance: {control.get('maintenance') or 'off'}",
+             f"polled: {_when(state.get('seen_at') or state.get('polled_at'))}   "
+             f"last ok: {_when(state.get('last_ok_at'))}   worker: {state.get('worker') or '-'}"]
+    for task in ("", "sensors_", "sel_"):
+        if state.get(f"{task}error_kind"):
+            label = task.rstrip("_") or "power"
+            lines.append(f"{label} error ({state[f'{task}error_kind']}): {state.get(f'{task}error')}")
+    if d["sensors"]:
+        lines.append(f"sensors (read {_when(state.get('sensors_polled_at'))}):")
+        for key, r in sorted(d["sensors"].items()):
+            value = "-" if r.get("value") is None else f"{r['value']:g} {r.get('unit') or ''}".strip()
+            extra = ", ".join(r.get("state") or [])
+            lines.append(f"  {key:<20} {r.get('type', ''):<14} {value:<16} {r.get('status')}"
+                         + (f"  {extra}" if extra else ""))
+    if d["sel"]:
+        lines.append(f"latest SEL entries (read {_when(state.get('sel_polled_at'))}):")
+        for e in d["sel"]:
+            lines.append(f"  {e.get('id'):>5}  {_when(e.get('at'))}  {e.get('sensor_type', '-'):<16} "
+                         f"{e.get('description', '')}  {e.get('direction', '')}")
+    return "\n".join(lines)

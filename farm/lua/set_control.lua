@@ -1,0 +1,27 @@
+-- Change what farm keeps for a node (desired power state, maintenance) and
+-- record who did it, atomically: refused (-1) for a node not in the
+-- inventory. KEYS[1] inventory hash, KEYS[2] control hash, KEYS[3] control
+-- version, KEYS[4] event stream. ARGV: name, maxlen, event type, who, then
+-- field/value pairs ('' removes the field).
+if redis.replicate_commands then redis.replicate_commands() end
+local name = ARGV[1]
+if redis.call('HEXISTS', KEYS[1], name) == 0 then return -1 end
+local raw = redis.call('HGET', KEYS[2], name)
+local t = {}
+if raw then t = cjson.decode(raw) end
+local event = {'node', name, 'type', ARGV[3], 'by', ARGV[4]}
+for i = 5, #ARGV, 2 do
+  if ARGV[i + 1] == '' then t[ARGV[i]] = nil else t[ARGV[i]] = ARGV[i + 1] end
+  table.insert(event, ARGV[i])
+  table.insert(event, ARGV[i + 1])
+end
+if next(t) == nil then
+  redis.call('HDEL', KEYS[2], name)
+else
+  redis.call('HSET', KEYS[2], name, cjson.encode(t))
+end
+local tm = redis.call('TIME')
+table.insert(event, 'at')
+table.insert(event, tm[1] .. '.' .. string.format('%06d', tonumber(tm[2])))
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[2], '*', unpack(event))
+return redis.call('INCR', KEYS[3])
