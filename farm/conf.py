@@ -93,14 +93,14 @@ power_opts = [
 ]
 
 sensors_opts = [
-    cfg.FloatOpt("interval", default=300.0, min=1.0,
+    cfg.FloatOpt("interval", default=300.0, min=0.1,
                  help="Seconds between two sensor passes of one node."),
     cfg.FloatOpt("timeout", default=30.0, min=0.1,
                  help="Deadline of one sensors pass (an SDR read included)."),
 ]
 
 sel_opts = [
-    cfg.FloatOpt("interval", default=600.0, min=1.0,
+    cfg.FloatOpt("interval", default=600.0, min=0.1,
                  help="Seconds between two System Event Log passes of one node."),
     cfg.FloatOpt("timeout", default=30.0, min=0.1, help="Deadline of one SEL pass."),
     cfg.IntOpt("max_entries_per_pass", default=100, min=1, max=10000,

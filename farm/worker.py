@@ -112,13 +112,13 @@ class Worker:
     def _enforce(self, results):
         now = time.monotonic()
         for r in results:
-            verdict = self.enforcer.decide(r.node, r.ok, r.power_state.value if r.power_state
-                                           else None, now)
+            power = r.power_state.value if r.power_state else None
+            verdict = self.enforcer.decide(r.node, r.ok, power, now)
             if isinstance(verdict, control.Correct):
                 node = self._by_name.get(r.node)
                 if node is not None:
                     LOG.warning("%s is %s, desired %s: powering it %s (attempt %d of %d)",
-                                r.node, r.power_state.value, verdict.action, verdict.action,
+                                r.node, power, verdict.action, verdict.action,
                                 verdict.attempt, self.settings.power.max_retries)
                     self.executor.submit([("power-action", node, (verdict.action, "",
                                                                   control.ENFORCER))])

@@ -73,14 +73,18 @@ class SimBmc(pyghmi_bmc.Bmc):
         self.fleet = fleet
         self.name = name
         self.hw = hardware
+        self.in_flight = 0  # commands received and not yet answered (with --delay)
 
     def handle_raw_request(self, request, session):
+        self.in_flight += 1
+        self.fleet.max_in_flight = max(self.fleet.max_in_flight, self.in_flight)
         if self.fleet.delay > 0:
             self.fleet.later(self.fleet.delay, self._answer, request, session)
         else:
             self._answer(request, session)
 
     def _answer(self, request, session):
+        self.in_flight -= 1
         try:
             answer = self.hw.handle(request["netfn"], request["command"],
                                     bytes(request.get("data") or b""))

@@ -1,5 +1,6 @@
 """farm-sim: serve N simulated BMCs until SIGTERM or SIGINT."""
 
+import json
 import logging
 import os
 import signal
@@ -82,4 +83,5 @@ def main(count, engine, address, base_port, username, password, delay, hung_frac
                f"{address} ports {base_port}-{base_port + count - 1}; ready", err=True)
     sys.stderr.flush()
     fleet.serve(stop)
+    click.echo(f"farm-sim stats: {json.dumps(fleet.stats(), sort_keys=True)}", err=True)
     fleet.close()

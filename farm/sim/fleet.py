@@ -10,6 +10,7 @@ from pyghmi.ipmi.private import session as ipmisession
 from farm.model import Node
 from farm.sim.bmc import HungBmc, SimBmc, patch_server, server_sessions
 from farm.sim.hardware import Hardware
+from farm.sim.hardware import stats as hw_stats
 
 LOG = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class Fleet:
         self.session_timeout = session_timeout
         self.drop_requested = False
         self.sessions_expired = 0
+        self.max_in_flight = 0  # most commands one BMC held unanswered at once
         self._timers = []
         self._seq = itertools.count()
         hung = pick(count, hung_fraction, 0)
@@ -95,6 +97,9 @@ class Fleet:
             except Exception:
                 # Stock listen() dies on the first bad packet, with every BMC.
                 LOG.warning("simulator: a packet could not be handled", exc_info=True)
+
+    def stats(self):
+        return hw_stats([b.hw for b in self.bmcs.values()], self.max_in_flight)
 
     def close(self):
         for h in self.hung.values():

@@ -106,6 +106,9 @@ class Hardware:
         self.born = clock()
         self.sel_made = 0          # how many of the periodic entries exist already
         self.power_changes = 0
+        self.commands = 0          # for `farm-sim`'s exit stats: how hard farm pressed
+        self.last_command = None
+        self.min_gap = None        # shortest time between two commands (monotonic)
 
     # -- chassis ------------------------------------------------------------
     def power_state(self):
@@ -198,6 +201,12 @@ class Hardware:
     def handle(self, netfn, cmd, data):
         """(completion code, response data) of one IPMI command, or None for
         a command this hardware does not know (the engine answers C1h)."""
+        now = time.monotonic()
+        if self.last_command is not None:
+            gap = now - self.last_command
+            self.min_gap = gap if self.min_gap is None else min(self.min_gap, gap)
+        self.last_command = now
+        self.commands += 1
         if netfn == APP and cmd == 0x01:  # Get Device ID: sensor, SDR, SEL and chassis device
             return 0, bytes([0x20, 0x01, 0x01, 0x00, 0x02, 0x87, 0, 0, 0, 0, 0])
         if netfn == CHASSIS and cmd == 0x01:
@@ -258,3 +267,14 @@ class Hardware:
         record = records[index][1]
         end = len(record) if count == 0xFF else offset + count
         return 0, struct.pack("<H", nxt) + record[offset:end]
+
+
+def stats(hardware, in_flight_max=None):
+    """What farm-sim reports at exit about how farm used its BMCs."""
+    gaps = [h.min_gap for h in hardware if h.min_gap is not None]
+    out = {"commands": sum(h.commands for h in hardware),
+           "power_changes": sum(h.power_changes for h in hardware),
+           "min_command_gap_ms": round(min(gaps) * 1000, 3) if gaps else None}
+    if in_flight_max is not None:
+        out["max_commands_in_flight_per_bmc"] = in_flight_max
+    return out

@@ -26,6 +26,7 @@ from farm.errors import BmcError
 from farm.model import Node
 from farm.sim.fleet import pick, sweep_sessions
 from farm.sim.hardware import Hardware
+from farm.sim.hardware import stats as hw_stats
 
 LOG = logging.getLogger(__name__)
 GUID = bytes(range(16))
@@ -257,6 +258,9 @@ class LeanFleet:
                     except Exception:  # a malformed packet must not kill the fleet
                         self.bad_packets += 1
                         LOG.debug("BMC %s: packet not handled", bmc.name, exc_info=True)
+
+    def stats(self):
+        return hw_stats([b.hw for b in self.bmcs.values()])
 
     def close(self):
         for bmc in self.bmcs.values():

@@ -68,8 +68,8 @@ def read_sel(node, memo, arg):
     else:
         tail = (None, None)
     caught_up = record_id == LAST or not count or len(entries) < limit
-    # not caught up: leave the stamps unset so the next pass goes on reading
-    new_cursor = tail + ((added, erased) if caught_up else (None, None))
+    # not caught up: leave the addition stamp unset so the next pass goes on
+    new_cursor = tail + ((added if caught_up else None), erased)
     return tuple(entries), new_cursor, cleared
 
 

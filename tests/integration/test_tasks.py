@@ -1,0 +1,230 @@
+"""The sensors, sel and power tasks of a real farm-worker against farm-sim,
+checked against ipmitool and through the CLI."""
+
+import json
+import os
+import re
+import subprocess
+
+from tests.conftest import metrics_of, script, wait_for, write_config
+from tests.integration.test_worker import import_sim, start_worker, stop_worker
+
+TASKS = {"tasks": {"enabled": "power,sensors,sel"}, "sensors": {"interval": 1},
+         "sel": {"interval": 1}}
+
+
+def farm(cfg, *args, timeout=60):
+    return subprocess.run([script("farm"), "--config-file", cfg, *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def events(cfg, *args):
+    out = farm(cfg, "events", "--json", "--limit", "1000", *args)
+    assert out.returncode == 0, out.stderr
+    return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+def sim_stats(sim):
+    sim.stop()
+    with open(os.path.join(str(sim.tmpdir), f"sim-{sim.base_port}.log")) as f:
+        line = next(x for x in f if x.startswith("farm-sim stats: "))
+    return json.loads(line[len("farm-sim stats: "):])
+
+
+def sections(**extra):
+    out = {k: dict(v) for k, v in TASKS.items()}
+    for group, options in extra.items():
+        out.setdefault(group, {}).update(options)
+    return out
+
+
+def test_sensors_and_sel_match_ipmitool_and_sel_clear(make_sim, store, redis_server, namespace,
+                                                     tmp_path):
+    sim = make_sim(2, sensor_period=0, sel_interval=0)
+    nodes = import_sim(sim, store)
+    name = nodes[0].name
+    cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, poll_interval=1,
+                       bmc_timeout=2, sections=sections())
+    proc, log = start_worker(tmp_path, cfg)
+    try:
+        detail = wait_for(lambda: (d := store.node_detail(name)) and len(d["sensors"]) == 7 and d,
+                          60, what="a sensors pass")
+        sdr = sim.ipmitool(0, "sdr", "list")
+        assert sdr.returncode == 0, sdr.stderr
+        seen = 0
+        for line in sdr.stdout.splitlines():
+            sensor, reading, status = (x.strip() for x in line.split("|"))
+            ours = detail["sensors"][sensor]
+            assert ours["status"] == status, (sensor, ours)
+            number = re.match(r"(-?[\d.]+) (.+)", reading)
+            if number:  # a threshold sensor: the same value in the same unit
+                assert abs(ours["value"] - float(number.group(1))) < 0.011, (sensor, ours)
+                assert ours["unit"] == number.group(2)
+            seen += 1
+        assert seen == 7
+
+        # an out-of-band power change logs an entry: farm reads it, as ipmitool does
+        assert sim.ipmitool(0, "chassis", "power", "off").returncode == 0
+        wait_for(lambda: any(e.get("description") == "S4/S5: soft-off"
+                             for e in store.node_detail(name)["sel"]), 30, what="the SEL entry")
+        listed = sim.ipmitool(0, "sel", "list").stdout.splitlines()
+        ours = list(reversed(store.node_detail(name)["sel"]))
+        assert [int(x.split("|")[0], 16) for x in listed] == [e["id"] for e in ours]
+        assert [x.split("|")[4].strip() for x in listed] == [e["description"] for e in ours]
+
+        out = farm(cfg, "nodes", "sel-clear", "--yes", name)
+        assert out.returncode == 0, out.stderr
+        assert "SEL clear done" in out.stdout
+        wait_for(lambda: any(e["type"] == "sel-cleared" for e in events(cfg, "--node", name)),
+                 30, what="the sel-cleared event")
+        listed = sim.ipmitool(0, "sel", "list").stdout.splitlines()
+        assert len(listed) == 1 and "Log area reset/cleared" in listed[0]
+        wait_for(lambda: store.node_detail(name)["sel"][0]["description"] == "Log area reset/cleared",
+                 30, what="the entry the clear logged")
+        shown = farm(cfg, "nodes", "show", name, "--json")
+        assert shown.returncode == 0 and sim.password not in shown.stdout + shown.stderr
+        assert json.loads(shown.stdout)["control"] == {}
+        actions = events(cfg, "--type", "action", "--node", name)
+        assert [(e["action"], e["outcome"]) for e in actions] == [("sel-clear", "ok")]
+    finally:
+        assert stop_worker(proc) == 0, log.read_text()[-2000:]
+
+
+def test_threshold_crossings_are_events_and_metrics(make_sim, store, redis_server, namespace,
+                                                    tmp_path):
+    sim = make_sim(2, engine="lean", sensor_period=3, hot_fraction=1.0, sel_interval=0)
+    import_sim(sim, store)
+    cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, poll_interval=1,
+                       bmc_timeout=2, sections=sections(sensors={"interval": 0.3}))
+    proc, log = start_worker(tmp_path, cfg)
+    try:
+        def crossings():
+            found = events(cfg, "--type", "sensor")
+            into = [e for e in found if e["to"] in ("nc", "cr", "nr")]
+            out_of = [e for e in found if e["from"] in ("nc", "cr", "nr") and e["to"] == "ok"]
+            return into and out_of and found
+        found = wait_for(crossings, 60, what="crossings into and out of a threshold state")
+        assert {e["sensor"] for e in found} <= {"CPU Temp", "FAN1"}
+        # counted every 2 s, over both nodes' 7 sensors
+        series = wait_for(lambda: (m := metrics_of(log)) and sum(
+            v for k, v in m.items() if k.startswith("farm_sensors{")) == 14 and m, 30,
+            what="sensor counts in the metrics")
+        assert series.get('farm_task_runs_total{result="ok",task="sensors"}', 0) > 0
+    finally:
+        assert stop_worker(proc) == 0, log.read_text()[-2000:]
+
+
+def test_desired_state_enforced_never_on_an_unknown_read(make_sim, store, redis_server,
+                                                        namespace, tmp_path):
+    # node 0 hangs, node 1 is off, node 2 on; power changes take 1 s
+    sim = make_sim(3, hung_fraction=1 / 3, off_fraction=1 / 3, power_delay=1)
+    nodes = import_sim(sim, store)
+    hung, off = nodes[0].name, nodes[1].name
+    cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, poll_interval=0.5,
+                       bmc_timeout=1, sections={"power": {"settle_time": 3}})
+    proc, log = start_worker(tmp_path, cfg)
+    try:
+        wait_for(lambda: store.node_states([off])[off].get("power_state") == "off", 30,
+                 what="the off node polled")
+        for name in (hung, off):
+            assert farm(cfg, "nodes", "desired", name, "on").returncode == 0
+        wait_for(lambda: store.node_states([off])[off].get("power_state") == "on", 30,
+                 what="farm to power the off node on")
+        # the hung node: several failed polls since its desired state was set
+        failures = int(store.node_states([hung])[hung].get("consecutive_failures") or 0)
+        wait_for(lambda: int(store.node_states([hung])[hung]["consecutive_failures"]) >= failures + 3,
+                 60, what="three more failed polls of the hung node")
+        acts = events(cfg, "--type", "action")
+        farm_acts = [e for e in acts if e["type"] == "action"]
+        assert [(e["node"], e["action"], e["by"]) for e in farm_acts] == [
+            (off, "on", "farm (desired state)")]
+        assert sim.ipmitool(1, "chassis", "power", "status").stdout.strip() == "Chassis Power is on"
+    finally:
+        assert stop_worker(proc) == 0, log.read_text()[-2000:]
+
+
+def test_maintenance_after_corrections_that_do_not_take(make_sim, store, redis_server, namespace,
+                                                       tmp_path):
+    sim = make_sim(1, off_fraction=1.0, power_delay=600)  # a power change never shows
+    name = import_sim(sim, store)[0].name
+    cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, poll_interval=0.3,
+                       bmc_timeout=1, sections={"power": {"settle_time": 0.5, "max_retries": 2}})
+    proc, log = start_worker(tmp_path, cfg)
+    try:
+        wait_for(lambda: store.node_states([name])[name].get("power_state") == "off", 30,
+                 what="the node polled")
+        assert farm(cfg, "nodes", "desired", name, "on").returncode == 0
+        control = wait_for(lambda: store.controls()[1].get(name, {}).get("maintenance")
+                           and store.controls()[1][name], 30, what="maintenance")
+        assert control["maintenance"] == "power stayed off after 2 attempts to turn it on"
+        # positive signal first: more polls after maintenance began, then no action
+        polled = float(store.node_states([name])[name]["polled_at"])
+        wait_for(lambda: float(store.node_states([name])[name]["polled_at"]) > polled + 1, 30,
+                 what="polls after maintenance")
+        corrections = [e for e in events(cfg, "--type", "action") if e["type"] == "action"]
+        assert len(corrections) == 2
+        shown = farm(cfg, "nodes", "show", name)
+        assert "maintenance: power stayed off after 2 attempts" in shown.stdout
+        assert farm(cfg, "nodes", "maintenance", name, "off").returncode == 0
+        wait_for(lambda: len([e for e in events(cfg, "--type", "action")
+                              if e["type"] == "action"]) == 3, 30, what="enforcement to resume")
+    finally:
+        assert stop_worker(proc) == 0, log.read_text()[-2000:]
+
+
+def test_power_command_from_the_cli(make_sim, store, redis_server, namespace, tmp_path):
+    sim = make_sim(2, hung_fraction=0.5, power_delay=0.5)
+    nodes = import_sim(sim, store)
+    hung, good = nodes[0].name, nodes[1].name
+    cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, poll_interval=1,
+                       bmc_timeout=1)
+    out = farm(cfg, "nodes", "power", good, "off")
+    assert out.returncode != 0 and "no worker is running" in out.stderr
+    proc, log = start_worker(tmp_path, cfg)
+    try:
+        wait_for(lambda: store.worker_reports(), 30, what="the worker's report")
+        out = farm(cfg, "nodes", "power", good, "off")
+        assert out.returncode == 0, out.stderr
+        assert f"{good}: power off done by worker" in out.stdout
+        wait_for(lambda: "off" in sim.ipmitool(1, "chassis", "power", "status").stdout, 30,
+                 what="the BMC to power off")
+        wait_for(lambda: store.node_states([good])[good].get("power_state") == "off", 30,
+                 what="the poll to see it")
+        out = farm(cfg, "nodes", "power", hung, "on")
+        assert out.returncode != 0 and f"power on of {hung} failed: no answer within" in out.stderr
+        assert "no node named nope" in farm(cfg, "nodes", "power", "nope", "on").stderr
+        acts = [(e["node"], e["action"], e["outcome"]) for e in events(cfg, "--type", "action")]
+        assert acts == [(good, "off", "ok"), (hung, "on", "failed")]
+        out = farm(cfg, "nodes", "power", good, "on", "--no-wait")
+        assert out.returncode == 0 and "sent to worker" in out.stdout
+        wait_for(lambda: len(events(cfg, "--type", "action")) == 3, 30, what="the queued command")
+    finally:
+        assert stop_worker(proc) == 0, log.read_text()[-2000:]
+
+
+def test_tasks_never_overlap_on_a_bmc_and_commands_are_spaced(make_sim, store, redis_server,
+                                                              namespace, tmp_path):
+    sim = make_sim(3, delay=0.05, sel_interval=1)  # each answer takes 50 ms
+    nodes = import_sim(sim, store)
+    cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, poll_interval=0.5,
+                       bmc_timeout=5, sections=sections(sensors={"interval": 0.5, "timeout": 10},
+                                                        sel={"interval": 0.5},
+                                                        bmc={"min_command_interval": 0.1}))
+    proc, log = start_worker(tmp_path, cfg)
+    try:
+        first = {}
+
+        def passes():
+            s = store.node_states([n.name for n in nodes])
+            for n, v in s.items():
+                if v.get("sensors_polled_at"):
+                    first.setdefault(n, float(v["sensors_polled_at"]))
+            return len(first) == 3 and all(
+                float(s[n]["sensors_polled_at"]) > first[n] + 3 for n in first)
+        wait_for(passes, 90, what="several sensors passes per node")
+    finally:
+        assert stop_worker(proc) == 0, log.read_text()[-2000:]
+    stats = sim_stats(sim)
+    assert stats["commands"] > 100
+    assert stats["max_commands_in_flight_per_bmc"] == 1
+    assert stats["min_command_gap_ms"] >= 80  # 100 ms apart when sent; loopback jitter aside

@@ -1,0 +1,131 @@
+"""The task programs and the enforcement rules, in-process: each program is
+driven against the simulator's hardware model (the bytes a BMC would send),
+so SDR parsing, SEL cursors and power actions are checked without sockets."""
+
+from farm.bmc.session import Response
+from farm.control import Correct, Enforcer, Maintenance, check_command
+from farm.sim.hardware import SEL_CAPACITY, Hardware
+from farm.tasks.power import act, read_power
+from farm.tasks.sel import clear_sel, read_sel
+from farm.tasks.sensors import read_sensors
+
+
+class Clock:
+    def __init__(self, now=2_000_000_000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+def run(program, hw, memo=None, arg=None):
+    """Drive a job program against a hardware model; (value, round trips)."""
+    gen = program(None, {} if memo is None else memo, arg)
+    trips, response = 0, None
+    try:
+        while True:
+            request = gen.send(response)
+            trips += 1
+            code, data = hw.handle(request.netfn, request.command, request.data) or (0xC1, b"")
+            response = Response(code, data)
+    except StopIteration as stop:
+        return stop.value, trips
+
+
+def test_sensors_read_the_sdr_once_then_one_trip_per_sensor():
+    hw = Hardware("n1", sensor_period=0)
+    memo = {}
+    (readings, fresh), trips = run(read_sensors, hw, memo)
+    assert fresh and trips == 1 + 1 + 7 + 7  # info, reserve, 7 records, 7 readings
+    by_key = {r["key"]: r for r in readings}
+    assert by_key["CPU Temp"]["value"] == 48 and by_key["CPU Temp"]["unit"] == "degrees C"
+    assert by_key["12V"]["value"] == 12.0 and by_key["12V"]["unit"] == "Volts"
+    assert by_key["FAN1"]["value"] == 6000 and by_key["FAN1"]["status"] == "ok"
+    assert by_key["PS1 Status"]["state"] == ["Presence detected"]
+    (_, fresh), trips = run(read_sensors, hw, memo)
+    assert not fresh and trips == 1 + 7
+
+
+def test_sensor_status_follows_the_thresholds():
+    clock = Clock()
+    hw = Hardware("n1", sensor_period=60, hot=True, clock=clock)
+    statuses = set()
+    for second in range(60):
+        clock.now = 2_000_000_000.0 + second
+        (readings, _), _ = run(read_sensors, hw)
+        statuses.add({r["key"]: r for r in readings}["CPU Temp"]["status"])
+    assert statuses == {"ok", "nc", "cr"}  # 48 +- 40 crosses 75 (nc) and 85 (cr), not 95
+
+
+def test_sel_reads_only_new_entries_and_copes_with_clear_and_wrap():
+    clock = Clock()
+    hw = Hardware("n1", clock=clock)
+    for i in range(5):
+        hw.add_sel(0x0C, 0x40, 0x6F, 0x00, now=clock.now + i)
+    (entries, cursor, cleared), _ = run(read_sel, hw, arg=(None, 100))
+    assert [e["id"] for e in entries] == [1, 2, 3, 4, 5] and not cleared
+    (entries, same, _), trips = run(read_sel, hw, arg=(cursor, 100))
+    assert entries == () and same == cursor and trips == 1  # nothing new: one round trip
+    hw.add_sel(0x07, 0x50, 0x6F, 0x01, now=clock.now + 10)
+    (entries, cursor, _), _ = run(read_sel, hw, arg=(cursor, 100))
+    assert [e["description"] for e in entries] == ["Thermal Trip"]
+
+    clock.now += 20
+    hw.clear_sel()
+    (entries, cursor, cleared), _ = run(read_sel, hw, arg=(cursor, 100))
+    assert cleared and [e["description"] for e in entries] == ["Log area reset/cleared"]
+
+    # wrap: the log overwrites its oldest entries, ours among them
+    last_id = cursor[0]
+    for i in range(SEL_CAPACITY + 10):
+        hw.add_sel(0x0C, 0x40, 0x6F, 0x00, now=clock.now + 100 + i)
+    assert last_id not in [rid for rid, _ in hw.sel]
+    (entries, cursor, cleared), _ = run(read_sel, hw, arg=(cursor, 10_000))
+    assert not cleared and len(entries) == SEL_CAPACITY  # all there is, each once
+
+
+def test_sel_backlog_is_read_a_limited_number_per_pass():
+    hw = Hardware("n1")
+    for i in range(25):
+        hw.add_sel(0x0C, 0x40, 0x6F, 0x00, now=2_000_000_000 + i)
+    got, cursor = [], None
+    for _ in range(3):
+        (entries, cursor, _), _ = run(read_sel, hw, arg=(cursor, 10))
+        got += [e["id"] for e in entries]
+    assert got == list(range(1, 26))
+
+
+def test_power_action_and_sel_clear():
+    hw = Hardware("n1", powered=False)
+    assert run(act, hw, arg=("on", "id", "me"))[0] == "on"
+    assert run(read_power, hw)[0].value == "on"
+    assert run(clear_sel, hw)[0] == "cleared"
+    assert [len(hw.sel)] == [1]
+
+
+def test_enforcer_never_acts_on_unknown_and_gives_up_into_maintenance():
+    e = Enforcer(max_retries=2, settle_time=10)
+    e.set_controls({"n": {"desired": "on"}})
+    assert e.decide("n", False, None, 0) is None          # failed read
+    assert e.decide("n", True, None, 0) is None           # no state
+    assert e.decide("n", True, "off", 0) == Correct("on", 1)
+    assert e.decide("n", True, "off", 5) is None          # settling
+    assert e.decide("n", True, "off", 11) == Correct("on", 2)
+    verdict = e.decide("n", True, "off", 22)
+    assert isinstance(verdict, Maintenance) and "after 2 attempts" in verdict.reason
+    assert e.decide("n", True, "off", 40) is None         # in maintenance now
+    e.set_controls({"n": {"desired": "on"}})              # an operator took it out
+    assert e.decide("n", True, "off", 41) == Correct("on", 1)
+    assert e.decide("n", True, "on", 42) is None and "n" not in e.attempts
+    e.set_controls({"n": {"desired": "off", "maintenance": "by hand"}})
+    assert e.decide("n", True, "on", 50) is None
+
+
+def test_commands_are_checked():
+    owned = {"a": object()}
+    good = {"kind": "power", "action": "on", "node": "a", "expires": 100}
+    assert check_command(good, owned, 50) is None
+    assert "expired" in check_command(good, owned, 101)
+    assert "does not poll" in check_command(dict(good, node="b"), owned, 50)
+    assert "unknown power action" in check_command(dict(good, action="explode"), owned, 50)
+    assert "unknown command" in check_command(dict(good, kind="format-disk"), owned, 50)
