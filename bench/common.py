@@ -81,7 +81,7 @@ class Fleet:
     The lean engine by default: pyghmi's server costs the host as much CPU
     as farm itself, which then measures the simulator, not farm."""
 
-    def __init__(self, count, hung_fraction, work, shards=1, engine="lean"):
+    def __init__(self, count, hung_fraction, work, shards=1, engine="lean", sim_args=()):
         self.procs, self.nodes, self.hung = [], [], set()
         self.base = None  # shard 0's first port: names this fleet's files
         sizes = [count // shards + (1 if i < count % shards else 0) for i in range(shards)]
@@ -94,7 +94,7 @@ class Fleet:
             self.procs.append(subprocess.Popen(
                 [os.path.join(BIN, "farm-sim"), "--engine", engine, "--count", str(size),
                  "--address", address, "--base-port", str(port), "--name-prefix", f"bmc{i}-",
-                 "--hung-fraction", str(hung_fraction), "--inventory", inv],
+                 "--hung-fraction", str(hung_fraction), "--inventory", inv, *sim_args],
                 env=dict(os.environ, FARM_SIM_PASSWORD=PASSWORD), stderr=open(f"{inv}.log", "w")))
             invs.append((inv, size))
         deadline = time.monotonic() + 120 + count / 1000

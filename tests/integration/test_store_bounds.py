@@ -7,11 +7,11 @@ from farm import store as store_module
 from farm.model import Node, PollResult, PowerState
 
 
-def test_last_error_and_event_stream_are_bounded(store, redis_server, namespace, monkeypatch):
+def test_last_error_and_event_stream_are_bounded(store, redis_server, namespace):
     store.import_nodes([Node("n1", "127.0.0.1", 1623, "a", "p")])
     store.write_results([PollResult("n1", 1.0, 0.1, None, "error", "x" * 100_000)])
     assert len(store.node_states(["n1"])["n1"]["last_error"]) == store_module.MAX_ERROR
-    monkeypatch.setattr(store_module, "EVENTS_MAXLEN", 100)
+    store.events_max_len = 100  # [events] max_len
     for i in range(1000):  # a flapping BMC: one power event per result
         store.write_results([PollResult("n1", 2.0 + i, 0.1, PowerState.ON if i % 2 else PowerState.OFF)])
     r = redis.Redis(port=redis_server.port)
