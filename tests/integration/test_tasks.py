@@ -5,6 +5,9 @@ import json
 import os
 import re
 import subprocess
+import threading
+
+import pytest
 
 from tests.conftest import metrics_of, script, wait_for, write_config
 from tests.integration.test_worker import import_sim, start_worker, stop_worker
@@ -38,13 +41,14 @@ def sections(**extra):
     return out
 
 
-def test_sensors_and_sel_match_ipmitool_and_sel_clear(make_sim, store, redis_server, namespace,
-                                                     tmp_path):
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+def test_sensors_and_sel_match_ipmitool_and_sel_clear(executor, make_sim, store, redis_server,
+                                                     namespace, tmp_path):
     sim = make_sim(2, sensor_period=0, sel_interval=0)
     nodes = import_sim(sim, store)
     name = nodes[0].name
     cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, poll_interval=1,
-                       bmc_timeout=2, sections=sections())
+                       bmc_timeout=2, executor=executor, processes=2, sections=sections())
     proc, log = start_worker(tmp_path, cfg)
     try:
         detail = wait_for(lambda: (d := store.node_detail(name)) and len(d["sensors"]) == 7 and d,
@@ -181,6 +185,11 @@ def test_power_command_from_the_cli(make_sim, store, redis_server, namespace, tm
     out = farm(cfg, "nodes", "power", good, "off")
     assert out.returncode != 0 and "no worker is running" in out.stderr
     proc, log = start_worker(tmp_path, cfg)
+    follow = subprocess.Popen([script("farm"), "--config-file", cfg, "events", "--follow", "--json",
+                               "--type", "action"], stdout=subprocess.PIPE, text=True)
+    followed = []
+    threading.Thread(target=lambda: followed.extend(json.loads(x) for x in follow.stdout),
+                     daemon=True).start()
     try:
         wait_for(lambda: store.worker_reports(), 30, what="the worker's report")
         out = farm(cfg, "nodes", "power", good, "off")
@@ -198,7 +207,11 @@ def test_power_command_from_the_cli(make_sim, store, redis_server, namespace, tm
         out = farm(cfg, "nodes", "power", good, "on", "--no-wait")
         assert out.returncode == 0 and "sent to worker" in out.stdout
         wait_for(lambda: len(events(cfg, "--type", "action")) == 3, 30, what="the queued command")
+        wait_for(lambda: len(followed) == 3, 30, what="`farm events --follow` to print them")
+        assert [(e["node"], e["action"]) for e in followed] == [(good, "off"), (hung, "on"), (good, "on")]
     finally:
+        follow.kill()
+        follow.wait(5)
         assert stop_worker(proc) == 0, log.read_text()[-2000:]
 
 
