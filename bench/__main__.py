@@ -5,6 +5,7 @@
   scale           one farm-worker over up to 100,000 BMCs: staleness, CPU and memory per node
   scaleout        1, 2 and 4 workers on one fleet: polls/s and staleness
   churn           healthy nodes' longest gap while the inventory changes and a worker joins
+  redfish         client CPU per Redfish poll against IPMI and a plain requests loop
   tasks           each task's cost per pass (power, sensors, sel) and nodes per core with all three
   cli             farm status, nodes summary and nodes list at 100,000 nodes
   faults          takeover after a worker's SIGKILL, leader failover, longest gap
@@ -15,7 +16,7 @@ import sys
 
 MODULES = {"compare": "bench.compare", "engine": "bench.engine", "scale": "bench.scale",
            "churn": "bench.churn", "cli": "bench.cli", "scaleout": "bench.scaleout",
-           "faults": "bench.faults", "tasks": "bench.tasks"}
+           "faults": "bench.faults", "tasks": "bench.tasks", "redfish": "bench.redfish"}
 
 if len(sys.argv) < 2 or sys.argv[1] not in MODULES:
     print(__doc__.strip(), file=sys.stderr)

@@ -162,6 +162,12 @@ def polls(values):
     return sum(v for k, v in values.items() if k.startswith("farm_polls_total{"))
 
 
+def ok_polls(values):
+    """farm_polls_total{result="ok"} summed over drivers."""
+    return sum(v for k, v in values.items()
+               if k.startswith("farm_polls_total{") and 'result="ok"' in k)
+
+
 def polls_total(url):
     """farm_polls_total summed over results, from a worker's metrics endpoint."""
     return polls(scrape(url))

@@ -51,8 +51,8 @@ def measure(fleet, work, interval, warmup, window, **worker):
             "cpu_ms_per_poll": round(1000 * cpu / n, 3) if n else None,
             "logins_per_poll": round(delta("farm_bmc_logins_total") / n, 4) if n else None,
             "keepalives_per_poll": round(delta("farm_bmc_keepalives_total") / n, 3) if n else None,
-            "failed": n - (m1.get('farm_polls_total{result="ok"}', 0)
-                           - m0.get('farm_polls_total{result="ok"}', 0))}
+            "failed": n - (m1.get('farm_polls_total{driver="ipmi",result="ok"}', 0)
+                           - m0.get('farm_polls_total{driver="ipmi",result="ok"}', 0))}
 
 
 def main():

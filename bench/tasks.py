@@ -26,7 +26,7 @@ import time
 from bench import common, report
 from bench.common import Fleet, PrivateRedis, proc_cpu, scrape
 
-RUNS = {"power": 'farm_polls_total{result="ok"}',
+RUNS = {"power": 'farm_polls_total{driver="ipmi",result="ok"}',
         "sensors": 'farm_task_runs_total{result="ok",task="sensors"}',
         "sel": 'farm_task_runs_total{result="ok",task="sel"}'}
 

@@ -189,7 +189,7 @@ def list_(config_file, as_json, state, stale, limit, after):
         return
     click.echo(f"{'NAME':<24} {'ADDRESS':<24} {'PORT':>5} {'POWER':<6} {'POLLED':>9}  ERROR")
     for r in rows:
-        click.echo(f"{r['name']:<24} {r['address']:<24} {r['port']:>5} "
+        click.echo(f"{r['name']:<24} {r['address']:<24} {r['port'] or '-':>5} "
                    f"{r['power_state'] or '-':<6} {_age(r['last_polled_at'], now):>9}  "
                    f"{r['last_error'] or ''}")
 

@@ -188,15 +188,16 @@ def _print_event(entry, as_json):
 def render_detail(d):
     """`farm nodes show` as text (pure)."""
     node, state, control = d["node"], d["state"], d["control"]
-    lines = [f"{node['name']}  {node['address']}:{node['port']}  user {node['username'] or '-'}",
+    where = node["address"] if node.get("driver") == "redfish" else f"{node['address']}:{node['port']}"
+    lines = [f"{node['name']}  {where}  {node.get('driver', 'ipmi')}  user {node['username'] or '-'}",
              f"power: {state.get('power_state') or 'unknown'}   desired: "
              f"{control.get('desired') or 'none'}   maintenance: {control.get('maintenance') or 'off'}",
              f"polled: {_when(state.get('seen_at') or state.get('polled_at'))}   "
              f"last ok: {_when(state.get('last_ok_at'))}   worker: {state.get('worker') or '-'}"]
-    for task in ("", "sensors_", "sel_"):
+    for task, message in (("", "last_error"), ("sensors_", "sensors_error"), ("sel_", "sel_error")):
         if state.get(f"{task}error_kind"):
             label = task.rstrip("_") or "power"
-            lines.append(f"{label} error ({state[f'{task}error_kind']}): {state.get(f'{task}error')}")
+            lines.append(f"{label} error ({state[f'{task}error_kind']}): {state.get(message)}")
     if d["sensors"]:
         lines.append(f"sensors (read {_when(state.get('sensors_polled_at'))}):")
         for key, r in sorted(d["sensors"].items()):

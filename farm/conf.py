@@ -116,6 +116,12 @@ bmc_opts = [
                       "Applies to commands in a session, not to login packets."),
 ]
 
+redfish_opts = [
+    cfg.IntOpt("pool_size", default=64, min=1, max=4096,
+               help="Threads polling Redfish BMCs (sushy blocks): how many Redfish polls run "
+                    "at once; a hung Redfish BMC holds one until [worker] bmc_timeout."),
+]
+
 events_opts = [
     cfg.IntOpt("max_len", default=100000, min=100,
                help="About how many entries the event stream keeps (older ones are "
@@ -174,7 +180,7 @@ security_opts = [
 GROUPS = {"coordination": coordination_opts, "worker": worker_opts,
           "logging": logging_opts, "metrics": metrics_opts, "security": security_opts,
           "tasks": tasks_opts, "power": power_opts, "sensors": sensors_opts, "sel": sel_opts,
-          "bmc": bmc_opts, "events": events_opts}
+          "bmc": bmc_opts, "events": events_opts, "redfish": redfish_opts}
 
 
 def list_opts():
@@ -265,6 +271,11 @@ class Bmc:
 
 
 @dataclasses.dataclass(frozen=True)
+class Redfish:
+    pool_size: int = 64
+
+
+@dataclasses.dataclass(frozen=True)
 class Events:
     max_len: int = 100000
 
@@ -282,6 +293,7 @@ class Settings:
     sel: Sel = Sel()
     bmc: Bmc = Bmc()
     events: Events = Events()
+    redfish: Redfish = Redfish()
 
 
 def config_options(f):
@@ -343,7 +355,8 @@ def load(config_file=None, overrides=None, config_dir=None):
                     security=Security(**values["security"]),
                     tasks=_tasks(values["tasks"]), power=Power(**values["power"]),
                     sensors=Sensors(**values["sensors"]), sel=Sel(**values["sel"]),
-                    bmc=Bmc(**values["bmc"]), events=Events(**values["events"]))
+                    bmc=Bmc(**values["bmc"]), events=Events(**values["events"]),
+                    redfish=Redfish(**values["redfish"]))
 
 
 def _tasks(values):

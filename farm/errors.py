@@ -52,3 +52,8 @@ class BmcUnreachable(BmcError):
 
 class BmcProtocolError(BmcError):
     kind = "error"
+
+
+class BmcTlsError(BmcError):
+    """A Redfish BMC's certificate did not verify (or TLS failed)."""
+    kind = "tls"

@@ -21,6 +21,48 @@ from farm.bmc.engine import Engine, Outcome
 LOG = logging.getLogger(__name__)
 
 
+class ByDriver:
+    """IPMI jobs to the poll engine (either executor), Redfish jobs to the
+    Redfish thread pool; one interface for the worker."""
+
+    def __init__(self, ipmi, redfish):
+        self.ipmi, self.redfish = ipmi, redfish
+
+    @property
+    def restarts(self):
+        return self.ipmi.restarts
+
+    def start(self):
+        self.ipmi.start()
+        self.redfish.start()
+
+    def submit(self, jobs):
+        ipmi = [j for j in jobs if j[1].driver == "ipmi"]
+        if ipmi:
+            self.ipmi.submit(ipmi)
+        if len(ipmi) < len(jobs):
+            self.redfish.submit([j for j in jobs if j[1].driver != "ipmi"])
+
+    def in_flight(self):
+        return self.ipmi.in_flight() + self.redfish.in_flight()
+
+    def stats(self):
+        return dict(self.ipmi.stats(), **self.redfish.stats_dict())
+
+    def retain(self, names):
+        self.redfish.retain(names)
+
+    def stop(self, timeout):
+        stopped = [False, False]
+        threads = [threading.Thread(target=lambda i=i, e=e: stopped.__setitem__(i, e.stop(timeout)),
+                                    daemon=True) for i, e in enumerate((self.ipmi, self.redfish))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout + 1)
+        return all(stopped)
+
+
 class InProcess:
     """The engine on a thread of this process."""
 

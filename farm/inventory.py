@@ -12,6 +12,7 @@ import csv
 import io
 import ipaddress
 import re
+import urllib.parse
 
 import yaml
 
@@ -20,7 +21,11 @@ from farm.model import Node
 
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
-FIELDS = ("name", "address", "port", "username", "password", "password_file")
+FIELDS = ("name", "address", "port", "username", "password", "password_file", "driver",
+          "system_id", "verify_tls")
+DRIVERS = ("ipmi", "redfish")
+REDFISH_MAX = 256  # bytes of a Redfish user name or password farm accepts
+_SYSTEM_ID_RE = re.compile(r"^[A-Za-z0-9._~/-]{1,256}$")
 DEFAULT_PORT = 623
 MAX_BYTES = 16 * 2**20  # about 170,000 nodes in YAML (parsed in ~20 s); larger files: split them
 IPMI_MAX = {"username": 16, "password": 20}  # bytes, IPMI 2.0 (section 22.29)
@@ -51,33 +56,8 @@ def is_valid_address(address):
     return all(_LABEL_RE.match(label) for label in labels)
 
 
-def _validate(where, raw, problems):
-    if not isinstance(raw, dict):
-        problems.append(f"{where}: expected a mapping of fields, got {type(raw).__name__}")
-        return None
-    unknown = sorted(set(map(str, raw)) - set(FIELDS))
-    if unknown:
-        problems.append(f"{where}: unknown field(s) {', '.join(unknown)}")
-    before = len(problems)
-    name = raw.get("name")
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        problems.append(f"{where}: field 'name' must be 1-128 characters of "
-                        f"[A-Za-z0-9._-], got {_show(name)}")
-    address = raw.get("address")
-    if not isinstance(address, str) or not is_valid_address(address.strip()):
-        problems.append(f"{where}: field 'address' must be an IP address or host "
-                        f"name, got {_show(address)}")
-    port = raw.get("port")
-    if port is None or port == "":
-        port = DEFAULT_PORT
-    try:
-        if isinstance(port, bool) or (isinstance(port, float) and not port.is_integer()):
-            raise ValueError
-        port = int(str(port).strip()) if isinstance(port, str) else int(port)
-        if not 1 <= port <= 65535:
-            raise ValueError
-    except (TypeError, ValueError):
-        problems.append(f"{where}: field 'port' must be an integer 1..65535, got {_show(port)}")
+def _check_secrets(where, raw, problems, max_user, max_password, protocol):
+    limits = {"username": max_user, "password": max_password}
     secret_fields = ("username", "password")
     password_file = raw.get("password_file")
     if password_file not in (None, ""):
@@ -93,13 +73,92 @@ def _validate(where, raw, problems):
             shown = "<missing>" if value in (None, "") else f"a {type(value).__name__}"
             # The password's value is never echoed, even when it is wrong.
             problems.append(f"{where}: field '{field}' must be a non-empty string, got {shown}")
-        elif len(value.encode("utf-8")) > IPMI_MAX[field]:
+        elif len(value.encode("utf-8")) > limits[field]:
             problems.append(f"{where}: field '{field}' is {len(value.encode('utf-8'))} bytes; "
-                            f"IPMI 2.0 allows at most {IPMI_MAX[field]}")
+                            f"{protocol} allows at most {limits[field]}")
+
+
+def _validate(where, raw, problems):
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: expected a mapping of fields, got {type(raw).__name__}")
+        return None
+    unknown = sorted(set(map(str, raw)) - set(FIELDS))
+    if unknown:
+        problems.append(f"{where}: unknown field(s) {', '.join(unknown)}")
+    before = len(problems)
+    name = raw.get("name")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        problems.append(f"{where}: field 'name' must be 1-128 characters of "
+                        f"[A-Za-z0-9._-], got {_show(name)}")
+    driver = raw.get("driver") or "ipmi"
+    if driver not in DRIVERS:
+        problems.append(f"{where}: field 'driver' must be ipmi or redfish, got {_show(driver)}")
+        return None
+    if driver == "redfish":
+        return _validate_redfish(where, raw, problems, before)
+    for field in ("system_id", "verify_tls"):
+        if raw.get(field) not in (None, ""):
+            problems.append(f"{where}: field '{field}' is for redfish nodes only")
+    address = raw.get("address")
+    if not isinstance(address, str) or not is_valid_address(address.strip()):
+        problems.append(f"{where}: field 'address' must be an IP address or host "
+                        f"name, got {_show(address)}")
+    port = raw.get("port")
+    if port is None or port == "":
+        port = DEFAULT_PORT
+    try:
+        if isinstance(port, bool) or (isinstance(port, float) and not port.is_integer()):
+            raise ValueError
+        port = int(str(port).strip()) if isinstance(port, str) else int(port)
+        if not 1 <= port <= 65535:
+            raise ValueError
+    except (TypeError, ValueError):
+        problems.append(f"{where}: field 'port' must be an integer 1..65535, got {_show(port)}")
+    _check_secrets(where, raw, problems, IPMI_MAX["username"], IPMI_MAX["password"], "IPMI 2.0")
     if len(problems) > before:
         return None
     return Node(name=name, address=address.strip(), port=port, username=raw["username"],
-                password=raw.get("password") or "", password_file=password_file or "")
+                password=raw.get("password") or "", password_file=raw.get("password_file") or "")
+
+
+def _validate_redfish(where, raw, problems, before):
+    address = raw.get("address")
+    url = None
+    if isinstance(address, str):
+        try:
+            url = urllib.parse.urlsplit(address.strip())
+            url.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            url = None
+    host = (url.hostname or "") if url else ""
+    if (url is None or url.scheme not in ("http", "https") or url.username or url.password
+            or url.path not in ("", "/") or url.query or url.fragment
+            or not is_valid_address(host)):
+        problems.append(f"{where}: field 'address' of a redfish node must be "
+                        f"https://host[:port] or http://host[:port], got {_show(address)}")
+    if raw.get("port") not in (None, ""):
+        problems.append(f"{where}: field 'port' is for ipmi nodes; give a redfish port in the "
+                        f"address URL")
+    system_id = raw.get("system_id")
+    if system_id not in (None, "") and (not isinstance(system_id, str)
+                                        or not _SYSTEM_ID_RE.match(system_id)):
+        problems.append(f"{where}: field 'system_id' must be a Redfish id or path, got "
+                        f"{_show(system_id)}")
+    verify = raw.get("verify_tls")
+    if verify in (None, "", True, "true", "True", "yes"):
+        verify = ""
+    elif verify in (False, "false", "False", "no"):
+        verify = "false"
+    elif not isinstance(verify, str) or not verify.startswith("/"):
+        problems.append(f"{where}: field 'verify_tls' must be true, false or the absolute path "
+                        f"of a CA bundle, got {_show(verify)}")
+    _check_secrets(where, raw, problems, REDFISH_MAX, REDFISH_MAX, "Redfish")
+    if len(problems) > before:
+        return None
+    return Node(name=raw["name"], address=address.strip().rstrip("/"), port=0,
+                username=raw["username"], password=raw.get("password") or "",
+                password_file=raw.get("password_file") or "", driver="redfish",
+                system_id=system_id or "", verify_tls=verify)
 
 
 def _check_unique(entries, problems):
@@ -114,9 +173,10 @@ def _check_unique(entries, problems):
                             f"names are compared regardless of case)")
         else:
             names[key] = where
-        bmc = (node.address.casefold(), node.port)
+        bmc = (node.address.casefold(), node.port, node.system_id)
         if bmc in bmcs:
-            problems.append(f"{where}: BMC {node.address}:{node.port} is already {bmcs[bmc]}")
+            shown = node.address if node.driver == "redfish" else f"{node.address}:{node.port}"
+            problems.append(f"{where}: BMC {shown} is already {bmcs[bmc]}")
         else:
             bmcs[bmc] = where
 
@@ -153,7 +213,8 @@ def parse_csv(text):
 def _parse_csv(text):
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = [h.strip() for h in (reader.fieldnames or [])]
-    missing = [f for f in FIELDS if f not in ("port", "password", "password_file") and f not in header]
+    optional = ("port", "password", "password_file", "driver", "system_id", "verify_tls")
+    missing = [f for f in FIELDS if f not in optional and f not in header]
     if "password" not in header and "password_file" not in header:
         missing.append("password (or password_file)")
     if missing:
@@ -189,6 +250,7 @@ def parse(text, filename):
 def dump_yaml(nodes):
     """The inventory format `farm nodes import` reads."""
     return yaml.safe_dump({"nodes": [
-        dict({"name": n.name, "address": n.address, "port": n.port, "username": n.username},
+        dict({"name": n.name, "address": n.address, "username": n.username},
+             **({"port": n.port} if n.driver == "ipmi" else {}), **n.extra(),
              **({"password_file": n.password_file} if n.password_file else {"password": n.password}))
         for n in nodes]}, sort_keys=False)

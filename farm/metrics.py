@@ -16,7 +16,7 @@ from farm import metrics_http
 from farm.errors import ConfigError
 
 LOG = logging.getLogger(__name__)
-RESULTS = ("ok", "timeout", "auth", "unreachable", "error")
+RESULTS = ("ok", "timeout", "auth", "unreachable", "error", "tls")
 ENGINE_COUNTERS = {
     "logins": "RMCP+ sessions established (one login is 4-5 round trips).",
     "keepalives": "Keepalive commands sent on idle sessions.",
@@ -24,6 +24,8 @@ ENGINE_COUNTERS = {
     "bad_packets": "Packets from BMCs that failed a check (integrity, format, session).",
     "packets_sent": "IPMI packets sent.",
     "packets_received": "IPMI packets received.",
+    "redfish_logins": "Redfish sessions created (logins; a kept session is reused across polls).",
+    "redfish_deadlines": "Redfish jobs that hit their deadline while the BMC held the thread.",
 }
 
 
@@ -33,12 +35,14 @@ class WorkerMetrics:
         self.per_node = per_node
         self.per_sensor = per_sensor
         r = self.registry
-        self.polls = Counter("farm_polls", "Polls by result.", ["result"], registry=r)
+        self.polls = Counter("farm_polls", "Power polls by result and driver (ipmi, redfish).",
+                             ["result", "driver"], registry=r)
         # children looked up once: labels() takes a lock and builds a tuple
-        self._by_result = {result: self.polls.labels(result) for result in RESULTS}
-        self.latency = Histogram("farm_poll_latency_seconds", "Duration of one poll.",
-                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                                          1, 2.5, 5, 10, 30), registry=r)
+        self._by_result = {(result, "ipmi"): self.polls.labels(result, "ipmi") for result in RESULTS}
+        self.latency = Histogram("farm_poll_latency_seconds", "Duration of one power poll.",
+                                 ["driver"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                      0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)
+        self._latency = {"ipmi": self.latency.labels("ipmi")}
         self.nodes = Gauge("farm_nodes_owned", "Nodes this worker polls.", registry=r)
         self.partitions = Gauge("farm_partitions_owned",
                                 "Partitions assigned to this worker (-1: no assignment, "
@@ -112,16 +116,22 @@ class WorkerMetrics:
         self.nodes.set(len(names))
         self._pass_started, self._pass_seen = now, set()
 
-    def observe_many(self, results):
-        """A batch of results: each counter moved once per batch."""
-        kinds = collections.Counter(r.error_kind or "ok" for r in results)
-        for kind, n in kinds.items():
-            counter = self._by_result.get(kind)
+    def observe_many(self, results, driver_of=None):
+        """A batch of power results (`driver_of(name)`: the node's driver,
+        ipmi if not given): each counter moved once per batch."""
+        driver_of = driver_of or (lambda name: "ipmi")
+        kinds = collections.Counter((r.error_kind or "ok", driver_of(r.node)) for r in results)
+        for key, n in kinds.items():
+            counter = self._by_result.get(key)
             if counter is None:
-                counter = self._by_result[kind] = self.polls.labels(kind)
+                counter = self._by_result[key] = self.polls.labels(*key)
             counter.inc(n)
         for result in results:
-            self.latency.observe(result.latency)
+            driver = driver_of(result.node)
+            histogram = self._latency.get(driver)
+            if histogram is None:
+                histogram = self._latency[driver] = self.latency.labels(driver)
+            histogram.observe(result.latency)
             self._observe_node(result)
 
     def observe_tasks(self, results):

@@ -17,11 +17,24 @@ class Node:
     username: str = ""
     password: str = dataclasses.field(default="", repr=False)
     password_file: str = ""  # read on the worker's host instead of storing a password
+    driver: str = "ipmi"     # or "redfish": address is then http(s)://host[:port]
+    system_id: str = ""      # redfish: the system's id or path ("": the only one)
+    verify_tls: str = ""     # redfish: "" verify (default), "false", or a CA bundle path
 
     def public(self):
         """The node as shown to operators: never the password."""
-        return {"name": self.name, "address": self.address, "port": self.port,
-                "username": self.username}
+        out = {"name": self.name, "address": self.address, "port": self.port,
+               "username": self.username}
+        if self.driver != "ipmi":
+            out.update(driver=self.driver, system_id=self.system_id,
+                       verify_tls=self.verify_tls or "true")
+        return out
+
+    def extra(self):
+        """The fields beyond IPMI's, as stored (only those not at their default)."""
+        return {k: v for k, v in (("driver", self.driver), ("system_id", self.system_id),
+                                  ("verify_tls", self.verify_tls))
+                if v and not (k == "driver" and v == "ipmi")}
 
 
 @dataclasses.dataclass(frozen=True)

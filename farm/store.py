@@ -4,7 +4,8 @@ This is the only module that imports redis; every redis error leaves it as
 BackendUnavailable with a message that never contains the URL's password.
 
 Keys, all under the namespace `ns`:
-  {ns}:inventory          hash  node name -> JSON {address, port, username, and one of
+  {ns}:inventory          hash  node name -> JSON {address, port, username, [driver,
+                                system_id, verify_tls for redfish nodes], and one of
                                 password_sealed (Fernet, see farm.credentials), password_file
                                 (a path on the worker hosts) or password (test farms only)}
   {ns}:inventory:version  int   bumped by every change of the inventory
@@ -56,6 +57,15 @@ _OPEN_ONLY = Credentials()  # without a key: opens plaintext and password_file e
 
 
 
+
+
+def _node(name, fields, password):
+    """A Node from its stored inventory entry (with `password` opened, or '')."""
+    return Node(name=name, address=fields["address"], port=int(fields["port"]),
+                username=fields["username"], password=password,
+                password_file=fields.get("password_file", ""),
+                driver=fields.get("driver", "ipmi"), system_id=fields.get("system_id", ""),
+                verify_tls=fields.get("verify_tls", ""))
 
 
 class Store:
@@ -149,7 +159,8 @@ class Store:
         return counts
 
     def _stored(self, node):
-        fields = {"address": node.address, "port": node.port, "username": node.username}
+        fields = {"address": node.address, "port": node.port, "username": node.username,
+                  **node.extra()}
         if node.password_file:
             fields["password_file"] = node.password_file
         elif self.credentials is not None:
@@ -162,8 +173,10 @@ class Store:
         """Whether the stored entry `raw` already says what `node` says."""
         fields = json.loads(raw)
         public = (fields["address"], int(fields["port"]), fields["username"],
-                  fields.get("password_file", ""))
-        if public != (node.address, node.port, node.username, node.password_file):
+                  fields.get("password_file", ""), fields.get("driver", "ipmi"),
+                  fields.get("system_id", ""), fields.get("verify_tls", ""))
+        if public != (node.address, node.port, node.username, node.password_file, node.driver,
+                      node.system_id, node.verify_tls):
             return False
         if node.password_file:
             return True
@@ -228,9 +241,7 @@ class Store:
         for name in sorted(raw):
             fields = json.loads(raw[name])
             password = (self.credentials or _OPEN_ONLY).open(fields, name) if passwords else ""
-            nodes.append(Node(name=name, address=fields["address"], port=int(fields["port"]),
-                              username=fields["username"], password=password,
-                              password_file=fields.get("password_file", "")))
+            nodes.append(_node(name, fields, password))
         return int(version or 0), nodes
 
     # -- state --------------------------------------------------------------
@@ -368,10 +379,8 @@ class Store:
         entry, state, control, sensors, sel = self._do("node read", pipe.execute)
         if entry is None:
             return None
-        fields = json.loads(entry)
-        public = {"name": name, "address": fields["address"], "port": int(fields["port"]),
-                  "username": fields["username"]}
-        return {"node": public, "state": state, "control": json.loads(control) if control else {},
+        return {"node": _node(name, json.loads(entry), "").public(), "state": state,
+                "control": json.loads(control) if control else {},
                 "sensors": {k: json.loads(v) for k, v in sensors.items()},
                 "sel": [json.loads(e) for e in sel]}
 
@@ -395,10 +404,7 @@ class Store:
         out = []
         for name, entry in zip(names, raw, strict=True):
             if entry is not None:
-                fields = json.loads(entry)
-                out.append(Node(name=name, address=fields["address"], port=int(fields["port"]),
-                                username=fields["username"],
-                                password_file=fields.get("password_file", "")))
+                out.append(_node(name, json.loads(entry), ""))
         return out
 
     def _node_keys(self, names):

@@ -20,13 +20,13 @@ import click
 
 from farm import conf, control, daemon, errors, placement
 from farm.credentials import Credentials
-from farm.executors import ChildPool, InProcess
+from farm.executors import ByDriver, ChildPool, InProcess
 from farm.identity import groups, member_id
 from farm.metrics import WorkerMetrics
 from farm.results import ResultWriter
 from farm.scheduling import Scheduler, Wheel
 from farm.store import Store
-from farm.tasks import load_tasks, programs
+from farm.tasks import load_tasks, programs, redfish_programs
 
 LOG = logging.getLogger("farm.worker")
 TICK = 1.0  # the safety-net re-read; pub/sub makes changes reach us sooner
@@ -53,10 +53,13 @@ class Worker:
         engine = conf.engine_config(w, settings)
         # every task's programs, enabled or not: actions (power, sel-clear) run on request
         if w.executor == "processes":
-            self.executor = ChildPool(w.processes or os.cpu_count() or 1, engine,
-                                      None, self._on_results)
+            ipmi = ChildPool(w.processes or os.cpu_count() or 1, engine, None, self._on_results)
         else:
-            self.executor = InProcess(engine, programs(load_tasks().values()), self._on_results)
+            ipmi = InProcess(engine, programs(load_tasks().values()), self._on_results)
+        from farm.redfish_pool import RedfishPool  # sushy: imported by workers only
+        self.executor = ByDriver(ipmi, RedfishPool(
+            settings.redfish.pool_size, w.bmc_timeout, redfish_programs(load_tasks().values()),
+            self._on_results, timeouts=engine.timeouts))
         self.wheels = {name: Wheel(t.interval, width=0.05) for name, t in self.tasks.items()}
         self.scheduler = Scheduler(self.wheels, self._dispatch)
         self.enforcer = control.Enforcer(settings.power.max_retries, settings.power.settle_time)
@@ -103,10 +106,14 @@ class Worker:
             elif result.kind == "sel" and result.cursor is not None:
                 self.sel_cursors[result.node] = result.cursor
         self.writer.add_many(results)
-        self.metrics.observe_many(power)
+        self.metrics.observe_many(power, self._driver_of)
         self.metrics.observe_tasks(r for r in results if r.kind != "power")
         if power and self.enforcer.controls:
             self._enforce(power)
+
+    def _driver_of(self, name):
+        node = self._by_name.get(name)
+        return node.driver if node is not None else "ipmi"
 
     # -- the power state farm keeps, and operators' commands -------------------
     def _enforce(self, results):
@@ -155,6 +162,9 @@ class Worker:
         why = control.check_command(command, self._by_name, redis_now)
         if why is None and command["kind"] == "power" and "power" not in self.tasks:
             why = "the power task is not enabled on this worker"
+        if why is None and command["kind"] == "sel-clear" and \
+                self._by_name[command["node"]].driver != "ipmi":
+            why = "clearing the event log of a redfish node is not supported yet"
         if why is not None:
             LOG.warning("command %s refused: %s", command.get("id"), why)
             self.store.reply(command.get("id", "?"), {"ok": False, "error": why,
@@ -263,9 +273,11 @@ class Worker:
             known = {n.name for n in self.nodes}
             self.sel_cursors.update(self.store.sel_cursors([n.name for n in nodes
                                                             if n.name not in known]))
-        for wheel in self.wheels.values():
-            wheel.set_nodes(nodes)
+        for name, wheel in self.wheels.items():
+            drivers = self.tasks[name].drivers
+            wheel.set_nodes([n for n in nodes if n.driver in drivers])
         self._by_name = {n.name: n for n in nodes}
+        self.executor.retain(self._by_name)
         self.sel_cursors = {n: c for n, c in self.sel_cursors.items() if n in self._by_name}
         LOG.info("polling %d nodes (inventory version %d, assignment generation %s, "
                  "partitions %s) on the %s executor", len(nodes), self.inventory_version,

@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from farm.sim.harness import RedisServer, scrape, wait_for  # noqa: F401 (tests import them from here)
-from farm.sim.ports import free_tcp_port, free_udp_range  # noqa: F401
+from farm.sim.ports import free_tcp_port, free_tcp_range, free_udp_range  # noqa: F401
 
 BIN = os.path.dirname(sys.executable)
 
@@ -68,14 +68,18 @@ class Sim:
         self.base_port = None
 
     def start(self, base_port=None):
-        self.base_port = base_port or free_udp_range(self.count)
+        self.base_port = base_port or (free_tcp_range(self.count)
+                                       if self.options.get("protocol") == "redfish"
+                                       else free_udp_range(self.count))
         args = [script("farm-sim"), "--count", str(self.count), "--address", "127.0.0.1",
                 "--base-port", str(self.base_port), "--username", self.username,
                 "--inventory", self.inventory]
         for key in ("delay", "hung_fraction", "off_fraction", "session_timeout", "engine",
-                    "power_delay", "sensor_period", "hot_fraction", "sel_interval"):
+                    "power_delay", "sensor_period", "hot_fraction", "sel_interval", "protocol"):
             if key in self.options:
                 args += ["--" + key.replace("_", "-"), str(self.options[key])]
+        if self.options.get("tls"):
+            args.append("--tls")
         env = dict(os.environ, FARM_SIM_PASSWORD=self.password)
         if os.path.exists(self.inventory):
             os.unlink(self.inventory)
@@ -85,6 +89,11 @@ class Sim:
                  30, what="farm-sim to be ready")
         assert self.proc.poll() is None, "farm-sim exited at start"
         return self
+
+    @property
+    def tls_cert(self):
+        """The certificate a redfish --tls fleet serves (farm-sim writes it)."""
+        return os.path.join(str(self.tmpdir), f"sim-cert-{self.base_port}.pem")
 
     def port(self, i):
         return self.base_port + i

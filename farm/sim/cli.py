@@ -16,6 +16,12 @@ from farm.sim.lean import LeanFleet
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--count", type=click.IntRange(1, 20000), default=10, show_default=True)
+@click.option("--protocol", type=click.Choice(["ipmi", "redfish"]), default="ipmi", show_default=True,
+              help="redfish: HTTP(S) Redfish BMCs (service root, sessions, one ComputerSystem "
+                   "with PowerState and Reset) instead of IPMI ones.")
+@click.option("--tls", is_flag=True,
+              help="redfish: serve HTTPS with a self-signed certificate written next to the "
+                   "inventory (the inventory's verify_tls names it).")
 @click.option("--engine", type=click.Choice(["pyghmi", "lean"]), default="pyghmi", show_default=True,
               help="pyghmi: pyghmi's BMC server (cipher suite 3 only; the oracle farm's tests use). "
                    "lean: farm's own epoll server (suites 17 and 3), cheap enough for 100,000 BMCs "
@@ -47,7 +53,7 @@ from farm.sim.lean import LeanFleet
                    "power changes and clears). The log holds 512 entries, then wraps.")
 @click.option("--inventory", "inventory_file", type=click.Path(dir_okay=False),
               help="Write the fleet's inventory here (YAML, for `farm nodes import`).")
-def main(count, engine, address, base_port, username, password, delay, hung_fraction,
+def main(count, protocol, tls, engine, address, base_port, username, password, delay, hung_fraction,
          off_fraction, session_timeout, power_delay, sensor_period, hot_fraction, sel_interval,
          name_prefix, inventory_file):
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s farm-sim %(levelname)s %(message)s")
@@ -61,7 +67,14 @@ def main(count, engine, address, base_port, username, password, delay, hung_frac
     hardware = {"power_delay": power_delay, "sensor_period": sensor_period,
                 "hot_fraction": hot_fraction, "sel_interval": sel_interval}
     try:
-        if engine == "lean":
+        if protocol == "redfish":
+            from farm.sim.redfish import RedfishFleet
+            tls_dir = os.path.dirname(os.path.abspath(inventory_file or ".")) if tls else None
+            fleet = RedfishFleet(count, address, base_port, username, password,
+                                 hung_fraction=hung_fraction, off_fraction=off_fraction,
+                                 delay=delay, name_prefix=name_prefix, tls_dir=tls_dir,
+                                 session_timeout=session_timeout, hardware=hardware)
+        elif engine == "lean":
             fleet = LeanFleet(count, address, base_port, username, password,
                               hung_fraction=hung_fraction, off_fraction=off_fraction,
                               session_timeout=session_timeout, name_prefix=name_prefix,

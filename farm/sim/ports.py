@@ -23,8 +23,9 @@ def _ephemeral_low():
         return 32768
 
 
-def free_udp_range(count, address="127.0.0.1", attempts=100):
-    """A base port such that base..base+count-1 are all free UDP ports now."""
+def free_udp_range(count, address="127.0.0.1", attempts=100, sock_type=socket.SOCK_DGRAM):
+    """A base port such that base..base+count-1 are all free UDP (or, with
+    sock_type=SOCK_STREAM, TCP) ports now."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     low, high = 10000, _ephemeral_low() - 1  # below the kernel's ephemeral ports,
     if high - low + 1 < count:               # which other sockets take at random
@@ -34,7 +35,7 @@ def free_udp_range(count, address="127.0.0.1", attempts=100):
         socks = []
         try:
             for port in range(base, base + count):
-                sock = socket.socket(family, socket.SOCK_DGRAM)
+                sock = socket.socket(family, sock_type)
                 socks.append(sock)
                 sock.bind((address, port))
             return base
@@ -43,7 +44,11 @@ def free_udp_range(count, address="127.0.0.1", attempts=100):
         finally:
             for sock in socks:
                 sock.close()
-    raise RuntimeError(f"no {count} consecutive free UDP ports on {address}")
+    raise RuntimeError(f"no {count} consecutive free ports on {address}")
+
+
+def free_tcp_range(count, address="127.0.0.1"):
+    return free_udp_range(count, address, sock_type=socket.SOCK_STREAM)
 
 
 if __name__ == "__main__":

@@ -31,3 +31,11 @@ def programs(task_classes):
     for cls in task_classes:
         out.update(cls.programs)
     return out
+
+
+def redfish_programs(task_classes):
+    """program name -> fn(farm.bmc.redfish.RedfishBmc, arg), for Redfish nodes."""
+    out = {}
+    for cls in task_classes:
+        out.update(getattr(cls, "redfish", {}))
+    return out

@@ -30,9 +30,19 @@ def act(node, memo, arg):
     return action
 
 
+def redfish_power(bmc, arg):
+    return bmc.power_state()
+
+
+def redfish_act(bmc, arg):
+    return bmc.reset(arg[0])
+
+
 class PowerPoll:
     name = "power"
+    drivers = ("ipmi", "redfish")
     programs = {"power": read_power, "power-action": act}
+    redfish = {"power": redfish_power, "power-action": redfish_act}
 
     def __init__(self, settings):
         self.interval = settings.worker.poll_interval

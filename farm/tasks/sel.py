@@ -92,6 +92,8 @@ def clear_sel(node, memo, arg):
 
 class SelPoll:
     name = "sel"
+    drivers = ("ipmi",)  # Redfish's Thermal/Power and LogServices: not yet
+    redfish = {}
     programs = {"sel": read_sel, "sel-clear": clear_sel}
 
     def __init__(self, settings):

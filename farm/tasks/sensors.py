@@ -88,6 +88,8 @@ def read_sensors(node, memo, arg):
 
 class SensorsPoll:
     name = "sensors"
+    drivers = ("ipmi",)  # Redfish's Thermal/Power and LogServices: not yet
+    redfish = {}
     programs = {"sensors": read_sensors}
 
     def __init__(self, settings):

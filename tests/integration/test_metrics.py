@@ -52,11 +52,12 @@ def test_worker_and_coordinator_metrics(make_sim, store, redis_server, namespace
 
         def enough():
             m = scrape(wurl)
-            return m if (m['farm_polls_total{result="ok"}'] >= 6 and m['farm_polls_total{result="auth"}'] >= 1
-                         and m['farm_polls_total{result="timeout"}'] >= 1
+            polls = 'farm_polls_total{driver="ipmi",result="%s"}'
+            return m if (m[polls % "ok"] >= 6 and m[polls % "auth"] >= 1
+                         and m[polls % "timeout"] >= 1
                          and m.get('farm_nodes_failing{kind="auth"}') == 1) else None
         m = wait_for(enough, 20, what="polls of every kind counted")
-        assert m['farm_polls_total{result="unreachable"}'] == 0
+        assert m['farm_polls_total{driver="ipmi",result="unreachable"}'] == 0
         assert m["farm_nodes_owned"] == 5
         assert m[f'farm_node_power_state{{node="{off}"}}'] == 0
         on = next(n.name for n in nodes[:-1] if n.name not in (off, hung))
@@ -66,7 +67,7 @@ def test_worker_and_coordinator_metrics(make_sim, store, redis_server, namespace
         assert m['farm_nodes{power="off"}'] == 1 and m['farm_nodes{power="on"}'] == 2
         assert m['farm_nodes{power="unknown"}'] == 2  # the hung BMC and the wrong password
         assert m['farm_nodes_failing{kind="timeout"}'] == 1
-        assert m["farm_poll_latency_seconds_count"] == sum(
+        assert m['farm_poll_latency_seconds_count{driver="ipmi"}'] == sum(
             v for k, v in m.items() if k.startswith("farm_polls_total"))
         assert 0 < m["farm_stalest_node_age_seconds"] < 10
         assert m["farm_assignment_generation"] == store.assignment_generation() > 0

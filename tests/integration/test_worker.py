@@ -216,8 +216,9 @@ def test_redis_restart_without_persistence(make_sim, tmp_path, namespace):
         server.stop(signal.SIGKILL)
         wait_for(lambda: "cannot" in log.read_text(), 15, what="the outage to be noticed")
         # positive signal that it lives on through the outage: its metrics still answer
-        polls = metrics_of(log).get('farm_polls_total{result="ok"}', 0)
-        wait_for(lambda: metrics_of(log).get('farm_polls_total{result="ok"}', 0) > polls + 4, 15,
+        ok = 'farm_polls_total{driver="ipmi",result="ok"}'
+        polls = metrics_of(log).get(ok, 0)
+        wait_for(lambda: metrics_of(log).get(ok, 0) > polls + 4, 15,
                  what="polls while Redis is down")
         assert proc.poll() is None
         server.start()
@@ -273,7 +274,7 @@ def test_one_kept_session_per_bmc(executor, make_sim, store, redis_server, names
                        processes=2, poll_interval=0.3, bmc_timeout=2.0)
     proc, log = start_worker(tmp_path, cfg)
     try:
-        wait_for(lambda: metrics_of(log).get("farm_polls_total{result=\"ok\"}", 0) >= 200, 60,
+        wait_for(lambda: metrics_of(log).get("farm_polls_total{driver=\"ipmi\",result=\"ok\"}", 0) >= 200, 60,
                  what="ten polls per node")
         values = metrics_of(log)
         assert values["farm_bmc_logins_total"] == 20, values["farm_bmc_logins_total"]

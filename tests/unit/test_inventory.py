@@ -164,3 +164,36 @@ def test_entries_an_operator_would_not_mean(rows, words):
     with pytest.raises(InventoryError) as err:
         inventory.parse(text, "x.csv")
     assert words in str(err.value) and "x" * 21 not in str(err.value)
+
+
+def test_redfish_entries():
+    nodes = inventory.parse(
+        "nodes:\n"
+        "- {name: r1, driver: redfish, address: 'https://10.0.0.5', username: root, password: pw}\n"
+        "- {name: r2, driver: redfish, address: 'http://bmc.example:8000/', username: root,\n"
+        "   password: pw, system_id: System.Embedded.1, verify_tls: false}\n"
+        "- {name: i1, address: 10.0.0.6, username: admin, password: pw}\n", "inv.yaml")
+    r1, r2, i1 = nodes
+    assert (r1.driver, r1.address, r1.verify_tls, r1.port) == ("redfish", "https://10.0.0.5", "", 0)
+    assert (r2.address, r2.system_id, r2.verify_tls) == ("http://bmc.example:8000", "System.Embedded.1",
+                                                          "false")
+    assert i1.driver == "ipmi" and i1.port == 623
+    assert inventory.parse(inventory.dump_yaml(nodes), "again.yaml") == nodes
+
+
+@pytest.mark.parametrize("entry, words", [
+    ("{name: r, driver: redfish, address: '10.0.0.5', username: u, password: p}", "https://host"),
+    ("{name: r, driver: redfish, address: 'ftp://h', username: u, password: p}", "https://host"),
+    ("{name: r, driver: redfish, address: 'https://u:pw@h', username: u, password: p}", "https://host"),
+    ("{name: r, driver: redfish, address: 'https://h/redfish', username: u, password: p}", "https://host"),
+    ("{name: r, driver: redfish, address: 'https://h', port: 443, username: u, password: p}",
+     "in the address URL"),
+    ("{name: r, driver: redfish, address: 'https://h', username: u, password: p, verify_tls: maybe}",
+     "verify_tls"),
+    ("{name: r, driver: snmp, address: h, username: u, password: p}", "ipmi or redfish"),
+    ("{name: r, address: h, username: u, password: p, system_id: x}", "redfish nodes only"),
+])
+def test_bad_redfish_entries(entry, words):
+    with pytest.raises(InventoryError) as info:
+        inventory.parse(f"nodes:\n- {entry}\n", "inv.yaml")
+    assert words in str(info.value)

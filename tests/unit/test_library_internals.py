@@ -26,3 +26,42 @@ def test_leader_lock_name_and_acquired_locks():
     assert re.search(r"name = b'%s_%s_lock' % \(coord\.namespace", source), source
     assert "self._acquired_locks" in inspect.getsource(tooz_redis.RedisDriver.__init__)
     assert 'b"leader_of_" + group_id' in inspect.getsource(tooz_redis.RedisDriver._encode_group_leader)
+
+
+def test_sushy_tries_a_failed_connection_once_with_farms_settings():
+    """sushy's connector retries a failed connection `server_side_retries or
+    3` times, `server_side_retries_delay or 2` s apart (so 0 means 3 tries,
+    4 s of sleep): farm passes 1 and 10 ms (farm/bmc/redfish.py). A server
+    that accepts and hangs up must see one connection per poll."""
+    import socket
+    import threading
+
+    from farm import errors
+    from farm.bmc.redfish import RedfishBmc
+    from farm.model import Node
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(conn)
+            conn.close()
+    threading.Thread(target=serve, daemon=True).start()
+    port = listener.getsockname()[1]
+    bmc = RedfishBmc(Node("n", f"http://127.0.0.1:{port}", 0, "u", "p", driver="redfish"), 2.0)
+    try:
+        try:
+            bmc.power_state()
+            raise AssertionError("a server that hangs up cannot be polled")
+        except errors.BmcUnreachable:
+            pass
+        assert len(accepted) == 1
+    finally:
+        listener.close()

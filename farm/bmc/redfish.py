@@ -1,0 +1,169 @@
+"""The sushy adapter: one Redfish BMC, its session kept and reused.
+
+Only this module imports sushy. Every sushy or requests error leaves it as a
+farm BmcError with the cause kept: wrong credentials -> BmcAuthError, a
+certificate that does not verify -> BmcTlsError, no connection ->
+BmcUnreachable, a read that timed out -> BmcTimeout, anything the BMC sent
+that is not what Redfish says -> BmcProtocolError.
+
+What farm sets, and why (docs/redfish.md):
+- sushy's connector retries a failed connection 3 times, 2 s apart, even
+  with server_side_retries=0 (it uses `retries or 3`): farm passes 1, with a
+  delay of 10 ms, and its own deadline bounds the poll (the executor's).
+- read and connect timeouts are the poll's deadline, so one request never
+  outlives it by much.
+- sushy logs request bodies at DEBUG, the session POST's password included:
+  its logger is held at INFO or above whatever farm's level.
+"""
+
+import logging
+
+import requests
+import sushy
+from sushy import auth as sushy_auth
+from sushy import connector as sushy_connector
+from sushy import exceptions as sushy_exc
+
+from farm import errors
+from farm.model import PowerState
+
+logging.getLogger("sushy").setLevel(max(logging.INFO, logging.getLogger("sushy").level))
+RESETS = {"on": sushy.ResetType.ON, "off": sushy.ResetType.FORCE_OFF,
+          "cycle": sushy.ResetType.POWER_CYCLE, "reset": sushy.ResetType.FORCE_RESTART}
+
+
+class _CountingAuth(sushy_auth.SessionOrBasicAuth):
+    """Session auth with a fallback to basic auth, counting logins."""
+
+    def __init__(self, username, password, on_login):
+        super().__init__(username=username, password=password)
+        self._on_login = on_login
+        self.log_out = True  # False: closing only forgets (a hung BMC would block a logout)
+
+    def _do_authenticate(self):
+        self._on_login()
+        super()._do_authenticate()
+
+    def close(self):
+        if self.log_out:
+            super().close()
+
+
+def translate(exc, what):
+    """A farm BmcError for a sushy or requests error (raise it `from exc`)."""
+    if isinstance(exc, sushy_exc.AccessError):
+        return errors.BmcAuthError(f"{what}: the BMC refused the credentials (HTTP {exc.status_code})")
+    if isinstance(exc, sushy_exc.ConnectionError):
+        cause = getattr(exc, "kwargs", {}).get("error") or exc.__cause__ or exc.__context__
+        if isinstance(cause, requests.exceptions.SSLError):
+            return errors.BmcTlsError(f"{what}: TLS failed ({_short(cause)}); check verify_tls")
+        if isinstance(cause, requests.exceptions.Timeout):
+            return errors.BmcTimeout(f"{what}: no answer in time")
+        return errors.BmcUnreachable(f"{what}: cannot connect ({_short(cause or exc)})")
+    if isinstance(exc, sushy_exc.HTTPError):
+        return errors.BmcProtocolError(f"{what}: HTTP {exc.status_code} from the BMC")
+    if isinstance(exc, sushy_exc.SushyError):
+        return errors.BmcProtocolError(f"{what}: {_short(exc)}")
+    return errors.BmcProtocolError(f"{what}: {type(exc).__name__}")
+
+
+def _short(exc):
+    text = str(exc)
+    for marker in ("Caused by ", "Error: "):
+        if marker in text:
+            text = text.split(marker, 1)[1]
+    return text[:200]
+
+
+class RedfishBmc:
+    """One BMC: a sushy root and its ComputerSystem, made on first use and
+    kept (with its HTTP connection and session token) across polls."""
+
+    def __init__(self, node, timeout, on_login=lambda: None):
+        self.node = node
+        self.timeout = timeout
+        self._on_login = on_login
+        self._root = self._system = self._auth = self._conn = None
+        self._fresh = False  # the system was just read (no need to read it again)
+
+    def _verify(self):
+        v = self.node.verify_tls
+        return True if v == "" else False if v == "false" else v
+
+    def _connect(self):
+        self._auth = _CountingAuth(self.node.username, self.node.password, self._on_login)
+        self._conn = sushy_connector.Connector(
+            self.node.address, verify=self._verify(), server_side_retries=1,
+            server_side_retries_delay=0.01, default_request_timeout=self.timeout,
+            connect_timeout=min(self.timeout, 3.0))
+        self._root = sushy.Sushy(self.node.address, auth=self._auth, connector=self._conn)
+        self._system = self._find_system()
+        self._fresh = True
+
+    def _find_system(self):
+        wanted = self.node.system_id
+        if wanted and not wanted.startswith("/"):
+            wanted = f"{self._root.get_system_collection().path.rstrip('/')}/{wanted}"
+        try:
+            return self._root.get_system(wanted or None)
+        except sushy_exc.UnknownDefaultError:
+            members = [p.rstrip("/").rsplit("/", 1)[-1]
+                       for p in self._root.get_system_collection().members_identities]
+            raise errors.BmcProtocolError(
+                f"the BMC has {len(members)} systems ({', '.join(members[:10])}): set system_id "
+                f"in the inventory") from None
+
+    def _call(self, what, fn):
+        try:
+            if self._system is None:
+                self._connect()
+            return fn()
+        except errors.BmcError:
+            raise
+        except Exception as exc:  # sushy and requests errors, translated
+            if isinstance(exc, (sushy_exc.ConnectionError, sushy_exc.AccessError)):
+                self.forget()  # start from a new connection next time
+            raise translate(exc, what) from exc
+
+    def power_state(self):
+        def read():
+            if not self._fresh:
+                self._system.refresh(force=True)
+            self._fresh = False
+            state = self._system.power_state
+            if state in (sushy.PowerState.ON, sushy.PowerState.POWERING_OFF):
+                return PowerState.ON
+            if state in (sushy.PowerState.OFF, sushy.PowerState.POWERING_ON):
+                return PowerState.OFF
+            raise errors.BmcProtocolError(f"PowerState {state!r} is not a power state")
+        return self._call("power state", read)
+
+    def reset(self, action):
+        def act():
+            self._system.reset_system(RESETS[action])
+            self._fresh = False
+            return action
+        return self._call(f"power {action}", act)
+
+    def forget(self):
+        """Drop the connection without logging out (a BMC that stopped
+        answering would only hold the logout up, in whatever thread
+        collects sushy's root)."""
+        self._drop(log_out=False)
+
+    def close(self):
+        """Log out (best effort) and drop the connection."""
+        self._drop(log_out=True)
+
+    def _drop(self, log_out):
+        auth, conn = self._auth, self._conn
+        self._root = self._system = self._auth = self._conn = None
+        if auth is not None:
+            auth.log_out = log_out
+            try:
+                auth.close()  # deletes the Redfish session (if log_out)
+            except Exception:  # noqa: S110 - best effort
+                pass
+            auth.log_out = False  # sushy's __del__ closes again: a no-op now
+        if conn is not None:
+            conn.close()

@@ -1,0 +1,174 @@
+"""Where Redfish jobs run: a futurist thread pool (sushy blocks), with the
+guarantees the IPMI engine gives: one job at a time per BMC, a hard deadline
+per job (reported at the deadline even if the BMC still holds its thread),
+one kept session per BMC (farm.bmc.redfish), batches of Outcomes out.
+
+A hung BMC holds one thread until its request's own timeout (the deadline)
+ends it; `[redfish] pool_size` threads bound how many such BMCs can be
+waited on at once before other polls queue.
+"""
+
+import collections
+import heapq
+import itertools
+import logging
+import threading
+import time
+
+import futurist
+
+from farm import errors
+from farm.bmc.engine import Outcome
+from farm.bmc.redfish import RedfishBmc
+
+LOG = logging.getLogger(__name__)
+
+
+class _Job:
+    __slots__ = ("task", "node", "arg", "started", "reported")
+
+    def __init__(self, task, node, arg):
+        self.task, self.node, self.arg = task, node, arg
+        self.started = None
+        self.reported = False
+
+
+class RedfishPool:
+    def __init__(self, size, timeout, programs, on_results, timeouts=()):
+        self.size = size
+        self.timeout = timeout
+        self.timeouts = dict(timeouts)
+        self.programs = programs        # program name -> fn(RedfishBmc, arg)
+        self.on_results = on_results
+        self.bmcs = {}                  # node name -> (Node, RedfishBmc)
+        self.stats = collections.Counter()
+        self.restarts = 0
+        self._pool = None
+        # reentrant: on_results, called with it held, may submit (a power correction)
+        self._lock = threading.RLock()
+        self._waiting = collections.defaultdict(collections.deque)  # name -> jobs queued
+        self._running = {}              # name -> the job its thread runs
+        self._deadlines = []            # heap of (when, seq, job)
+        self._seq = itertools.count()
+        self._wake = threading.Condition(self._lock)
+        self._stopping = False
+        self._watchdog = None
+
+    def start(self):
+        self._pool = futurist.ThreadPoolExecutor(max_workers=self.size)
+        self._watchdog = threading.Thread(target=self._watch, name="farm-redfish-deadlines",
+                                          daemon=True)
+        self._watchdog.start()
+
+    def submit(self, jobs):
+        with self._lock:
+            for item in jobs:
+                job = _Job(item[0], item[1], item[2] if len(item) > 2 else None)
+                if self._stopping:
+                    self._report(job, None, errors.BmcError("worker stopping"))
+                elif job.node.name in self._running:
+                    self._waiting[job.node.name].append(job)
+                else:
+                    self._begin(job)
+
+    def _begin(self, job):  # with the lock held
+        job.started = time.monotonic()
+        self._running[job.node.name] = job
+        deadline = job.started + self.timeouts.get(job.task, self.timeout)
+        heapq.heappush(self._deadlines, (deadline, next(self._seq), job))
+        self._wake.notify()
+        self._pool.submit(self._run, job)
+
+    def _bmc(self, node):
+        held = self.bmcs.get(node.name)
+        if held is not None and held[0] == node:
+            return held[1]
+        if held is not None:
+            held[1].forget()  # the node changed (address, credentials): a new session
+        bmc = RedfishBmc(node, self.timeouts.get("power", self.timeout), self._login)
+        self.bmcs[node.name] = (node, bmc)
+        return bmc
+
+    def _login(self):
+        self.stats["redfish_logins"] += 1
+
+    def _run(self, job):
+        value = error = None
+        try:
+            value = self.programs[job.task](self._bmc(job.node), job.arg)
+        except errors.BmcError as exc:
+            error = exc
+        except Exception as exc:  # a task's bug costs its own poll only
+            LOG.exception("redfish task %s failed on %s", job.task, job.node.name)
+            error = errors.BmcProtocolError(f"task {job.task} failed: {type(exc).__name__}")
+        with self._lock:
+            self._report(job, value, error)
+            del self._running[job.node.name]
+            queue = self._waiting.get(job.node.name)
+            if queue:
+                self._begin(queue.popleft())
+                if not queue:
+                    del self._waiting[job.node.name]
+
+    def _report(self, job, value, error):  # with the lock held
+        if job.reported:
+            return  # the deadline already reported it
+        job.reported = True
+        latency = time.monotonic() - job.started if job.started else 0.0
+        outcome = Outcome(job.task, job.node.name, value, error.kind if error else None,
+                          str(error) if error else None, latency, time.time(), job.arg)
+        try:
+            self.on_results([outcome])
+        except Exception:
+            LOG.exception("handling redfish results failed")
+
+    def _watch(self):
+        with self._lock:
+            while not (self._stopping and not self._running):
+                now = time.monotonic()
+                while self._deadlines and self._deadlines[0][0] <= now:
+                    _, _, job = heapq.heappop(self._deadlines)
+                    if not job.reported:
+                        limit = self.timeouts.get(job.task, self.timeout)
+                        self.stats["redfish_deadlines"] += 1
+                        self._report(job, None, errors.BmcTimeout(f"no answer within {limit:g} s"))
+                wait = self._deadlines[0][0] - now if self._deadlines else 1.0
+                self._wake.wait(min(max(wait, 0.0), 1.0))
+
+    def in_flight(self):
+        return len(self._running) + sum(len(q) for q in self._waiting.values())
+
+    def stats_dict(self):
+        return dict(self.stats, redfish_sessions=len(self.bmcs))
+
+    def retain(self, names):
+        """Forget the sessions of nodes no longer polled here."""
+        with self._lock:
+            gone = [n for n in self.bmcs if n not in names and n not in self._running]
+            for name in gone:
+                self.bmcs.pop(name)[1].forget()
+
+    def stop(self, timeout):
+        """Fail what is queued, wait for running jobs (bounded), log out of
+        idle sessions (best effort, bounded)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            self._stopping = True
+            for queue in self._waiting.values():
+                for job in queue:
+                    self._report(job, None, errors.BmcError("worker stopping"))
+            self._waiting.clear()
+            self._wake.notify()
+        while self._running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        clean = not self._running
+        if self._pool is not None:
+            idle = [b for name, (_, b) in self.bmcs.items() if name not in self._running]
+            futures = [self._pool.submit(b.close) for b in idle]
+            for f in futures:
+                try:
+                    f.result(max(0.0, deadline - time.monotonic()))
+                except Exception:  # noqa: S110 - logging out is best effort
+                    pass
+            self._pool.shutdown(wait=False)
+        return clean

@@ -1,0 +1,293 @@
+"""`farm-sim --protocol redfish`: many Redfish BMCs in one process, each on
+its own loopback port, over HTTP or HTTPS (a generated self-signed
+certificate); the standard library's HTTP server, a thread per port and per
+connection.
+
+Each serves what farm and sushy use: the service root, SessionService
+(sessions by POST, X-Auth-Token, DELETE), basic auth, the Systems collection
+and one ComputerSystem with PowerState and ComputerSystem.Reset. Power is
+farm.sim.hardware's (changes take --power-delay). Hung BMCs accept
+connections and never answer; --delay slows every answer. SIGUSR1, or
+--session-timeout of idleness, makes BMCs forget their sessions (the client
+gets 401 and must log in again). Counts of logins and requests are printed at
+exit, so tests can tell a kept session from a login per poll.
+"""
+
+import base64
+import datetime
+import hmac
+import http.server
+import ipaddress
+import json
+import logging
+import os
+import socket
+import socketserver
+import ssl
+import threading
+import time
+import uuid
+
+from farm.model import Node
+from farm.sim.fleet import pick
+from farm.sim.hardware import Hardware
+
+LOG = logging.getLogger(__name__)
+ROOT = "/redfish/v1"
+SYSTEM_ID = "1"
+RESETS = {"On": 1, "ForceOn": 1, "ForceOff": 0, "GracefulShutdown": 5, "ForceRestart": 3,
+          "GracefulRestart": 3, "PowerCycle": 2}
+REASONS = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
+           404: "Not Found", 405: "Method Not Allowed"}
+
+
+def self_signed(directory, address, port):
+    """A certificate for `address` signed by itself, and its key (PEM paths)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "farm-sim redfish")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address(address))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path = os.path.join(directory, f"sim-cert-{port}.pem")
+    key_path = os.path.join(directory, f"sim-key-{port}.pem")
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+class RedfishBmc:
+    def __init__(self, fleet, name, hardware):
+        self.fleet, self.name, self.hw = fleet, name, hardware
+        self.sessions = {}  # token -> [session id, last used (monotonic)]
+
+    def authorized(self, headers):
+        token = headers.get("x-auth-token")
+        if token and token in self.sessions:
+            self.sessions[token][1] = time.monotonic()
+            return True
+        auth = headers.get("authorization", "")
+        if auth.lower().startswith("basic "):
+            try:
+                user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                return False
+            self.fleet.basic_requests += 1
+            return self.fleet.check(user, password)
+        return False
+
+    def answer(self, method, path, headers, body):
+        """(status, JSON body or None, extra headers)."""
+        self.fleet.requests += 1
+        path = path.split("?")[0].rstrip("/") or "/"
+        sessions = f"{ROOT}/SessionService/Sessions"
+        system = f"{ROOT}/Systems/{SYSTEM_ID}"
+        if method == "GET" and path == ROOT:  # the service root needs no login
+            return 200, {"@odata.id": f"{ROOT}/", "@odata.type": "#ServiceRoot.v1_5_0.ServiceRoot",
+                         "Id": "RootService", "Name": "farm-sim Redfish", "RedfishVersion": "1.6.0",
+                         "UUID": str(uuid.uuid5(uuid.NAMESPACE_DNS, self.name)),
+                         "Systems": {"@odata.id": f"{ROOT}/Systems"},
+                         "SessionService": {"@odata.id": f"{ROOT}/SessionService"},
+                         "Links": {"Sessions": {"@odata.id": sessions}}}, {}
+        if method == "POST" and path == sessions:
+            try:
+                creds = json.loads(body or b"{}")
+                ok = self.fleet.check(creds.get("UserName", ""), creds.get("Password", ""))
+            except (ValueError, AttributeError):
+                return 400, {"error": {"message": "malformed body"}}, {}
+            if not ok:
+                return 401, {"error": {"message": "invalid credentials"}}, {}
+            token, sid = uuid.uuid4().hex, uuid.uuid4().hex[:12]
+            self.sessions[token] = [sid, time.monotonic()]
+            self.fleet.logins += 1
+            return 201, {"@odata.id": f"{sessions}/{sid}", "Id": sid, "UserName": creds["UserName"]}, {
+                "X-Auth-Token": token, "Location": f"{sessions}/{sid}"}
+        if not self.authorized(headers):
+            return 401, {"error": {"message": "authentication required"}}, {}
+        if method == "DELETE" and path.startswith(sessions + "/"):
+            sid = path.rsplit("/", 1)[1]
+            self.sessions = {t: s for t, s in self.sessions.items() if s[0] != sid}
+            return 204, None, {}
+        if method == "GET" and path == f"{ROOT}/SessionService":
+            return 200, {"@odata.id": f"{ROOT}/SessionService", "Id": "SessionService",
+                         "Name": "Session Service", "Sessions": {"@odata.id": sessions}}, {}
+        if method == "GET" and path == f"{ROOT}/Systems":
+            return 200, {"@odata.id": f"{ROOT}/Systems", "Name": "Computer System Collection",
+                         "Members": [{"@odata.id": system}], "Members@odata.count": 1}, {}
+        if method == "GET" and path == system:
+            return 200, {"@odata.id": system, "@odata.type": "#ComputerSystem.v1_10_0.ComputerSystem",
+                         "Id": SYSTEM_ID, "Name": self.name,
+                         "PowerState": "On" if self.hw.power_state() else "Off",
+                         "Actions": {"#ComputerSystem.Reset": {
+                             "target": f"{system}/Actions/ComputerSystem.Reset",
+                             "ResetType@Redfish.AllowableValues": sorted(RESETS)}}}, {}
+        if method == "POST" and path == f"{system}/Actions/ComputerSystem.Reset":
+            try:
+                kind = json.loads(body or b"{}").get("ResetType")
+            except (ValueError, AttributeError):
+                kind = None
+            if kind not in RESETS:
+                return 400, {"error": {"message": f"unsupported ResetType {kind!r}"}}, {}
+            self.hw.control(RESETS[kind])
+            return 204, None, {}
+        return 404, {"error": {"message": f"no {method} {path}"}}, {}
+
+
+class RedfishFleet:
+    """`count` Redfish BMCs on address:base_port.. (some hung)."""
+
+    def __init__(self, count, address, base_port, username, password, hung_fraction=0.0,
+                 off_fraction=0.0, delay=0.0, session_timeout=1800.0, name_prefix="bmc-",
+                 tls_dir=None, hardware=None):
+        self.address, self.base_port = address, base_port
+        self.username, self.password = username, password
+        self.delay, self.session_timeout = delay, session_timeout
+        self.drop_requested = False
+        self.logins = self.requests = self.basic_requests = 0
+        self.lock = threading.Lock()  # the BMCs' state: one request at a time per fleet
+        self.stopped = threading.Event()
+        self.tls = self_signed(tls_dir, address, base_port) if tls_dir else None
+        scheme = "https" if self.tls else "http"
+        host = f"[{address}]" if ":" in address else address
+        options = dict(hardware or {})
+        options.pop("hot_fraction", None)
+        hung, off = pick(count, hung_fraction, 0), pick(count, off_fraction, 1)
+        self.bmcs, self.hung, self.nodes = {}, {}, []
+        self.ports, self.socks = {}, {}
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        for i in range(count):
+            name, port = f"{name_prefix}{base_port + i}", base_port + i
+            if i in hung:
+                self.hung[name] = port
+            else:
+                self.bmcs[name] = RedfishBmc(self, name, Hardware(name, powered=i not in off,
+                                                                  **options))
+            self.ports[port] = name
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((address, port))  # now: a port in use fails at start, before "ready"
+            sock.listen(128)
+            self.socks[port] = sock
+            self.nodes.append(Node(name=name, address=f"{scheme}://{host}:{port}", port=0,
+                                   username=username, password=password, driver="redfish",
+                                   verify_tls=self.tls[0] if self.tls else ""))
+
+    def check(self, user, password):
+        return (hmac.compare_digest(user.encode(), self.username.encode())
+                and hmac.compare_digest(password.encode(), self.password.encode()))
+
+    def drop_sessions(self, older_than):
+        now = time.monotonic()
+        for bmc in self.bmcs.values():
+            bmc.sessions = {t: s for t, s in bmc.sessions.items() if now - s[1] < older_than}
+
+    def _handler(self, bmc):
+        fleet = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as BMCs and requests do
+
+            def log_message(self, *args):
+                pass
+
+            def _any(self):
+                if bmc is None:  # hung: take the request, never answer
+                    fleet.stopped.wait()
+                    self.close_connection = True
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                if fleet.delay:
+                    time.sleep(fleet.delay)
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                with fleet.lock:
+                    status, doc, extra = bmc.answer(self.command, self.path, headers, body)
+                payload = json.dumps(doc).encode() if doc is not None else b""
+                self.send_response(status, REASONS.get(status, "Error"))
+                self.send_header("Content-Length", str(len(payload)))
+                self.send_header("OData-Version", "4.0")
+                if doc is not None:
+                    self.send_header("Content-Type", "application/json")
+                for k, v in extra.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_DELETE = do_PATCH = _any
+
+        return Handler
+
+    def serve(self, stop):
+        context = None
+        if self.tls:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*self.tls)
+        servers = []
+        for port, sock in self.socks.items():
+            server = _Server(sock, self._handler(self.bmcs.get(self.ports[port])), context)
+            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5},
+                             daemon=True).start()
+            servers.append(server)
+        swept = time.monotonic()
+        while not stop.wait(0.2):
+            if self.drop_requested:
+                self.drop_requested = False
+                with self.lock:
+                    self.drop_sessions(0)
+            if time.monotonic() - swept >= 1.0:
+                with self.lock:
+                    self.drop_sessions(self.session_timeout)
+                swept = time.monotonic()
+        self.stopped.set()
+        for server in servers:
+            server.shutdown()
+
+    def stats(self):
+        return {"logins": self.logins, "requests": self.requests,
+                "basic_auth_requests": self.basic_requests,
+                "power_changes": sum(b.hw.power_changes for b in self.bmcs.values())}
+
+    def close(self):
+        for sock in self.socks.values():
+            sock.close()
+
+
+class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    """An HTTP(S) server on a socket bound beforehand; a thread per
+    connection, the TLS handshake in that thread (a client that never
+    finishes one holds only its own)."""
+
+    daemon_threads = True
+
+    def __init__(self, sock, handler, context):
+        self.context = context
+        socketserver.BaseServer.__init__(self, sock.getsockname(), handler)
+        self.socket = sock
+
+    def get_request(self):
+        conn, addr = self.socket.accept()
+        if self.context is not None:
+            conn = self.context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+        return conn, addr
+
+    def finish_request(self, request, client_address):
+        try:
+            if self.context is not None:
+                request.settimeout(30)
+                request.do_handshake()
+                request.settimeout(None)
+            super().finish_request(request, client_address)
+        except (OSError, ssl.SSLError):
+            pass  # a client that went away, or did not speak TLS

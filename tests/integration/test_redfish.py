@@ -1,0 +1,138 @@
+"""Redfish nodes next to IPMI ones: one farm-worker, farm-sim in both
+protocols, and sushy-tools' sushy-emulator as a Redfish service nobody here
+wrote."""
+
+import dataclasses
+import json
+import signal
+import subprocess
+
+import requests
+
+from farm import inventory
+from tests.conftest import free_tcp_port, metrics_of, script, wait_for, write_config
+from tests.integration.test_tasks import farm, sim_stats
+from tests.integration.test_worker import import_sim, start_worker, stop_worker
+
+
+def polled_at(store, name):
+    return float(store.node_states([name])[name].get("polled_at") or 0)
+
+
+def test_mixed_fleet_kept_sessions_and_a_hung_redfish_bmc(make_sim, store, redis_server,
+                                                          namespace, tmp_path):
+    ipmi = make_sim(2)
+    redfish = make_sim(3, protocol="redfish", tls=True, hung_fraction=1 / 3, session_timeout=3600)
+    nodes = import_sim(ipmi, store) + import_sim(redfish, store)
+    hung, good, other = (n.name for n in nodes[2:])
+    cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, poll_interval=0.5,
+                       bmc_timeout=2)
+    proc, log = start_worker(tmp_path, cfg)
+    try:
+        def polled():
+            s = store.node_states([n.name for n in nodes])
+            return all(s[n.name].get("power_state") == "on" for n in nodes if n.name != hung) and s
+        wait_for(polled, 60, what="IPMI and Redfish nodes polled")
+        # the hung Redfish BMC costs only its own slot: the others keep their interval
+        start = {n.name: polled_at(store, n.name) for n in nodes if n.name != hung}
+        wait_for(lambda: store.node_states([hung])[hung].get("error_kind") == "timeout", 30,
+                 what="the hung Redfish BMC's timeout")
+        for name, at in start.items():
+            wait_for(lambda name=name, at=at: polled_at(store, name) >= at + 2.0, 30,
+                     what=f"{name} polled on while the hung BMC times out")
+        # an out-of-band change through the simulator's own Redfish API
+        url = next(n.address for n in nodes if n.name == good)
+        s = requests.Session()
+        s.auth = (redfish.username, redfish.password)
+        r = s.post(f"{url}/redfish/v1/Systems/1/Actions/ComputerSystem.Reset",
+                   json={"ResetType": "ForceOff"}, verify=redfish.tls_cert)
+        assert r.status_code == 204, r.text
+        wait_for(lambda: store.node_states([good])[good].get("power_state") == "off", 10,
+                 what="farm to see the change within an interval or two")
+        out = farm(cfg, "nodes", "power", other, "off")
+        assert out.returncode == 0, out.stderr
+        wait_for(lambda: store.node_states([other])[other].get("power_state") == "off", 10,
+                 what="the power action's effect")
+        logins = metrics_of(log)["farm_bmc_redfish_logins_total"]
+        assert logins == 2  # one per healthy Redfish BMC, across every poll
+        # the BMCs forget every session: farm logs in again, once each, and goes on
+        redfish.proc.send_signal(signal.SIGUSR1)
+        wait_for(lambda: metrics_of(log)["farm_bmc_redfish_logins_total"] == 4, 30,
+                 what="new sessions after the BMCs dropped theirs")
+        at = polled_at(store, good)
+        wait_for(lambda: polled_at(store, good) > at + 1.0, 30, what="polls on the new session")
+        assert store.node_states([good])[good]["consecutive_failures"] == "0"
+    finally:
+        assert stop_worker(proc) == 0, log.read_text()[-2000:]
+    stats = sim_stats(redfish)
+    assert stats["logins"] == 4 and stats["requests"] > 20
+
+
+def test_wrong_credentials_and_bad_tls_are_typed_errors(make_sim, store, redis_server, namespace,
+                                                       tmp_path):
+    sim = make_sim(3, protocol="redfish", tls=True)
+    nodes = list(inventory.parse(open(sim.inventory).read(), sim.inventory))
+    wrong, unverified, plain = nodes
+    nodes = [dataclasses.replace(wrong, password="not-the-password"),
+             dataclasses.replace(unverified, verify_tls=""),   # the default: verify, and fail
+             dataclasses.replace(plain, address=plain.address.replace("https", "http"))]
+    store.import_nodes(nodes)
+    cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, poll_interval=0.5,
+                       bmc_timeout=2)
+    proc, log = start_worker(tmp_path, cfg)
+    try:
+        kinds = wait_for(lambda: (s := store.node_states([n.name for n in nodes])) and all(
+            v.get("error_kind") for v in s.values()) and {k: v["error_kind"] for k, v in s.items()},
+            30, what="every node failing")
+        assert kinds[wrong.name] == "auth"
+        assert kinds[unverified.name] == "tls"
+        assert kinds[plain.name] in ("unreachable", "error")
+        text = log.read_text() + json.dumps(store.node_states([n.name for n in nodes]))
+        assert sim.password not in text and "not-the-password" not in text
+    finally:
+        assert stop_worker(proc) == 0, log.read_text()[-2000:]
+
+
+def test_against_sushy_emulator(store, redis_server, namespace, tmp_path):
+    port = free_tcp_port()
+    emulator_log = open(tmp_path / "emulator.log", "w")
+    emulator = subprocess.Popen([script("sushy-emulator"), "--fake", "--interface", "127.0.0.1",
+                                 "--port", str(port)], stdout=emulator_log,
+                                stderr=subprocess.STDOUT, cwd=str(tmp_path))
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def systems():
+            try:
+                return requests.get(f"{base}/redfish/v1/Systems", timeout=2).json()["Members"]
+            except (requests.RequestException, ValueError, KeyError):
+                return None
+        members = wait_for(systems, 60, what="sushy-emulator to serve")
+        system_url = base + members[0]["@odata.id"]
+        store.import_nodes(inventory.parse(
+            f"nodes:\n- {{name: emu, driver: redfish, address: '{base}', username: u, "
+            f"password: p}}\n", "emu.yaml"))
+        cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace,
+                           poll_interval=0.5, bmc_timeout=5)
+        proc, log = start_worker(tmp_path, cfg)
+        try:
+            first = wait_for(lambda: store.node_states(["emu"])["emu"].get("power_state"), 60,
+                             what="the emulated system polled")
+            assert first == requests.get(system_url, timeout=5).json()["PowerState"].lower()
+            target = "off" if first == "on" else "on"
+            out = farm(cfg, "nodes", "power", "emu", target)
+            assert out.returncode == 0, out.stderr
+            wait_for(lambda: requests.get(system_url, timeout=5).json()["PowerState"].lower()
+                     == target, 30, what="the emulator to change state")
+            wait_for(lambda: store.node_states(["emu"])["emu"].get("power_state") == target, 30,
+                     what="farm to see it")
+        finally:
+            assert stop_worker(proc) == 0, log.read_text()[-2000:]
+    finally:
+        emulator.terminate()
+        try:
+            emulator.wait(10)
+        except subprocess.TimeoutExpired:
+            emulator.kill()
+            emulator.wait(5)
+        emulator_log.close()
