@@ -13,7 +13,7 @@ import time
 from farm import inventory
 from farm.sim.fleet import pick
 from farm.sim.harness import RedisServer, scrape, wait_for  # noqa: F401 (benches import them from here)
-from farm.sim.ports import free_udp_range
+from farm.sim.ports import free_tcp_range, free_udp_range
 from farm.store import Store
 
 BIN = os.path.dirname(sys.executable)
@@ -88,7 +88,8 @@ class Fleet:
         invs = []
         for i, size in enumerate(sizes):
             address = f"127.0.0.{i + 1}"
-            port = free_udp_range(size, address)
+            port = (free_tcp_range(size, address) if "redfish" in sim_args
+                    else free_udp_range(size, address))
             self.base = self.base or port
             inv = os.path.join(work, f"inv-{i}-{port}.yaml")
             self.procs.append(subprocess.Popen(
