@@ -120,6 +120,10 @@ redfish_opts = [
     cfg.IntOpt("pool_size", default=64, min=1, max=4096,
                help="Threads polling Redfish BMCs (sushy blocks): how many Redfish polls run "
                     "at once; a hung Redfish BMC holds one until [worker] bmc_timeout."),
+    cfg.BoolOpt("keep_alive", default=True,
+                help="Keep each Redfish BMC's HTTP connection between polls (sushy closes it "
+                     "after every request, for BMCs that choke on persistent connections: "
+                     "false restores that, at a TCP and TLS handshake per poll)."),
 ]
 
 events_opts = [
@@ -273,6 +277,7 @@ class Bmc:
 @dataclasses.dataclass(frozen=True)
 class Redfish:
     pool_size: int = 64
+    keep_alive: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

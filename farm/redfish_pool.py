@@ -34,8 +34,9 @@ class _Job:
 
 
 class RedfishPool:
-    def __init__(self, size, timeout, programs, on_results, timeouts=()):
+    def __init__(self, size, timeout, programs, on_results, timeouts=(), keep_alive=True):
         self.size = size
+        self.keep_alive = keep_alive
         self.timeout = timeout
         self.timeouts = dict(timeouts)
         self.programs = programs        # program name -> fn(RedfishBmc, arg)
@@ -85,7 +86,8 @@ class RedfishPool:
             return held[1]
         if held is not None:
             held[1].forget()  # the node changed (address, credentials): a new session
-        bmc = RedfishBmc(node, self.timeouts.get("power", self.timeout), self._login)
+        bmc = RedfishBmc(node, self.timeouts.get("power", self.timeout), self._login,
+                         keep_alive=self.keep_alive)
         self.bmcs[node.name] = (node, bmc)
         return bmc
 

@@ -59,7 +59,7 @@ class Worker:
         from farm.redfish_pool import RedfishPool  # sushy: imported by workers only
         self.executor = ByDriver(ipmi, RedfishPool(
             settings.redfish.pool_size, w.bmc_timeout, redfish_programs(load_tasks().values()),
-            self._on_results, timeouts=engine.timeouts))
+            self._on_results, timeouts=engine.timeouts, keep_alive=settings.redfish.keep_alive))
         self.wheels = {name: Wheel(t.interval, width=0.05) for name, t in self.tasks.items()}
         self.scheduler = Scheduler(self.wheels, self._dispatch)
         self.enforcer = control.Enforcer(settings.power.max_retries, settings.power.settle_time)

@@ -12,6 +12,12 @@ What farm sets, and why (docs/redfish.md):
   delay of 10 ms, and its own deadline bounds the poll (the executor's).
 - read and connect timeouts are the poll's deadline, so one request never
   outlives it by much.
+- sushy's connector asks every BMC to close the connection after each
+  request (`Connection: close`: "some BMCs choke at long-running persistent
+  connections"), i.e. a TCP and TLS handshake per poll. With keep_alive
+  (the default) farm reads PowerState with the connector's public `get`,
+  asking to keep the connection; `[redfish] keep_alive = false` restores
+  sushy's behaviour for BMCs that need it.
 - sushy logs request bodies at DEBUG, the session POST's password included:
   its logger is held at INFO or above whatever farm's level.
 """
@@ -79,9 +85,10 @@ class RedfishBmc:
     """One BMC: a sushy root and its ComputerSystem, made on first use and
     kept (with its HTTP connection and session token) across polls."""
 
-    def __init__(self, node, timeout, on_login=lambda: None):
+    def __init__(self, node, timeout, on_login=lambda: None, keep_alive=True):
         self.node = node
         self.timeout = timeout
+        self.headers = {"Connection": "keep-alive"} if keep_alive else None
         self._on_login = on_login
         self._root = self._system = self._auth = self._conn = None
         self._fresh = False  # the system was just read (no need to read it again)
@@ -127,13 +134,17 @@ class RedfishBmc:
 
     def power_state(self):
         def read():
-            if not self._fresh:
-                self._system.refresh(force=True)
+            if self._fresh:
+                state = self._system.power_state  # read a moment ago, by _connect
+            else:
+                # the connector (session token, a new login on 401) without
+                # re-parsing the whole ComputerSystem: PowerState is all a poll needs
+                doc = self._conn.get(self._system.path, headers=self.headers).json()
+                state = str(doc.get("PowerState", "")).lower() if isinstance(doc, dict) else ""
             self._fresh = False
-            state = self._system.power_state
-            if state in (sushy.PowerState.ON, sushy.PowerState.POWERING_OFF):
+            if state in (sushy.PowerState.ON, sushy.PowerState.POWERING_OFF, "on", "poweringoff"):
                 return PowerState.ON
-            if state in (sushy.PowerState.OFF, sushy.PowerState.POWERING_ON):
+            if state in (sushy.PowerState.OFF, sushy.PowerState.POWERING_ON, "off", "poweringon"):
                 return PowerState.OFF
             raise errors.BmcProtocolError(f"PowerState {state!r} is not a power state")
         return self._call("power state", read)

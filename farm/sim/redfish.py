@@ -155,7 +155,7 @@ class RedfishFleet:
         self.username, self.password = username, password
         self.delay, self.session_timeout = delay, session_timeout
         self.drop_requested = False
-        self.logins = self.requests = self.basic_requests = 0
+        self.logins = self.requests = self.basic_requests = self.connections = 0
         self.lock = threading.Lock()  # the BMCs' state: one request at a time per fleet
         self.stopped = threading.Event()
         self.tls = self_signed(tls_dir, address, base_port) if tls_dir else None
@@ -236,7 +236,7 @@ class RedfishFleet:
             context.load_cert_chain(*self.tls)
         servers = []
         for port, sock in self.socks.items():
-            server = _Server(sock, self._handler(self.bmcs.get(self.ports[port])), context)
+            server = _Server(sock, self._handler(self.bmcs.get(self.ports[port])), context, self)
             threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5},
                              daemon=True).start()
             servers.append(server)
@@ -256,7 +256,7 @@ class RedfishFleet:
         self.stopped.set()
 
     def stats(self):
-        return {"logins": self.logins, "requests": self.requests,
+        return {"logins": self.logins, "requests": self.requests, "connections": self.connections,
                 "basic_auth_requests": self.basic_requests,
                 "power_changes": sum(b.hw.power_changes for b in self.bmcs.values())}
 
@@ -272,13 +272,15 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, sock, handler, context):
-        self.context = context
+    def __init__(self, sock, handler, context, fleet):
+        self.context, self.fleet = context, fleet
         socketserver.BaseServer.__init__(self, sock.getsockname(), handler)
         self.socket = sock
 
     def get_request(self):
         conn, addr = self.socket.accept()
+        with self.fleet.lock:
+            self.fleet.connections += 1
         if self.context is not None:
             conn = self.context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
         return conn, addr
