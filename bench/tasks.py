@@ -1,7 +1,8 @@
 """What each task costs per node, and how many nodes one host holds with
 all three.
 
-    python -m bench tasks [--count 1000] [--interval 2] [--window 30] [--write-docs]
+    python -m bench tasks [--count 1000] [--interval 2] [--window 30] [--at-scale 20000]
+                          [--write-docs]
 
 1. One task at a time (power, sensors, sel) on COUNT BMCs of the lean
    simulator, every INTERVAL seconds: the worker's CPU and the IPMI round
@@ -14,6 +15,9 @@ all three.
 3. The estimate: nodes per core with power every 60 s, sensors every 300 s
    and SEL every 600 s, from the per-pass costs (the power figure at 60 s
    adds its keepalive: docs/benchmarks.md, engine section).
+4. With --at-scale N: N BMCs at those very intervals, one 300 s window
+   after every node's first sensors and SEL pass: the worker's measured CPU
+   per second against the estimate.
 """
 
 import argparse
@@ -66,6 +70,8 @@ def main():
     ap.add_argument("--count", type=int, default=1000)
     ap.add_argument("--interval", type=float, default=2.0)
     ap.add_argument("--window", type=float, default=30.0)
+    ap.add_argument("--at-scale", type=int, default=0,
+                    help="also run this many BMCs at 60 / 300 / 600 s for one 300 s window")
     ap.add_argument("--write-docs", action="store_true")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="farm-tasks-")
@@ -98,6 +104,21 @@ def main():
             f"sensors every 300 s, SEL every 600 s: {per_node_ms_per_s * 1000:.2f} ms of CPU per "
             f"node per 1,000 s, i.e. about {1000 / per_node_ms_per_s:,.0f} nodes per core of "
             f"the worker (derived, not measured at that size).\n")
+    if a.at_scale:
+        big = Fleet(a.at_scale, 0.0, work, shards=max(1, a.at_scale // 10000),
+                    sim_args=("--sel-interval", "3600", "--sensor-period", "600"))
+        try:
+            real = measure(big, work, {"power": 60, "sensors": 300, "sel": 600}, warmup=330,
+                           window=300)
+        finally:
+            big.stop()
+        print(json.dumps({"task": "at-scale", **real}), file=sys.stderr)
+        expected = a.at_scale * per_node_ms_per_s / 1000
+        text += (f"\nMeasured at {a.at_scale:,} BMCs, power 60 s, sensors 300 s, SEL 600 s, one "
+                 f"300 s window: the worker used {real['cpu_s'] / 300:.3f} s of CPU per second "
+                 f"({100 * real['cpu_s'] / 300:.1f} % of a core) against {expected:.3f} estimated; "
+                 f"passes: {', '.join(f'{k} {v:,.0f}' for k, v in real['passes'].items())}; "
+                 f"{real['failed']:.0f} failed.\n")
     print(text)
     if a.write_docs:
         report.section("tasks", text)

@@ -61,6 +61,7 @@ trap cleanup EXIT INT TERM
 
 redis_port=$(.venv/bin/python -m farm.sim.ports tcp)
 base_port=$(.venv/bin/python -m farm.sim.ports udp "$count")
+redfish_port=$(.venv/bin/python -m farm.sim.ports tcp 20)
 
 if [ -z "$backend_url" ]; then
   redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
@@ -84,12 +85,24 @@ workers_pool_size = 1024
 # two of each daemon on one host: free ports, each logged at start
 port = 0
 coordinator_port = 0
+[tasks]
+enabled = power,sensors,sel
+[sensors]
+interval = 30
+[sel]
+interval = 60
 CONF
 
 FARM_SIM_PASSWORD="demo-$RANDOM$RANDOM" .venv/bin/farm-sim --count "$count" --base-port "$base_port" \
   --hung-fraction 0.1 --off-fraction 0.2 --inventory "$work/inventory.yaml" >"$work/sim.log" 2>&1 & infra+=($!)
-for _ in $(seq 100); do [ -f "$work/inventory.yaml" ] && break; sleep 0.1; done
+# and 20 Redfish BMCs over HTTPS (self-signed; the inventory names the certificate)
+mkdir -p "$work/redfish"
+FARM_SIM_PASSWORD="demo-$RANDOM$RANDOM" .venv/bin/farm-sim --protocol redfish --tls --count 20 \
+  --base-port "$redfish_port" --name-prefix rf- --inventory "$work/redfish/inventory.yaml" \
+  >"$work/redfish-sim.log" 2>&1 & infra+=($!)
+for _ in $(seq 100); do [ -f "$work/inventory.yaml" ] && [ -f "$work/redfish/inventory.yaml" ] && break; sleep 0.1; done
 .venv/bin/farm nodes import --config-file "$work/farm.conf" "$work/inventory.yaml"
+.venv/bin/farm nodes import --config-file "$work/farm.conf" "$work/redfish/inventory.yaml"
 for i in 1 2; do
   .venv/bin/farm-coordinator --config-file "$work/farm.conf" >"$work/coordinator-$i.log" 2>&1 & daemons+=($!)
   .venv/bin/farm-worker --config-file "$work/farm.conf" >"$work/worker-$i.log" 2>&1 & daemons+=($!)
@@ -104,3 +117,5 @@ done
 timeout --foreground -s INT "$duration" .venv/bin/farm status --config-file "$work/farm.conf" \
   --watch --interval 2 || true
 .venv/bin/farm nodes summary --config-file "$work/farm.conf"
+.venv/bin/farm nodes show --config-file "$work/farm.conf" "bmc-$base_port" || true
+.venv/bin/farm events --config-file "$work/farm.conf" --limit 10 || true

@@ -164,6 +164,10 @@ class RedfishPool:
         while self._running and time.monotonic() < deadline:
             time.sleep(0.05)
         clean = not self._running
+        for name in list(self._running):
+            held = self.bmcs.get(name)
+            if held is not None:
+                held[1].never_log_out()
         if self._pool is not None:
             idle = [b for name, (_, b) in self.bmcs.items() if name not in self._running]
             futures = [self._pool.submit(b.close) for b in idle]

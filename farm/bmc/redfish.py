@@ -156,6 +156,12 @@ class RedfishBmc:
             return action
         return self._call(f"power {action}", act)
 
+    def never_log_out(self):
+        """Whatever happens to this object later (sushy's __del__ included),
+        no blocking logout: for a BMC still busy when the worker stops."""
+        if self._auth is not None:
+            self._auth.log_out = False
+
     def forget(self):
         """Drop the connection without logging out (a BMC that stopped
         answering would only hold the logout up, in whatever thread

@@ -1,7 +1,7 @@
 """Find free loopback ports for simulated fleets and private servers.
 
     python -m farm.sim.ports udp COUNT   # a base port with COUNT free UDP ports
-    python -m farm.sim.ports tcp         # one free TCP port
+    python -m farm.sim.ports tcp [COUNT] # one free TCP port, or a base port with COUNT
 """
 
 import random
@@ -53,4 +53,7 @@ def free_tcp_range(count, address="127.0.0.1"):
 
 if __name__ == "__main__":
     kind = sys.argv[1] if len(sys.argv) > 1 else "tcp"
-    print(free_udp_range(int(sys.argv[2])) if kind == "udp" else free_tcp_port())
+    if kind == "udp":
+        print(free_udp_range(int(sys.argv[2])))
+    else:
+        print(free_tcp_range(int(sys.argv[2])) if len(sys.argv) > 2 else free_tcp_port())
