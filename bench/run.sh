@@ -15,5 +15,5 @@ $PY -m bench cli --count 100000 --write-docs
 $PY -m bench compare --counts 200,1000 --repeats 3 --write-docs
 $PY -m bench scaleout --count 2000 --interval 2 --repeats 3 --write-docs
 $PY -m bench faults --count 300 --workers 3 --repeats 3 --write-docs
-$PY -m bench tasks --count 1000 --write-docs
+$PY -m bench tasks --count 1000 --at-scale 20000 --write-docs
 $PY -m bench redfish --count 1000 --write-docs
