@@ -3,7 +3,7 @@
 # starts its own redis-server and simulated fleet and writes its tables into
 # docs/benchmarks.md (and the staleness plot into docs/staleness.png).
 # Needs: redis-server, ipmitool, ipmipower (Debian: freeipmi-tools), and
-# `pip install -e '.[bench]'` (matplotlib). About 80 minutes on 2 cores.
+# `pip install -e '.[bench]'` (matplotlib). About 100 minutes on 2 cores.
 set -eu
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
