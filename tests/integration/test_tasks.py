@@ -87,7 +87,10 @@ def test_sensors_and_sel_match_ipmitool_and_sel_clear(executor, make_sim, store,
                  30, what="the entry the clear logged")
         shown = farm(cfg, "nodes", "show", name, "--json")
         assert shown.returncode == 0 and sim.password not in shown.stdout + shown.stderr
-        assert json.loads(shown.stdout)["control"] == {}
+        shown = json.loads(shown.stdout)
+        assert shown["control"] == {} and len(shown["sensors"]) == 7
+        assert shown["sel"][0]["description"] == "Log area reset/cleared"
+        assert shown["state"]["sensors_error_kind"] == "" and shown["state"]["sel_error_kind"] == ""
         actions = events(cfg, "--type", "action", "--node", name)
         assert [(e["action"], e["outcome"]) for e in actions] == [("sel-clear", "ok")]
     finally:
