@@ -137,6 +137,30 @@ def farm_conf(path, redis_url, executor, interval, timeout, pool, **coordination
 worker_conf = farm_conf
 
 
+def worker_window(fleet, work, interval, warmup, window, executor="threads", timeout=5.0,
+                  extra=""):
+    """One farm-worker over
+    `fleet` in a private Redis: (its CPU seconds, metrics at the start,
+    metrics at the end) of a window after `warmup` seconds. `extra` is more
+    farm.conf text ([worker] options, [tasks], ...)."""
+    with PrivateRedis(work) as redis:
+        redis.store.import_nodes(fleet.nodes)
+        conf = os.path.join(work, f"farm-{redis.port}.conf")
+        farm_conf(conf, redis.url, executor, interval, timeout, 1024)
+        with open(conf, "a") as f:
+            f.write(extra)
+        proc = start("worker", conf, work)
+        try:
+            url = metrics_url(proc)
+            time.sleep(warmup)  # past start-up and the first logins
+            cpu0, m0 = proc_cpu(proc.pid), scrape(url)
+            time.sleep(window)
+            cpu, m1 = proc_cpu(proc.pid) - cpu0, scrape(url)
+        finally:
+            stop([proc])
+    return cpu, m0, m1
+
+
 def start(kind, conf, work):
     """Start farm-worker or farm-coordinator; its log is in proc.log_path."""
     start.count = getattr(start, "count", 0) + 1

@@ -18,31 +18,18 @@ Reads farm's own counters from the worker's metrics endpoint.
 
 import argparse
 import json
-import os
 import sys
 import tempfile
-import time
 
 from bench import common, report
-from bench.common import Fleet, PrivateRedis, polls, proc_cpu, scrape
+from bench.common import Fleet, polls
 
 
 def measure(fleet, work, interval, warmup, window, **worker):
-    with PrivateRedis(work) as redis:
-        redis.store.import_nodes(fleet.nodes)
-        conf = os.path.join(work, f"farm-{redis.port}.conf")
-        common.farm_conf(conf, redis.url, worker.pop("executor", "threads"), interval, 2.0, 1024)
-        with open(conf, "a") as f:
-            f.write("[worker]\n" + "".join(f"{k} = {v}\n" for k, v in worker.items()))
-        proc = common.start("worker", conf, work)
-        try:
-            url = common.metrics_url(proc)
-            time.sleep(warmup)  # past start-up and the first logins
-            cpu0, m0 = proc_cpu(proc.pid), scrape(url)
-            time.sleep(window)
-            cpu, m1 = proc_cpu(proc.pid) - cpu0, scrape(url)
-        finally:
-            common.stop([proc])
+    executor = worker.pop("executor", "threads")
+    extra = "[worker]\n" + "".join(f"{k} = {v}\n" for k, v in worker.items())
+    cpu, m0, m1 = common.worker_window(fleet, work, interval, warmup, window, executor=executor,
+                                       timeout=2.0, extra=extra)
     n = polls(m1) - polls(m0)
 
     def delta(key):

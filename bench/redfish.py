@@ -15,7 +15,6 @@ user would write with requests and a kept session.
 import argparse
 import concurrent.futures
 import json
-import os
 import sys
 import tempfile
 import threading
@@ -24,23 +23,11 @@ import time
 import requests
 
 from bench import common, report
-from bench.common import Fleet, PrivateRedis, polls, proc_cpu, scrape
+from bench.common import Fleet, polls
 
 
 def farm_run(fleet, work, interval, warmup, window):
-    with PrivateRedis(work) as redis:
-        redis.store.import_nodes(fleet.nodes)
-        conf = os.path.join(work, f"farm-{redis.port}.conf")
-        common.farm_conf(conf, redis.url, "threads", interval, 5.0, 1024)
-        proc = common.start("worker", conf, work)
-        try:
-            url = common.metrics_url(proc)
-            time.sleep(warmup)
-            cpu0, m0 = proc_cpu(proc.pid), scrape(url)
-            time.sleep(window)
-            cpu, m1 = proc_cpu(proc.pid) - cpu0, scrape(url)
-        finally:
-            common.stop([proc])
+    cpu, m0, m1 = common.worker_window(fleet, work, interval, warmup, window)
     n = polls(m1) - polls(m0)
     ok = common.ok_polls(m1) - common.ok_polls(m0)
     logins = sum(m1.get(k, 0) - m0.get(k, 0) for k in

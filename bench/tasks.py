@@ -22,13 +22,11 @@ all three.
 
 import argparse
 import json
-import os
 import sys
 import tempfile
-import time
 
 from bench import common, report
-from bench.common import Fleet, PrivateRedis, proc_cpu, scrape
+from bench.common import Fleet
 
 RUNS = {"power": 'farm_polls_total{driver="ipmi",result="ok"}',
         "sensors": 'farm_task_runs_total{result="ok",task="sensors"}',
@@ -37,24 +35,10 @@ RUNS = {"power": 'farm_polls_total{driver="ipmi",result="ok"}',
 
 def measure(fleet, work, intervals, warmup, window):
     """intervals: task -> seconds. Returns passes, CPU and packets."""
-    with PrivateRedis(work) as redis:
-        redis.store.import_nodes(fleet.nodes)
-        conf = os.path.join(work, f"farm-{redis.port}.conf")
-        common.farm_conf(conf, redis.url, "threads", intervals.get("power", 60), 5.0, 1024)
-        with open(conf, "a") as f:
-            f.write(f"[tasks]\nenabled = {','.join(intervals)}\n")
-            for task in ("sensors", "sel"):
-                if task in intervals:
-                    f.write(f"[{task}]\ninterval = {intervals[task]}\n")
-        proc = common.start("worker", conf, work)
-        try:
-            url = common.metrics_url(proc)
-            time.sleep(warmup)
-            cpu0, m0 = proc_cpu(proc.pid), scrape(url)
-            time.sleep(window)
-            cpu, m1 = proc_cpu(proc.pid) - cpu0, scrape(url)
-        finally:
-            common.stop([proc])
+    extra = f"[tasks]\nenabled = {','.join(intervals)}\n" + "".join(
+        f"[{task}]\ninterval = {intervals[task]}\n" for task in ("sensors", "sel") if task in intervals)
+    cpu, m0, m1 = common.worker_window(fleet, work, intervals.get("power", 60), warmup, window,
+                                       extra=extra)
 
     def delta(key):
         return m1.get(key, 0) - m0.get(key, 0)
