@@ -37,8 +37,19 @@ class Node:
                 if v and not (k == "driver" and v == "ipmi")}
 
 
+class _Result:
+    """What every task's result has besides its fields: `kind` (the task)
+    and `ok`."""
+
+    kind = ""
+
+    @property
+    def ok(self):
+        return self.error_kind is None
+
+
 @dataclasses.dataclass(frozen=True)
-class PollResult:
+class PollResult(_Result):
     """The outcome of one poll of one node."""
 
     node: str
@@ -50,13 +61,9 @@ class PollResult:
 
     kind = "power"
 
-    @property
-    def ok(self):
-        return self.error_kind is None
-
 
 @dataclasses.dataclass(frozen=True)
-class SensorResult:
+class SensorResult(_Result):
     """One sensors pass of one node: its readings, or why there are none."""
 
     node: str
@@ -69,13 +76,9 @@ class SensorResult:
 
     kind = "sensors"
 
-    @property
-    def ok(self):
-        return self.error_kind is None
-
 
 @dataclasses.dataclass(frozen=True)
-class SelResult:
+class SelResult(_Result):
     """One SEL pass of one node: the entries new since its cursor."""
 
     node: str
@@ -88,10 +91,6 @@ class SelResult:
     error: str | None = None
 
     kind = "sel"
-
-    @property
-    def ok(self):
-        return self.error_kind is None
 
     def after(self, older):
         """This result with an older, unwritten one's entries in front (while
