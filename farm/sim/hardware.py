@@ -78,6 +78,9 @@ def sdr_record(record_id, spec):
     return struct.pack("<HBBB", record_id, 0x51, rtype, len(body)) + body
 
 
+SDR_RECORDS = [(s.number, sdr_record(s.number, s)) for s in SENSORS]  # the same on every BMC
+
+
 class Hardware:
     """One BMC's chassis, sensors and event log.
 
@@ -234,7 +237,7 @@ class Hardware:
         if cmd in (0x23, 0x43) and len(data) >= 6:  # Get SDR / Get SEL Entry
             _, rid, offset, count = struct.unpack("<HHBB", data[:6])
             if cmd == 0x23:
-                records = [(s.number, sdr_record(s.number, s)) for s in SENSORS]
+                records = SDR_RECORDS
             else:
                 self._grow_sel()
                 records = self.sel

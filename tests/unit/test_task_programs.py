@@ -100,7 +100,7 @@ def test_power_action_and_sel_clear():
     assert run(act, hw, arg=("on", "id", "me"))[0] == "on"
     assert run(read_power, hw)[0].value == "on"
     assert run(clear_sel, hw)[0] == "cleared"
-    assert [len(hw.sel)] == [1]
+    assert len(hw.sel) == 1  # the entry the clear logged
 
 
 def test_enforcer_never_acts_on_unknown_and_gives_up_into_maintenance():
