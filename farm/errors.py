@@ -54,6 +54,15 @@ class BmcProtocolError(BmcError):
     kind = "error"
 
 
+class Stopping(BmcError):
+    """The worker stopped before the job ended: not the BMC's doing, so the
+    worker records no result for it (the node's last one stands)."""
+    kind = "stopping"
+
+    def __init__(self, message="worker stopping"):
+        super().__init__(message)
+
+
 class BmcTlsError(BmcError):
     """A Redfish BMC's certificate did not verify (or TLS failed)."""
     kind = "tls"

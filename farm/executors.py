@@ -80,7 +80,7 @@ class InProcess:
         return dict(self.engine.stats, sessions=len(self.engine.sessions))
 
     def in_flight(self):
-        return self.engine.busy
+        return self.engine.pending
 
     def stop(self, timeout):
         return self.engine.stop(timeout)
@@ -207,6 +207,9 @@ class ChildPool:
             LOG.exception("handling poll results failed")
 
     def _replace(self, child):
+        # its pipe closes a moment before it can be reaped: wait (bounded)
+        # so the log gives the real exit code, not None
+        child.process.join(2.0)
         code = child.process.exitcode
         LOG.error("poll process %d (pid %s) died with exit code %s; starting a new one",
                   child.index, child.process.pid, code)

@@ -66,7 +66,7 @@ class RedfishPool:
             for item in jobs:
                 job = _Job(item[0], item[1], item[2] if len(item) > 2 else None)
                 if self._stopping:
-                    self._report(job, None, errors.BmcError("worker stopping"))
+                    self._report(job, None, errors.Stopping())
                 elif job.node.name in self._running:
                     self._waiting[job.node.name].append(job)
                 else:
@@ -158,7 +158,7 @@ class RedfishPool:
             self._stopping = True
             for queue in self._waiting.values():
                 for job in queue:
-                    self._report(job, None, errors.BmcError("worker stopping"))
+                    self._report(job, None, errors.Stopping())
             self._waiting.clear()
             self._wake.notify()
         while self._running and time.monotonic() < deadline:

@@ -98,6 +98,8 @@ class Worker:
                 if outcome.task in control.COMMAND_PROGRAMS.values():
                     self._command_done(outcome)
                 continue
+            if outcome.error_kind == errors.Stopping.kind:
+                continue  # cut short by our own stop: the node's last result stands
             self.wheels[outcome.task].done(outcome.node, outcome.ok)
             result = task.to_result(outcome)
             results.append(result)

@@ -75,6 +75,10 @@ class Engine:
         self._inbox = collections.deque()
         self._waiting = collections.deque()  # sessions with queued jobs and no slot
         self._busy = 0
+        # jobs submitted and not yet reported (farm_executor_queue_depth):
+        # _submitted grows on callers' threads (under the lock), _reported on ours
+        self._submitted, self._reported = 0, 0
+        self._count_lock = threading.Lock()
         self._outcomes = []
         self._sockets = {}
         self._by_fd = {}
@@ -98,13 +102,23 @@ class Engine:
 
     @property
     def busy(self):
+        """Sessions running a job now (at most max_in_flight)."""
         return self._busy
+
+    @property
+    def pending(self):
+        """Jobs submitted and not yet reported: running, queued behind a
+        session's job, waiting for a slot or for a name to resolve."""
+        return self._submitted - self._reported
 
     def submit(self, jobs):
         """Queue [(task, node)] or [(task, node, arg)]; each comes back once
         through on_results. `arg` reaches the task's program (a SEL cursor,
         a power action) and comes back in the Outcome."""
-        self._inbox.append(list(jobs))
+        jobs = list(jobs)
+        with self._count_lock:
+            self._submitted += len(jobs)
+        self._inbox.append(jobs)
         self._poke()
 
     def stop(self, timeout=2.0):
@@ -190,6 +204,7 @@ class Engine:
         now = self.now()
         self._busy -= 1
         if not job.internal:
+            self._reported += 1
             self._outcomes.append(Outcome(
                 job.task, job.node.name, value, error.kind if error else None,
                 str(error) if error else None, now - job.started, time.time(), job.arg))
@@ -307,6 +322,7 @@ class Engine:
         self._resolved[address] = (value, self.now() + RESOLVE_TTL)
 
     def _fail_now(self, job, error):
+        self._reported += 1
         self._outcomes.append(Outcome(job.task, job.node.name, None, error.kind, str(error),
                                       0.0, time.time(), job.arg))
 
@@ -316,14 +332,14 @@ class Engine:
             if batch != "stop":
                 for item in batch:
                     self._fail_now(Job(item[0], item[1], None, arg=item[2] if len(item) > 2
-                                       else None), errors.BmcError("worker stopping"))
+                                       else None), errors.Stopping())
         for session in self.sessions.values():
             for job in session.queue:
                 if not job.internal:
-                    self._fail_now(job, errors.BmcError("worker stopping"))
+                    self._fail_now(job, errors.Stopping())
             session.queue.clear()
             if session.job is not None:
-                session.deadline(session.job, now)
+                session.deadline(session.job, now, stopping=True)
             packet = session.close_packet()
             if packet is not None:
                 self.send(session, packet)

@@ -291,15 +291,19 @@ class Session:
             self.engine.send(self, packet)
         self.state = IDLE
 
-    def deadline(self, job, now):
+    def deadline(self, job, now, stopping=False):
+        """End `job` unanswered: its deadline passed, or (`stopping`) the
+        worker stops before it."""
         if job is not self.job:
             return
         if self.state != ACTIVE:
             self.state = IDLE
         elif self.packet is not None:
             self._abandon()  # an active session that stopped answering
-        timeout = self.engine.config.timeout
-        if job.error is not None:
+        timeout = self.engine.timeouts.get(job.task, self.engine.config.timeout)
+        if stopping:
+            error = errors.Stopping()
+        elif job.error is not None:
             error = errors.BmcProtocolError(f"no valid answer within {timeout:g} s "
                                             f"({job.error})")
         else:

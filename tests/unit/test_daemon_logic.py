@@ -151,3 +151,17 @@ def test_tally_while_the_engine_thread_adds_first_results():
         tallies += 1
     t.join()
     assert tallies > 1 and m.tally(2.0, 10.0)["power"] == {"on": len(names)}
+
+
+def test_polls_cut_short_by_our_own_stop_are_not_recorded(tmp_path):
+    """A stop ends in-flight polls; they say nothing about the BMC, so the
+    node's last result stands (no 'failing' state or event on a restart)."""
+    from farm.bmc.engine import Outcome
+    store = MemoryStore()
+    store.set_nodes(NODES[:2])
+    w = worker(tmp_path, store)
+    w.sync()
+    w._on_results([Outcome("power", "n0", None, errors.Stopping.kind, "worker stopping", 0.0, 1.0),
+                   Outcome("power", "n1", PowerState.ON, None, None, 0.01, 1.0)])
+    assert w.writer.flush() is True
+    assert [(r.node, r.ok) for r in store.results] == [("n1", True)]
