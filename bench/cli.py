@@ -9,6 +9,11 @@ script; then each command runs as a real process, REPEATS times, and the
 median wall time (process start included) is reported. No worker runs:
 `farm status` then reads the node count and no tallies (a live farm adds
 one small report per worker).
+
+Before the commands, the results are written twice more (the steady state:
+nodes known, states mostly unchanged) and Redis's own CPU time (INFO cpu)
+over those writes gives what farm's result script costs the server per
+result, counts and poll index included.
 """
 
 import argparse
@@ -18,6 +23,8 @@ import sys
 import tempfile
 import time
 
+import redis as redis_client
+
 from bench import common, report
 from bench.common import BIN, PrivateRedis, median
 from farm.model import Node, PollResult, PowerState
@@ -25,6 +32,24 @@ from farm.model import Node, PollResult, PowerState
 COMMANDS = [("farm status --json", ["status", "--json"]),
             ("farm nodes summary", ["nodes", "summary"]),
             ("farm nodes list --json (its first page: 1,000 nodes)", ["nodes", "list", "--json"])]
+
+
+def write_all(store, nodes):
+    """One result per node (1 % failing, 20 % off), as workers write them."""
+    now = time.time()
+    for i in range(0, len(nodes), 2000):
+        store.write_results([PollResult(n.name, now, 0.01,
+                                        None if j % 100 == 0 else
+                                        (PowerState.OFF if j % 5 == 0 else PowerState.ON),
+                                        "timeout" if j % 100 == 0 else None,
+                                        "no answer" if j % 100 == 0 else None)
+                             for j, n in enumerate(nodes[i:i + 2000], start=i)])
+
+
+def redis_cpu(url):
+    """The Redis server's CPU seconds so far (user + system)."""
+    info = redis_client.Redis.from_url(url).info("cpu")
+    return info["used_cpu_user"] + info["used_cpu_sys"]
 
 
 def main():
@@ -39,14 +64,11 @@ def main():
         nodes = [Node(f"node-{i:06d}", f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", 623,
                       "admin", "bench-password") for i in range(a.count)]
         store.import_nodes(nodes)
-        now = time.time()
-        for i in range(0, a.count, 2000):
-            store.write_results([PollResult(n.name, now, 0.01,
-                                            None if j % 100 == 0 else
-                                            (PowerState.OFF if j % 5 == 0 else PowerState.ON),
-                                            "timeout" if j % 100 == 0 else None,
-                                            "no answer" if j % 100 == 0 else None)
-                                 for j, n in enumerate(nodes[i:i + 2000], start=i)])
+        write_all(store, nodes)  # the first results: every state is new
+        cpu = redis_cpu(redis.url)
+        for _ in range(2):
+            write_all(store, nodes)
+        per_result = (redis_cpu(redis.url) - cpu) / (2 * a.count)
         conf = common.farm_conf(os.path.join(work, "farm.conf"), redis.url, "threads", 60, 5, 1024)
         rows = []
         for label, args in COMMANDS:
@@ -61,6 +83,8 @@ def main():
             rows.append([label, round(median(times), 2)])
             print(label, [round(t, 2) for t in times], file=sys.stderr)
     table = report.table(["command", f"wall time, {a.count:,} nodes (s, median of {a.repeats})"], rows)
+    table += (f"\n\nRedis CPU per poll result written (steady state, batches of 2,000): "
+              f"{per_result * 1e6:.1f} µs.")
     print(table)
     if a.write_docs:
         report.section("cli", table)

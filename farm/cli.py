@@ -10,7 +10,7 @@ import click
 from farm import conf, errors, inventory
 from farm.credentials import Credentials, generate_key_file, read_keys
 from farm.store import Store
-from farm.views import filter_rows, freshness_rows, node_rows, page_names, status_report, summarize
+from farm.views import filter_rows, node_rows, page_names, status_report, summary
 
 PROGRESS_FROM = 10_000  # nodes; smaller imports finish before a bar helps
 BACKEND_ERRORS = (errors.BackendUnavailable, errors.BackendRefused)
@@ -139,15 +139,6 @@ def _now(store):
     return store.server_time()
 
 
-def _summary_rows(config_file):
-    """(rows, Redis's clock now)."""
-    store = _Ctx(config_file).store
-    try:
-        return freshness_rows(store), _now(store)
-    except BACKEND_ERRORS as exc:
-        raise click.ClickException(str(exc)) from None
-
-
 def _age(ts, now):
     return "never" if ts is None else f"{now - ts:.1f}s"
 
@@ -197,9 +188,15 @@ def list_(config_file, as_json, state, stale, limit, after):
 @nodes.command("summary")
 @_config_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
-def summary(config_file, as_json):
+@click.option("--recount", is_flag=True,
+              help="Count every node's state anew first (about 1 s per 100,000 nodes).")
+def summary_(config_file, as_json, recount):
     """Count nodes by power state and error, and show the oldest poll."""
-    s = summarize(*_summary_rows(config_file))
+    store = _Ctx(config_file).store
+    try:
+        s = summary(store, recount)
+    except BACKEND_ERRORS as exc:
+        raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(s))
         return

@@ -21,6 +21,11 @@ Keys, all under the namespace `ns`:
   {ns}:control:version    int   bumped by every change of control
   {ns}:commands:{id}      list  power and SEL commands for worker {id} (JSON, with expiry)
   {ns}:reply:{cmd}        list  the outcome of command {cmd}, for the CLI waiting on it
+  {ns}:counts             hash  power:<state> and failing:<error kind> -> how many nodes (their
+                                last power result), kept by the scripts that write and remove
+  {ns}:polled             zset  node name -> seen_at of its last power result
+  {ns}:names              zset  every node's name (score 0), for pages in name order
+  {ns}:layout             int   LAYOUT once counts, polled and names were built (recount.lua)
   {ns}:events             stream of changes: power, recovered, failing, sensor, sel,
                                 sel-cleared, action, desired, maintenance (docs/tasks.md)
   {ns}:partitions         int   the partition count, fixed at the first coordinator's start
@@ -47,7 +52,10 @@ from farm.model import Node
 EVENTS_MAXLEN = 100_000
 # Lua scripts, one file each in farm/lua/, loaded once; every key through KEYS
 SCRIPT_NAMES = ("write_results", "hold_lease", "release_lease", "publish", "write_sensors",
-                "write_sel", "set_control")
+                "write_sel", "set_control", "remove_nodes", "recount")
+# 2: counts, polled and names kept beside the inventory and state; a farm
+# written by an older version gets them built once (Store.upgrade)
+LAYOUT = 2
 SCRIPTS = {name: (files("farm.lua") / f"{name}.lua").read_text() for name in SCRIPT_NAMES}
 REPLY_TTL = 120  # seconds a command's outcome waits for the CLI
 MAX_ERROR = 300  # characters of last_error kept: every per-node key stays small
@@ -147,12 +155,11 @@ class Store:
                 pipe.hset(inv, mapping={n: changed[n] for n in names[i:i + 1000]})
                 if progress:
                     progress(len(names[i:i + 1000]))
+            for i in range(0, len(added), 1000):
+                pipe.zadd(self._key("names"), dict.fromkeys(added[i:i + 1000], 0))
             for i in range(0, len(removed), 1000):
-                chunk = removed[i:i + 1000]
-                pipe.hdel(inv, *chunk)
-                pipe.delete(*self._node_keys(chunk))
-                pipe.hdel(self._key("control"), *chunk)
-            if changed or removed:
+                self._remove(removed[i:i + 1000], pipe)
+            if changed:
                 pipe.incr(self._key("inventory", "version"))
 
         self._do("inventory import", self._redis.transaction, txn, inv)
@@ -217,13 +224,15 @@ class Store:
         return count["n"]
 
     def remove_nodes(self, names):
-        """Remove nodes and their state in one transaction; the count removed."""
-        pipe = self._redis.pipeline()
-        pipe.hdel(self._key("inventory"), *names)
-        pipe.delete(*self._node_keys(names))
-        pipe.hdel(self._key("control"), *names)
-        pipe.incr(self._key("inventory", "version"))
-        return self._do("node removal", pipe.execute)[0]
+        """Remove nodes and their state, atomically; the count removed."""
+        return self._do("node removal", self._remove, names)
+
+    def _remove(self, names, client=None):
+        """remove_nodes.lua on `names`, directly or queued on a pipeline."""
+        keys = [self._key(k) for k in ("inventory", "control", "counts", "polled", "names")]
+        return self._scripts["remove_nodes"](
+            keys=keys + [self._key("inventory", "version")] + self._node_keys(names),
+            args=list(names), client=client)
 
     def inventory_version(self):
         return int(self._do("inventory read", self._redis.get,
@@ -250,7 +259,7 @@ class Store:
         one round trip."""
         if not results:
             return 0
-        keys = [self._key("inventory"), self._key("events")]
+        keys = [self._key(k) for k in ("inventory", "events", "counts", "polled")]
         args = [self.events_max_len, worker]
         for r in results:
             keys.append(self._key("state", r.node))
@@ -414,21 +423,56 @@ class Store:
     def node_count(self):
         return self._do("inventory read", self._redis.hlen, self._key("inventory"))
 
-    def node_names(self):
-        """Every node's name, without reading its entry (no password, sealed or not)."""
-        return self._do("inventory read", self._redis.hkeys, self._key("inventory"))
-
-    def node_freshness(self, names):
-        """name -> (power_state, seen_at or polled_at, error_kind): what
-        `farm nodes summary` needs, one HMGET per node in one pipeline."""
-        pipe = self._redis.pipeline(transaction=False)
-        for name in names:
-            pipe.hmget(self._key("state", name), "power_state", "seen_at", "polled_at", "error_kind")
-        out = {}
-        for name, (power, seen, polled, kind) in zip(names, self._do("state read", pipe.execute),
-                                                     strict=True):
-            out[name] = (power or None, float(seen or polled or 0) or None, kind or None)
+    def counts(self):
+        """What `farm nodes summary` shows, from the counts the scripts keep,
+        in one round trip whatever the node count: {nodes, polled, power
+        {state: n}, failing {kind: n}, oldest_seen_at (Redis's clock) or
+        None, now (Redis's clock)}."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hlen(self._key("inventory"))
+        pipe.zcard(self._key("polled"))
+        pipe.hgetall(self._key("counts"))
+        pipe.zrange(self._key("polled"), 0, 0, withscores=True)
+        pipe.time()
+        nodes, polled, raw, oldest, (sec, usec) = self._do("counts read", pipe.execute)
+        out = {"nodes": nodes, "polled": polled, "power": {}, "failing": {},
+               "oldest_seen_at": oldest[0][1] if oldest else None, "now": sec + usec / 1e6}
+        for field, n in raw.items():
+            kind, _, value = field.partition(":")
+            if int(n) and kind in ("power", "failing"):
+                out[kind][value] = int(n)
         return out
+
+    def name_page(self, after=None, limit=1000):
+        """(up to `limit` names (0: all) sorted, after `after`; the node count)."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.zrangebylex(self._key("names"), f"({after}" if after else "-", "+",
+                         *((0, limit) if limit else ()))
+        pipe.zcard(self._key("names"))
+        return tuple(self._do("inventory read", pipe.execute))
+
+    def upgrade(self, force=False, attempts=5):
+        """Build the counts, polled and names keys from the inventory and the
+        states (recount.lua) when this farm has none yet (written by an older
+        version) or `force` (`farm nodes summary --recount`). Atomic; True if
+        it ran. Costs about a second per 100,000 nodes, once."""
+        layout = self._key("layout")
+        if not force and int(self._do("layout read", self._redis.get, layout) or 0) >= LAYOUT:
+            return False
+        for _ in range(attempts):
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.get(self._key("inventory", "version"))
+            pipe.hkeys(self._key("inventory"))
+            version, names = self._do("inventory read", pipe.execute)
+            keys = [self._key(k) for k in ("inventory", "inventory:version", "counts", "polled",
+                                           "names", "layout")]
+            got = self._do("recount", self._scripts["recount"],
+                           keys=keys + [self._key("state", n) for n in names],
+                           args=[int(version or 0), LAYOUT, *names])
+            if int(got) >= 0:
+                return True
+        raise BackendUnavailable(f"the inventory changed during each of {attempts} recounts; "
+                                 f"retry when imports are done")
 
     def node_states(self, names):
         """name -> state dict (empty when never polled), in one pipeline."""

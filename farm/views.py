@@ -3,7 +3,6 @@ printing): node rows, filters, summaries and the status report. The CLI
 renders these; `farm status --watch`, the metrics and a future API can share
 them. Nothing here reads a password."""
 
-import bisect
 import collections
 
 
@@ -36,10 +35,10 @@ def node_rows(store, names=None):
 
 
 def page_names(store, after=None, limit=1000):
-    """(the names of one page, sorted, after `after`; the total count)."""
-    names = sorted(store.node_names())
-    start = bisect.bisect_right(names, after) if after else 0
-    return (names[start:start + limit] if limit else names[start:]), len(names)
+    """(the names of one page, sorted, after `after`; the total count): a
+    range of the names zset, not every name."""
+    store.upgrade()
+    return store.name_page(after, limit)
 
 
 def filter_rows(rows, state=None, stale=False, stale_after=None, now=None):
@@ -52,23 +51,27 @@ def filter_rows(rows, state=None, stale=False, stale_after=None, now=None):
     return rows
 
 
-def freshness_rows(store):
-    """Per node only what counts need (name, power, last poll on Redis's
-    clock, error kind): names and a few state fields, never an inventory
-    entry. For `farm nodes summary`, which reads every node (status sums
-    the workers' tallies instead)."""
-    return [{"name": name, "power_state": power, "last_polled_at": at, "error_kind": kind}
-            for name, (power, at, kind) in store.node_freshness(store.node_names()).items()]
+def summary(store, recount=False):
+    """`farm nodes summary` from the counts the write scripts keep (a few
+    keys, whatever the node count); `recount` builds them anew first from
+    every node's state."""
+    store.upgrade(force=recount)
+    return summarize(store.counts())
 
 
-def summarize(rows, now):
-    """Counts an operator reads first (pure): power states, errors, poll ages."""
-    power = collections.Counter(r["power_state"] or "unknown" for r in rows)
-    failing = collections.Counter(r["error_kind"] for r in rows if r["error_kind"])
-    ages = [now - r["last_polled_at"] for r in rows if r["last_polled_at"] is not None]
-    return {"nodes": len(rows), "power": dict(sorted(power.items())),
-            "failing": dict(sorted(failing.items())), "never_polled": len(rows) - len(ages),
-            "oldest_poll_age": round(max(ages), 1) if ages else None}
+def summarize(counts):
+    """Counts an operator reads first (pure): power states (last known;
+    unknown: none yet), errors of the last poll, never polled, the oldest
+    poll's age on Redis's clock."""
+    power = dict(counts["power"])
+    unknown = counts["nodes"] - sum(power.values())
+    if unknown:
+        power["unknown"] = unknown
+    oldest = counts["oldest_seen_at"]
+    return {"nodes": counts["nodes"], "power": dict(sorted(power.items())),
+            "failing": dict(sorted(counts["failing"].items())),
+            "never_polled": counts["nodes"] - counts["polled"],
+            "oldest_poll_age": None if oldest is None else round(counts["now"] - oldest, 1)}
 
 
 def status_report(store, poll_interval, now):

@@ -72,9 +72,8 @@ def test_missing_config_file():
 
 def test_summarize():
     from farm.views import summarize
-    rows = [{"power_state": "on", "error_kind": None, "last_polled_at": 90.0},
-            {"power_state": "off", "error_kind": "timeout", "last_polled_at": 70.0},
-            {"power_state": None, "error_kind": None, "last_polled_at": None}]
-    assert summarize(rows, 100.0) == {"nodes": 3, "power": {"off": 1, "on": 1, "unknown": 1},
+    counts = {"nodes": 3, "polled": 2, "power": {"on": 1, "off": 1}, "failing": {"timeout": 1},
+              "oldest_seen_at": 70.0, "now": 100.0}
+    assert summarize(counts) == {"nodes": 3, "power": {"off": 1, "on": 1, "unknown": 1},
                                       "failing": {"timeout": 1}, "never_polled": 1,
                                       "oldest_poll_age": 30.0}

@@ -1,0 +1,85 @@
+"""farm's own keys on a Redis Cluster: a redis-server in cluster mode (one
+node owning every slot) refuses any script or transaction whose keys hash to
+different slots (CROSSSLOT), as a real Cluster does. With the namespace
+written as a hash tag (`{farm}`) every Store operation must pass it; with a
+plain namespace the same operations are refused, which shows the check
+bites. (tooz, which farm's membership runs on, has no Cluster client: see
+docs/operations.md.)"""
+
+import json
+
+import pytest
+import redis
+
+from farm.errors import BackendUnavailable
+from farm.model import Node, PollResult, PowerState, SelResult, SensorResult
+from farm.sim.harness import RedisServer, wait_for
+from farm.store import Store
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    work = tmp_path_factory.mktemp("cluster")
+    server = RedisServer(work, config=["cluster-enabled yes",
+                                       f"cluster-config-file {work}/nodes.conf"])
+    server.start()
+    r = redis.Redis(port=server.port)
+    r.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+    wait_for(lambda: b"cluster_state:ok" in r.execute_command("CLUSTER", "INFO"), 20,
+             what="the one-node cluster to own every slot")
+    yield server
+    server.stop()
+
+
+def every_operation(store):
+    """Each Store call that takes several keys at once, as the daemons and
+    the CLI make them."""
+    nodes = [Node(f"n{i}", "127.0.0.1", 1000 + i, "u", "p") for i in range(3)]
+    store.import_nodes(nodes)
+    store.import_nodes(nodes[:2], replace=True)
+    store.upgrade(force=True)
+    store.write_results([PollResult("n0", 1.0, 0.01, PowerState.ON),
+                         PollResult("n1", 1.0, 0.01, None, "timeout", "no answer")], worker="w")
+    reading = {"key": "cpu", "name": "CPU Temp", "status": "ok", "value": 40.0, "unit": "C",
+               "type": "temperature"}
+    store.write_any([SensorResult("n0", 1.0, 0.01, (reading,)),
+                     SelResult("n0", 1.0, 0.01, ({"id": 1, "at": 5, "description": "x"},),
+                               (1, 5, 0, 0))], worker="w")
+    assert store.sel_cursors(["n0", "n1"]) == {"n0": (1, 5, 0, 0)}
+    assert store.set_control("n0", "desired", "me", desired="on")
+    assert store.controls()[1]["n0"]["desired"] == "on"
+    store.send_command("w", {"id": "c1"}, 5)
+    assert store.next_command("w", timeout=0.1) == {"id": "c1"}
+    store.reply("c1", {"ok": True})
+    assert store.wait_reply("c1", 1) == {"ok": True}
+    store.append_event({"node": "n0", "type": "action"})
+    assert store.node_detail("n0")["sensors"]
+    assert store.counts()["power"] == {"on": 1}
+    assert store.name_page(limit=10) == (["n0", "n1"], 2)
+    assert store.load_nodes()[0] >= 1
+    assert store.fix_partitions(16) == 16
+    epoch = store.hold_lease("c", 5)
+    assert epoch >= 1
+    assert store.publish_assignment("c", epoch, ["w"], ["w"] * 16, 1.0) >= 1
+    assert store.report_worker("w", {"host": "h"}, 5)[1] >= 1
+    assert "w" in store.worker_reports()
+    store.release_lease("c")
+    assert store.remove_nodes(["n1"]) == 1
+
+
+def test_every_operation_keeps_to_one_slot_with_a_tagged_namespace(cluster):
+    store = Store(cluster.url, "{farm}")
+    try:
+        every_operation(store)
+        assert json.loads(store.node_detail("n0")["state"].get("sel_cursor"))
+    finally:
+        store.close()
+
+
+def test_a_plain_namespace_is_refused_by_a_cluster(cluster):
+    store = Store(cluster.url, "plain")
+    try:
+        with pytest.raises(BackendUnavailable, match="CROSSSLOT|slot"):
+            every_operation(store)
+    finally:
+        store.close()
