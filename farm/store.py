@@ -33,6 +33,8 @@ Keys, all under the namespace `ns`:
   {ns}:leader:epoch       int   bumped each time a new leader takes the lease
   {ns}:worker:{id}        hash  a worker's own report (host, pid, executor, pool_size,
                                 nodes, last_heartbeat), expiring when it stops reporting
+  {ns}:workers            zset  member id -> Redis time of its last report (ids silent
+                                for a day leave it): which reports `farm status` reads
   {ns}:assignment         hash  generation, epoch, leader, members (JSON list),
                                 placement (JSON list: member index per partition),
                                 published_at; PUBLISHed on channel {ns}:assignment
@@ -52,7 +54,7 @@ from farm.model import Node
 EVENTS_MAXLEN = 100_000
 # Lua scripts, one file each in farm/lua/, loaded once; every key through KEYS
 SCRIPT_NAMES = ("write_results", "hold_lease", "release_lease", "publish", "write_sensors",
-                "write_sel", "set_control", "remove_nodes", "recount")
+                "write_sel", "set_control", "remove_nodes", "recount", "report_worker")
 # 2: counts, polled and names kept beside the inventory and state; a farm
 # written by an older version gets them built once (Store.upgrade)
 LAYOUT = 2
@@ -134,6 +136,7 @@ class Store:
         called as the transaction is assembled (it is sent as one MULTI, so a
         failure changes nothing).
         """
+        self.upgrade()  # a new farm starts with layout 2; an older one gets it built
         inv = self._key("inventory")
         given = {n.name: n for n in nodes}
         counts = {}
@@ -547,16 +550,14 @@ class Store:
         """Refresh a worker's own report and read what it follows, in one round
         trip (a worker does this every second): (inventory version, generation,
         Redis's clock, control version)."""
-        key = self._key("worker", member_id)
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.hset(key, mapping={k: json.dumps(v) for k, v in info.items()})
-        pipe.pexpire(key, int(ttl * 1000))
-        pipe.get(self._key("inventory", "version"))
-        pipe.hget(self._key("assignment"), "generation")
-        pipe.get(self._key("control", "version"))
-        pipe.time()
-        _, _, version, generation, control, (sec, usec) = self._do("worker report", pipe.execute)
-        return int(version or 0), int(generation or 0), sec + usec / 1e6, int(control or 0)
+        fields = [x for k, v in info.items() for x in (k, json.dumps(v))]
+        keys = [self._key("worker", member_id), self._key("workers"),
+                self._key("inventory", "version"), self._key("assignment"),
+                self._key("control", "version")]
+        version, generation, sec, usec, control = self._do(
+            "worker report", self._scripts["report_worker"], keys=keys,
+            args=[int(ttl * 1000), member_id, *fields])
+        return int(version), int(generation), int(sec) + int(usec) / 1e6, int(control)
 
     def server_time(self):
         """Redis's clock (epoch seconds): the one clock every farm process shares."""
@@ -564,16 +565,18 @@ class Store:
         return sec + usec / 1e6
 
     def forget_worker(self, member_id):
-        self._do("worker report", self._redis.delete, self._key("worker", member_id))
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(self._key("worker", member_id))
+        pipe.zrem(self._key("workers"), member_id)
+        self._do("worker report", pipe.execute)
 
     def worker_reports(self):
-        """member id -> the worker's own report, for workers still reporting."""
-        keys = self._do("worker reports", lambda: list(
-            self._redis.scan_iter(match=self._key("worker", "*"), count=1000)))
+        """member id -> the worker's own report, for workers still reporting
+        (the index, then their reports: no scan of the keyspace)."""
+        ids = self._do("worker reports", self._redis.zrange, self._key("workers"), 0, -1)
         pipe = self._redis.pipeline(transaction=False)
-        for key in keys:
-            pipe.hgetall(key)
+        for member in ids:
+            pipe.hgetall(self._key("worker", member))
         raw = self._do("worker reports", pipe.execute)
-        prefix = len(self._key("worker", ""))
-        return {k[prefix:]: {f: json.loads(v) for f, v in r.items()}
-                for k, r in zip(keys, raw, strict=True) if r}
+        return {member: {f: json.loads(v) for f, v in r.items()}
+                for member, r in zip(ids, raw, strict=True) if r}

@@ -19,3 +19,16 @@ def test_last_error_and_event_stream_are_bounded(store, redis_server, namespace)
     assert 100 <= length < 300, length  # MAXLEN ~ trims whole stream nodes (100 entries each)
     sizes = [r.memory_usage(k) for k in r.scan_iter(f"{namespace}:*") if not k.endswith(b":events")]
     assert max(sizes) < 2048, sizes
+
+
+def test_the_workers_index_forgets_ids_silent_for_a_day(store, redis_server, namespace):
+    """Workers killed without forgetting themselves leave their id in the
+    index that `farm status` reads; the next report drops those a day old."""
+    r = redis.Redis(port=redis_server.port)
+    now = store.server_time()
+    r.zadd(f"{namespace}:workers", {"killed-long-ago": now - 86_500, "killed-lately": now - 60})
+    store.report_worker("alive", {"host": "h"}, 5)
+    assert [m.decode() for m in r.zrange(f"{namespace}:workers", 0, -1)] == ["killed-lately", "alive"]
+    assert list(store.worker_reports()) == ["alive"]  # no report, not shown
+    store.forget_worker("alive")
+    assert r.zrange(f"{namespace}:workers", 0, -1) == [b"killed-lately"]
