@@ -250,5 +250,5 @@ def serve(registry, settings, port):
                 password = f.readline().rstrip("\n")
             auth = f"{settings.basic_auth_user}:{password}".encode("utf-8")
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"[metrics]: cannot load TLS or basic auth files: {exc}") from None
+        raise ConfigError(f"[metrics]: cannot load TLS or basic auth files: {exc}") from exc
     return metrics_http.serve(registry, settings.bind, port, tls=tls, auth=auth)

@@ -113,12 +113,12 @@ class RedfishBmc:
             wanted = f"{self._root.get_system_collection().path.rstrip('/')}/{wanted}"
         try:
             return self._root.get_system(wanted or None)
-        except sushy_exc.UnknownDefaultError:
+        except sushy_exc.UnknownDefaultError as exc:
             members = [p.rstrip("/").rsplit("/", 1)[-1]
                        for p in self._root.get_system_collection().members_identities]
             raise errors.BmcProtocolError(
                 f"the BMC has {len(members)} systems ({', '.join(members[:10])}): set system_id "
-                f"in the inventory") from None
+                f"in the inventory") from exc
 
     def _call(self, what, fn):
         try:
