@@ -14,13 +14,15 @@ import redis
 from farm.errors import BackendUnavailable
 from farm.model import Node, PollResult, PowerState, SelResult, SensorResult
 from farm.sim.harness import RedisServer, wait_for
+from farm.sim.ports import free_tcp_port
 from farm.store import Store
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     work = tmp_path_factory.mktemp("cluster")
-    server = RedisServer(work, config=["cluster-enabled yes",
+    # the cluster bus port defaults to port + 10000, past 65535 for high free ports
+    server = RedisServer(work, config=["cluster-enabled yes", f"cluster-port {free_tcp_port()}",
                                        f"cluster-config-file {work}/nodes.conf"])
     server.start()
     r = redis.Redis(port=server.port)
