@@ -6,7 +6,7 @@ setup(
     description="Watch the power state of thousands of BMCs over IPMI, in parallel",
     license="Apache-2.0",
     packages=find_packages(include=["farm", "farm.*"]),
-    package_data={"farm.lua": ["*.lua"]},
+    package_data={"farm.store.lua": ["*.lua"]},
     python_requires=">=3.11",
     install_requires=[
         "prometheus-client>=0.17",

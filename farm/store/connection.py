@@ -1,0 +1,73 @@
+"""The Redis client behind the Store: connecting (plain, TLS, Sentinel),
+key names under the namespace, the scripts (loaded once) and `_do`, the one
+place a redis error becomes farm's own (its cause kept)."""
+
+from importlib.resources import files
+
+import redis
+import redis.sentinel
+
+from farm import backend
+from farm.errors import BackendRefused, BackendUnavailable, ConfigError
+
+EVENTS_MAXLEN = 100_000
+# Lua scripts, one file each in lua/, loaded once; every key through KEYS
+SCRIPT_NAMES = ("write_results", "hold_lease", "release_lease", "publish", "write_sensors",
+                "write_sel", "set_control", "remove_nodes", "recount", "report_worker")
+SCRIPTS = {name: (files("farm.store.lua") / f"{name}.lua").read_text() for name in SCRIPT_NAMES}
+
+
+class Connection:
+    def __init__(self, url, namespace, socket_timeout=5.0, credentials=None,
+                 events_max_len=EVENTS_MAXLEN, sel_recent=20):
+        """`url`: [coordination] backend_url (see farm.backend); a URL that is
+        not one raises ConfigError. `credentials` (farm.credentials) seals
+        and opens BMC passwords; without it they are stored as given."""
+        self.namespace = namespace
+        self.credentials = credentials
+        self.events_max_len = events_max_len
+        self.sel_recent = sel_recent
+        b = backend.parse(url)
+        self._where = b.where
+        timeouts = {"socket_timeout": socket_timeout,
+                    "socket_connect_timeout": min(socket_timeout, 3.0)}
+        try:
+            if b.sentinel:
+                sentinels = redis.sentinel.Sentinel(
+                    list(b.sentinels), sentinel_kwargs=dict(timeouts, password=b.sentinel_password),
+                    **timeouts, health_check_interval=30, decode_responses=True, **b.redis_kwargs())
+                self._redis = sentinels.master_for(b.sentinel)
+            else:
+                self._redis = redis.Redis(**timeouts, health_check_interval=30, decode_responses=True,
+                                          **b.redis_kwargs())
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"backend URL {self._where}: {exc}") from None
+        self._scripts = {name: self._redis.register_script(SCRIPTS[name]) for name in SCRIPT_NAMES}
+        self._write_results, self._hold_lease, self._release_lease, self._publish = (
+            self._scripts[name] for name in ("write_results", "hold_lease", "release_lease", "publish"))
+
+    def _key(self, *parts):
+        return ":".join((self.namespace,) + parts)
+
+    def _do(self, what, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (redis.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
+            raise BackendRefused(
+                f"Redis at {self._where} refused farm during {what} (check the user, password "
+                f"and ACL in backend_url): {type(exc).__name__}: {backend.redact(str(exc))}") from exc
+        except redis.RedisError as exc:
+            raise BackendUnavailable(
+                f"Redis at {self._where} failed during {what}: "
+                f"{type(exc).__name__}: {backend.redact(str(exc))}") from exc
+
+    def ping(self):
+        return self._do("ping", self._redis.ping)
+
+    def close(self):
+        self._redis.close()
+
+    def server_time(self):
+        """Redis's clock (epoch seconds): the one clock every farm process shares."""
+        sec, usec = self._do("time", self._redis.time)
+        return sec + usec / 1e6

@@ -1,0 +1,56 @@
+"""The power state farm keeps (desired state, maintenance) and operators'
+commands to a worker, with their replies."""
+
+import json
+
+REPLY_TTL = 120  # seconds a command's outcome waits for the CLI
+
+
+class Control:
+    def set_control(self, name, event, who, **fields):
+        """Set (or with '' clear) control fields of a node; records an event
+        of type `event` by `who`. False if the node is not in the inventory."""
+        args = [name, self.events_max_len, event, who]
+        for field, value in fields.items():
+            args += [field, value]
+        got = self._do("control write", self._scripts["set_control"],
+                       keys=[self._key("inventory"), self._key("control"),
+                             self._key("control", "version"), self._key("events")], args=args)
+        return int(got) >= 0
+
+    def controls(self):
+        """(version, name -> control dict) for every node with any."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.get(self._key("control", "version"))
+        pipe.hgetall(self._key("control"))
+        version, raw = self._do("control read", pipe.execute)
+        return int(version or 0), {n: json.loads(v) for n, v in raw.items()}
+
+    def control_version(self):
+        return int(self._do("control read", self._redis.get, self._key("control", "version")) or 0)
+
+    def send_command(self, worker_id, command, ttl):
+        """Queue a command (a dict with an `id`) for a worker."""
+        key = self._key("commands", worker_id)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.rpush(key, json.dumps(command))
+        pipe.expire(key, int(ttl) + 60)
+        self._do("command send", pipe.execute)
+
+    def next_command(self, worker_id, timeout=1.0):
+        """The next command for this worker, or None after `timeout` seconds."""
+        got = self._do("command read", self._redis.blpop, [self._key("commands", worker_id)],
+                       timeout=timeout)
+        return json.loads(got[1]) if got else None
+
+    def reply(self, command_id, outcome):
+        key = self._key("reply", command_id)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.rpush(key, json.dumps(outcome))
+        pipe.expire(key, REPLY_TTL)
+        self._do("command reply", pipe.execute)
+
+    def wait_reply(self, command_id, timeout):
+        got = self._do("command wait", self._redis.blpop, [self._key("reply", command_id)],
+                       timeout=max(1, int(timeout + 0.999)))
+        return json.loads(got[1]) if got else None

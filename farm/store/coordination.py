@@ -1,0 +1,91 @@
+"""Coordination in Redis: the partition count, the leader's lease (fenced by
+its epoch), the published assignment, and each worker's own report."""
+
+import json
+
+
+class Coordination:
+    def fix_partitions(self, partitions):
+        """Record the partition count once; return the farm's count."""
+        key = self._key("partitions")
+        self._do("partition count", self._redis.set, key, partitions, nx=True)
+        return int(self._do("partition count", self._redis.get, key))
+
+    def hold_lease(self, member_id, ttl):
+        """Take or renew the leader lease: our epoch, or -1 if another holds it."""
+        return int(self._do("leader lease", self._hold_lease,
+                            keys=[self._key("leader"), self._key("leader", "epoch")],
+                            args=[member_id, int(ttl * 1000)]))
+
+    def release_lease(self, member_id):
+        return self._do("leader lease", self._release_lease, keys=[self._key("leader")],
+                        args=[member_id])
+
+    def leader(self):
+        return self._do("leader read", self._redis.get, self._key("leader"))
+
+    def publish_assignment(self, member_id, epoch, members, placement, now):
+        """Publish a placement if we hold the lease and it changed.
+
+        Returns the new generation, 0 if unchanged, -1 if fenced out.
+        """
+        index = {m: i for i, m in enumerate(members)}
+        return int(self._do("assignment publish", self._publish,
+                            keys=[self._key("leader"), self._key("assignment")],
+                            args=[member_id, epoch,
+                                  json.dumps([index[o] for o in placement], separators=(",", ":")),
+                                  json.dumps(list(members)), repr(now)]))
+
+    def assignment_generation(self):
+        return int(self._do("assignment read", self._redis.hget, self._key("assignment"),
+                            "generation") or 0)
+
+    def assignment(self):
+        """(generation, members, placement tuple of member ids), or None if none yet."""
+        raw = self._do("assignment read", self._redis.hgetall, self._key("assignment"))
+        if not raw or "placement" not in raw:
+            return None
+        members = json.loads(raw["members"])
+        placement = tuple(members[i] for i in json.loads(raw["placement"]))
+        return {"generation": int(raw["generation"]), "members": members, "placement": placement,
+                "leader": raw.get("leader"), "epoch": int(raw.get("epoch") or 0),
+                "published_at": float(raw.get("published_at") or 0)}
+
+    def assignment_channel(self):
+        return self._key("assignment")
+
+    def subscribe_assignments(self):
+        """A redis PubSub on the assignment channel (messages carry the generation)."""
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        self._do("subscribe", pubsub.subscribe, self._key("assignment"))
+        return pubsub
+
+    def report_worker(self, member_id, info, ttl):
+        """Refresh a worker's own report and read what it follows, in one round
+        trip (a worker does this every second): (inventory version, generation,
+        Redis's clock, control version)."""
+        fields = [x for k, v in info.items() for x in (k, json.dumps(v))]
+        keys = [self._key("worker", member_id), self._key("workers"),
+                self._key("inventory", "version"), self._key("assignment"),
+                self._key("control", "version")]
+        version, generation, sec, usec, control = self._do(
+            "worker report", self._scripts["report_worker"], keys=keys,
+            args=[int(ttl * 1000), member_id, *fields])
+        return int(version), int(generation), int(sec) + int(usec) / 1e6, int(control)
+
+    def forget_worker(self, member_id):
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(self._key("worker", member_id))
+        pipe.zrem(self._key("workers"), member_id)
+        self._do("worker report", pipe.execute)
+
+    def worker_reports(self):
+        """member id -> the worker's own report, for workers still reporting
+        (the index, then their reports: no scan of the keyspace)."""
+        ids = self._do("worker reports", self._redis.zrange, self._key("workers"), 0, -1)
+        pipe = self._redis.pipeline(transaction=False)
+        for member in ids:
+            pipe.hgetall(self._key("worker", member))
+        raw = self._do("worker reports", pipe.execute)
+        return {member: {f: json.loads(v) for f, v in r.items()}
+                for member, r in zip(ids, raw, strict=True) if r}

@@ -1,0 +1,222 @@
+"""The inventory in Redis: import (one transaction), removal, key rotation,
+reads without passwords, and the counts and name index kept beside it
+(`farm nodes summary`, pages of `farm nodes list`)."""
+
+import json
+
+from farm.credentials import Credentials
+from farm.errors import BackendUnavailable, CredentialsError
+from farm.model import Node
+
+# 2: counts, polled and names kept beside the inventory and state; a farm
+# written by an older version gets them built once (Inventory.upgrade)
+LAYOUT = 2
+_OPEN_ONLY = Credentials()  # without a key: opens plaintext and password_file entries
+
+
+def node_from_entry(name, fields, password):
+    """A Node from its stored inventory entry (with `password` opened, or '')."""
+    return Node(name=name, address=fields["address"], port=int(fields["port"]),
+                username=fields["username"], password=password,
+                password_file=fields.get("password_file", ""),
+                driver=fields.get("driver", "ipmi"), system_id=fields.get("system_id", ""),
+                verify_tls=fields.get("verify_tls", ""))
+
+
+class Inventory:
+    def import_nodes(self, nodes, replace=False, progress=None):
+        """Upsert nodes in one transaction; with replace, drop absent ones.
+
+        Returns (added, updated, unchanged, removed) counts. `progress(n)` is
+        called as the transaction is assembled (it is sent as one MULTI, so a
+        failure changes nothing).
+        """
+        self.upgrade()  # a new farm starts with layout 2; an older one gets it built
+        inv = self._key("inventory")
+        given = {n.name: n for n in nodes}
+        counts = {}
+
+        def txn(pipe):
+            current = pipe.hgetall(inv)
+            added = [n for n in given if n not in current]
+            updated = [n for n in given if n in current and not self._same(given[n], current[n])]
+            # sealing is random (a new IV each time): seal only what changed
+            wanted = {n: self._stored(given[n]) for n in added + updated}
+            removed = [n for n in current if n not in given] if replace else []
+            counts.update(added=len(added), updated=len(updated),
+                          unchanged=len(given) - len(added) - len(updated),
+                          removed=len(removed))
+            pipe.multi()
+            changed = {n: wanted[n] for n in added + updated}
+            names = list(changed)
+            for i in range(0, len(names), 1000):
+                pipe.hset(inv, mapping={n: changed[n] for n in names[i:i + 1000]})
+                if progress:
+                    progress(len(names[i:i + 1000]))
+            for i in range(0, len(added), 1000):
+                pipe.zadd(self._key("names"), dict.fromkeys(added[i:i + 1000], 0))
+            for i in range(0, len(removed), 1000):
+                self._remove(removed[i:i + 1000], pipe)
+            if changed:
+                pipe.incr(self._key("inventory", "version"))
+
+        self._do("inventory import", self._redis.transaction, txn, inv)
+        return counts
+
+    def _stored(self, node):
+        fields = {"address": node.address, "port": node.port, "username": node.username,
+                  **node.extra()}
+        if node.password_file:
+            fields["password_file"] = node.password_file
+        elif self.credentials is not None:
+            fields.update(self.credentials.seal(node.password))
+        else:
+            fields["password"] = node.password
+        return json.dumps(fields, sort_keys=True)
+
+    def _same(self, node, raw):
+        """Whether the stored entry `raw` already says what `node` says."""
+        fields = json.loads(raw)
+        public = (fields["address"], int(fields["port"]), fields["username"],
+                  fields.get("password_file", ""), fields.get("driver", "ipmi"),
+                  fields.get("system_id", ""), fields.get("verify_tls", ""))
+        if public != (node.address, node.port, node.username, node.password_file, node.driver,
+                      node.system_id, node.verify_tls):
+            return False
+        if node.password_file:
+            return True
+        if "password_sealed" in fields and self.credentials is None:
+            return False
+        try:
+            opened = (self.credentials.open(fields, node.name) if self.credentials
+                      else fields.get("password"))
+        except CredentialsError:
+            return False  # sealed with a key we lack: store it anew
+        return opened == node.password
+
+    def reseal(self, new_keys, progress=None):
+        """Seal every stored password under new_keys[0], in one transaction
+        (`farm keys rotate`); returns how many entries were rewritten."""
+        inv = self._key("inventory")
+        count = {}
+
+        def txn(pipe):
+            current = pipe.hgetall(inv)
+            fresh = {}
+            for name, raw in current.items():
+                fields = json.loads(raw)
+                if "password_file" not in fields:
+                    fresh[name] = json.dumps(self.credentials.reseal(fields, name, new_keys),
+                                             sort_keys=True)
+            pipe.multi()
+            names = list(fresh)
+            for i in range(0, len(names), 1000):
+                pipe.hset(inv, mapping={n: fresh[n] for n in names[i:i + 1000]})
+                if progress:
+                    progress(len(names[i:i + 1000]))
+            if fresh:
+                pipe.incr(self._key("inventory", "version"))
+            count["n"] = len(fresh)
+
+        self._do("key rotation", self._redis.transaction, txn, inv)
+        return count["n"]
+
+    def remove_nodes(self, names):
+        """Remove nodes and their state, atomically; the count removed."""
+        return self._do("node removal", self._remove, names)
+
+    def _remove(self, names, client=None):
+        """remove_nodes.lua on `names`, directly or queued on a pipeline."""
+        keys = [self._key(k) for k in ("inventory", "control", "counts", "polled", "names")]
+        return self._scripts["remove_nodes"](
+            keys=keys + [self._key("inventory", "version")] + self._node_keys(names),
+            args=list(names), client=client)
+
+    def inventory_version(self):
+        return int(self._do("inventory read", self._redis.get,
+                            self._key("inventory", "version")) or 0)
+
+    def load_nodes(self, passwords=False):
+        """(version, nodes sorted by name), read consistently in one transaction.
+        With `passwords`, each Node carries its opened password (a worker);
+        without, none (the CLI never needs one)."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.get(self._key("inventory", "version"))
+        pipe.hgetall(self._key("inventory"))
+        version, raw = self._do("inventory read", pipe.execute)
+        nodes = []
+        for name in sorted(raw):
+            fields = json.loads(raw[name])
+            password = (self.credentials or _OPEN_ONLY).open(fields, name) if passwords else ""
+            nodes.append(node_from_entry(name, fields, password))
+        return int(version or 0), nodes
+
+    def nodes_named(self, names):
+        """The inventory entries of `names` (in that order; missing ones
+        skipped), without passwords: one HMGET."""
+        if not names:
+            return []
+        raw = self._do("inventory read", self._redis.hmget, self._key("inventory"), names)
+        out = []
+        for name, entry in zip(names, raw, strict=True):
+            if entry is not None:
+                out.append(node_from_entry(name, json.loads(entry), ""))
+        return out
+
+    def _node_keys(self, names):
+        """Every per-node key of `names` (dropped with the node)."""
+        return [self._key(kind, n) for n in names for kind in ("state", "sensors", "sel")]
+
+    def node_count(self):
+        return self._do("inventory read", self._redis.hlen, self._key("inventory"))
+
+    def counts(self):
+        """What `farm nodes summary` shows, from the counts the scripts keep,
+        in one round trip whatever the node count: {nodes, polled, power
+        {state: n}, failing {kind: n}, oldest_seen_at (Redis's clock) or
+        None, now (Redis's clock)}."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hlen(self._key("inventory"))
+        pipe.zcard(self._key("polled"))
+        pipe.hgetall(self._key("counts"))
+        pipe.zrange(self._key("polled"), 0, 0, withscores=True)
+        pipe.time()
+        nodes, polled, raw, oldest, (sec, usec) = self._do("counts read", pipe.execute)
+        out = {"nodes": nodes, "polled": polled, "power": {}, "failing": {},
+               "oldest_seen_at": oldest[0][1] if oldest else None, "now": sec + usec / 1e6}
+        for field, n in raw.items():
+            kind, _, value = field.partition(":")
+            if int(n) and kind in ("power", "failing"):
+                out[kind][value] = int(n)
+        return out
+
+    def name_page(self, after=None, limit=1000):
+        """(up to `limit` names (0: all) sorted, after `after`; the node count)."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.zrangebylex(self._key("names"), f"({after}" if after else "-", "+",
+                         *((0, limit) if limit else ()))
+        pipe.zcard(self._key("names"))
+        return tuple(self._do("inventory read", pipe.execute))
+
+    def upgrade(self, force=False, attempts=5):
+        """Build the counts, polled and names keys from the inventory and the
+        states (recount.lua) when this farm has none yet (written by an older
+        version) or `force` (`farm nodes summary --recount`). Atomic; True if
+        it ran. Costs about a second per 100,000 nodes, once."""
+        layout = self._key("layout")
+        if not force and int(self._do("layout read", self._redis.get, layout) or 0) >= LAYOUT:
+            return False
+        for _ in range(attempts):
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.get(self._key("inventory", "version"))
+            pipe.hkeys(self._key("inventory"))
+            version, names = self._do("inventory read", pipe.execute)
+            keys = [self._key(k) for k in ("inventory", "inventory:version", "counts", "polled",
+                                           "names", "layout")]
+            got = self._do("recount", self._scripts["recount"],
+                           keys=keys + [self._key("state", n) for n in names],
+                           args=[int(version or 0), LAYOUT, *names])
+            if int(got) >= 0:
+                return True
+        raise BackendUnavailable(f"the inventory changed during each of {attempts} recounts; "
+                                 f"retry when imports are done")

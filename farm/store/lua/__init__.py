@@ -1,0 +1,1 @@
+"""Marks lua/ as a package, so importlib.resources finds the scripts."""
