@@ -41,10 +41,9 @@ class Connection:
                 self._redis = redis.Redis(**timeouts, health_check_interval=30, decode_responses=True,
                                           **b.redis_kwargs())
         except (ValueError, TypeError) as exc:
+            # from None: the cause's traceback would show redis-py's arguments, password included
             raise ConfigError(f"backend URL {self._where}: {exc}") from None
         self._scripts = {name: self._redis.register_script(SCRIPTS[name]) for name in SCRIPT_NAMES}
-        self._write_results, self._hold_lease, self._release_lease, self._publish = (
-            self._scripts[name] for name in ("write_results", "hold_lease", "release_lease", "publish"))
 
     def _key(self, *parts):
         return ":".join((self.namespace,) + parts)

@@ -13,12 +13,12 @@ class Coordination:
 
     def hold_lease(self, member_id, ttl):
         """Take or renew the leader lease: our epoch, or -1 if another holds it."""
-        return int(self._do("leader lease", self._hold_lease,
+        return int(self._do("leader lease", self._scripts["hold_lease"],
                             keys=[self._key("leader"), self._key("leader", "epoch")],
                             args=[member_id, int(ttl * 1000)]))
 
     def release_lease(self, member_id):
-        return self._do("leader lease", self._release_lease, keys=[self._key("leader")],
+        return self._do("leader lease", self._scripts["release_lease"], keys=[self._key("leader")],
                         args=[member_id])
 
     def leader(self):
@@ -30,7 +30,7 @@ class Coordination:
         Returns the new generation, 0 if unchanged, -1 if fenced out.
         """
         index = {m: i for i, m in enumerate(members)}
-        return int(self._do("assignment publish", self._publish,
+        return int(self._do("assignment publish", self._scripts["publish"],
                             keys=[self._key("leader"), self._key("assignment")],
                             args=[member_id, epoch,
                                   json.dumps([index[o] for o in placement], separators=(",", ":")),

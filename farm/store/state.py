@@ -21,7 +21,7 @@ class State:
             args += [r.node, repr(r.polled_at), f"{r.latency:.6f}",
                      r.power_state.value if r.power_state else "",
                      r.error_kind or "", (r.error or "")[:MAX_ERROR]]
-        return self._do("result write", self._write_results, keys=keys, args=args)
+        return self._do("result write", self._scripts["write_results"], keys=keys, args=args)
 
     def write_sensor_results(self, results, worker=""):
         """Write a batch of SensorResults and their threshold events."""
