@@ -164,9 +164,6 @@ class Worker:
         why = control.check_command(command, self._by_name, redis_now)
         if why is None and command["kind"] == "power" and "power" not in self.tasks:
             why = "the power task is not enabled on this worker"
-        if why is None and command["kind"] == "sel-clear" and \
-                self._by_name[command["node"]].driver != "ipmi":
-            why = "clearing the event log of a redfish node is not supported yet"
         if why is not None:
             LOG.warning("command %s refused: %s", command.get("id"), why)
             self.store.reply(command.get("id", "?"), {"ok": False, "error": why,

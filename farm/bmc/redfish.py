@@ -92,6 +92,7 @@ class RedfishBmc:
         self._on_login = on_login
         self._root = self._system = self._auth = self._conn = None
         self._fresh = False  # the system was just read (no need to read it again)
+        self._paths = {}  # found once per connection: Thermal/Power, the SEL's entries
 
     def _verify(self):
         v = self.node.verify_tls
@@ -149,6 +150,89 @@ class RedfishBmc:
             raise errors.BmcProtocolError(f"PowerState {state!r} is not a power state")
         return self._call("power state", read)
 
+    def _doc(self, path):
+        """A JSON object read through the connector (its session token, a new
+        login on 401), keeping the connection, without sushy's resource
+        classes (which cover neither every BMC's Thermal nor LogServices)."""
+        doc = self._conn.get(path, headers=self.headers).json()
+        if not isinstance(doc, dict):
+            raise errors.BmcProtocolError(f"{path}: the BMC sent no JSON object")
+        return doc
+
+    def _link(self, doc, *keys):
+        for key in keys:
+            doc = doc.get(key) if isinstance(doc, dict) else None
+        if isinstance(doc, list):
+            doc = doc[0] if doc else None
+        path = doc.get("@odata.id") if isinstance(doc, dict) else None
+        return path if isinstance(path, str) else None
+
+    def sensor_docs(self):
+        """{"thermal": doc or None, "power": doc or None} of the system's
+        first chassis (farm.bmc.redfish_data.readings reads them)."""
+        def read():
+            if "sensors" not in self._paths:
+                chassis = self._link(self._doc(self._system.path), "Links", "Chassis")
+                if chassis is None:
+                    raise errors.BmcProtocolError("the system links no Chassis")
+                doc = self._doc(chassis)
+                paths = {"thermal": self._link(doc, "Thermal"), "power": self._link(doc, "Power")}
+                if not any(paths.values()):
+                    raise errors.BmcProtocolError("the chassis has neither Thermal nor Power")
+                self._paths["sensors"] = paths
+            return {k: self._doc(p) if p else None for k, p in self._paths["sensors"].items()}
+        return self._call("sensors", read)
+
+    def _log(self):
+        """(entries path, ClearLog target or None, MaxNumberOfRecords or None)
+        of the system's SEL."""
+        if "log" not in self._paths:
+            services = self._link(self._doc(self._system.path), "LogServices")
+            if services is None:
+                raise errors.BmcProtocolError("the system has no LogServices")
+            members = [m.get("@odata.id") for m in self._doc(services).get("Members") or []
+                       if isinstance(m, dict) and isinstance(m.get("@odata.id"), str)]
+            if not members:
+                raise errors.BmcProtocolError("the system's LogServices collection is empty")
+            # the IPMI SEL goes by these names on the BMCs farm has met; else the first
+            sel = next((m for m in members if m.rstrip("/").rsplit("/", 1)[-1].upper()
+                        in ("SEL", "IPMISEL", "LOG1", "LOG")), members[0])
+            doc = self._doc(sel)
+            entries = self._link(doc, "Entries")
+            if entries is None:
+                raise errors.BmcProtocolError(f"{sel} has no Entries")
+            action = (doc.get("Actions") or {}).get("#LogService.ClearLog") or {}
+            capacity = doc.get("MaxNumberOfRecords")
+            self._paths["log"] = (entries, action.get("target"),
+                                  capacity if isinstance(capacity, int) else None)
+        return self._paths["log"]
+
+    def log_entries(self, max_pages=50):
+        """(every LogEntry of the SEL (JSON objects), the log's capacity or
+        None), following nextLink pages and reading members a BMC lists by
+        reference only."""
+        def read():
+            doc = self._doc(self._log()[0])
+            members = list(doc.get("Members") or [])
+            for _ in range(max_pages):
+                page = doc.get("Members@odata.nextLink")
+                if not isinstance(page, str):
+                    break
+                doc = self._doc(page)
+                members += doc.get("Members") or []
+            return [self._doc(m["@odata.id"]) if isinstance(m, dict) and "Id" not in m
+                    and isinstance(m.get("@odata.id"), str) else m for m in members], self._log()[2]
+        return self._call("event log", read)
+
+    def clear_log(self):
+        def clear():
+            target = self._log()[1]
+            if target is None:
+                raise errors.BmcProtocolError("the SEL offers no LogService.ClearLog")
+            self._conn.post(target, data={}, headers=self.headers)
+            return "cleared"
+        return self._call("clear the event log", clear)
+
     def reset(self, action):
         def act():
             self._system.reset_system(RESETS[action])
@@ -175,6 +259,7 @@ class RedfishBmc:
     def _drop(self, log_out):
         auth, conn = self._auth, self._conn
         self._root = self._system = self._auth = self._conn = None
+        self._paths = {}
         if auth is not None:
             auth.log_out = log_out
             try:

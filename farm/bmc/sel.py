@@ -32,3 +32,13 @@ def decode(record):
                  direction="deasserted" if dir_type & 0x80 else "asserted",
                  description=codes.event_description(stype, event_type, offset))
     return entry
+
+
+def cursor_tail(entries, cursor, cleared):
+    """(id, at) a cursor keeps after a pass: the last entry read, else (none
+    new) the cursor's own, else (a new or cleared log) nothing yet."""
+    if entries:
+        return entries[-1]["id"], entries[-1]["at"]
+    if cursor is not None and not cleared:
+        return tuple(cursor[:2])
+    return None, None

@@ -18,7 +18,8 @@ from farm.sim.lean import LeanFleet
 @click.option("--count", type=click.IntRange(1, 20000), default=10, show_default=True)
 @click.option("--protocol", type=click.Choice(["ipmi", "redfish"]), default="ipmi", show_default=True,
               help="redfish: HTTP(S) Redfish BMCs (service root, sessions, one ComputerSystem "
-                   "with PowerState and Reset) instead of IPMI ones.")
+                   "with PowerState and Reset, its Chassis's Thermal and Power, its SEL "
+                   "LogService) instead of IPMI ones.")
 @click.option("--tls", is_flag=True,
               help="redfish: serve HTTPS with a self-signed certificate written next to the "
                    "inventory (the inventory's verify_tls names it).")

@@ -55,6 +55,11 @@ def _raw(spec, value):
     return max(0, min(255, round(value / (spec.m * 10 ** spec.r_exp))))
 
 
+def quantize(spec, value):
+    """`value` as the sensor's raw byte would give it back."""
+    return round(_raw(spec, value) * spec.m * 10 ** spec.r_exp, 6)
+
+
 def sdr_record(record_id, spec):
     """The SDR of one sensor: a full record (type 01h) for a threshold
     sensor, a compact one (02h) for a discrete one."""
@@ -194,6 +199,17 @@ class Hardware:
             else:  # CPU Temp: upper non-critical going high (trigger reading in byte 2)
                 self.add_sel(0x01, 1, 0x01, 0x57, now=at)
         self.sel_made = max(self.sel_made, due)
+
+    def sel_records(self):
+        """[(record id, 16-byte record)], oldest first, after the entries the
+        log gained by itself (what a Redfish LogService lists)."""
+        self._grow_sel()
+        return list(self.sel)
+
+    def sensor_value(self, spec):
+        """A threshold sensor's reading as its ADC gives it (the unit value
+        of its raw byte), which IPMI and Redfish report alike."""
+        return quantize(spec, self.reading(spec))
 
     def clear_sel(self):
         self.sel, self.overflowed = [], False

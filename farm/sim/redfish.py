@@ -5,8 +5,12 @@ connection.
 
 Each serves what farm and sushy use: the service root, SessionService
 (sessions by POST, X-Auth-Token, DELETE), basic auth, the Systems collection
-and one ComputerSystem with PowerState and ComputerSystem.Reset. Power is
-farm.sim.hardware's (changes take --power-delay). Hung BMCs accept
+and one ComputerSystem with PowerState and ComputerSystem.Reset, its Chassis
+with Thermal (Temperatures, Fans) and Power (Voltages, PowerSupplies), and
+its LogServices/SEL with Entries and LogService.ClearLog. Power, sensors and
+the log are farm.sim.hardware's, the very model the IPMI engines serve
+(power changes take --power-delay; readings are the sensors' quantized
+values, with their thresholds). Hung BMCs accept
 connections and never answer; --delay slows every answer. SIGUSR1, or
 --session-timeout of idleness, makes BMCs forget their sessions (the client
 gets 401 and must log in again). Counts of logins and requests are printed at
@@ -28,13 +32,21 @@ import threading
 import time
 import uuid
 
+from farm.bmc import sel as sel_codec
 from farm.model import Node
 from farm.sim.fleet import pick
-from farm.sim.hardware import Hardware
+from farm.sim.hardware import SENSORS, Hardware, quantize
 
-LOG = logging.getLogger(__name__)
+LOGGER = logging.getLogger(__name__)
 ROOT = "/redfish/v1"
 SYSTEM_ID = "1"
+SYSTEM, CHASSIS = f"{ROOT}/Systems/{SYSTEM_ID}", f"{ROOT}/Chassis/1"
+LOG = f"{SYSTEM}/LogServices/SEL"
+# IPMI sensor type -> the Thermal/Power array and the value's field
+ARRAYS = {0x01: ("Temperatures", "ReadingCelsius"), 0x04: ("Fans", "Reading"),
+          0x02: ("Voltages", "ReadingVolts"), 0x08: ("PowerSupplies", None)}
+LIMITS = ("LowerThresholdFatal", "LowerThresholdCritical", "LowerThresholdNonCritical",
+          "UpperThresholdNonCritical", "UpperThresholdCritical", "UpperThresholdFatal")
 RESETS = {"On": 1, "ForceOn": 1, "ForceOff": 0, "GracefulShutdown": 5, "ForceRestart": 3,
           "GracefulRestart": 3, "PowerCycle": 2}
 REASONS = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
@@ -99,6 +111,7 @@ class RedfishBmc:
                          "Id": "RootService", "Name": "farm-sim Redfish", "RedfishVersion": "1.6.0",
                          "UUID": str(uuid.uuid5(uuid.NAMESPACE_DNS, self.name)),
                          "Systems": {"@odata.id": f"{ROOT}/Systems"},
+                         "Chassis": {"@odata.id": f"{ROOT}/Chassis"},
                          "SessionService": {"@odata.id": f"{ROOT}/SessionService"},
                          "Links": {"Sessions": {"@odata.id": sessions}}}, {}
         if method == "POST" and path == sessions:
@@ -130,6 +143,8 @@ class RedfishBmc:
             return 200, {"@odata.id": system, "@odata.type": "#ComputerSystem.v1_10_0.ComputerSystem",
                          "Id": SYSTEM_ID, "Name": self.name,
                          "PowerState": "On" if self.hw.power_state() else "Off",
+                         "Links": {"Chassis": [{"@odata.id": CHASSIS}]},
+                         "LogServices": {"@odata.id": f"{system}/LogServices"},
                          "Actions": {"#ComputerSystem.Reset": {
                              "target": f"{system}/Actions/ComputerSystem.Reset",
                              "ResetType@Redfish.AllowableValues": sorted(RESETS)}}}, {}
@@ -142,7 +157,77 @@ class RedfishBmc:
                 return 400, {"error": {"message": f"unsupported ResetType {kind!r}"}}, {}
             self.hw.control(RESETS[kind])
             return 204, None, {}
+        doc = self.resource(method, path)
+        if doc is not None:
+            return doc
         return 404, {"error": {"message": f"no {method} {path}"}}, {}
+
+    def resource(self, method, path):
+        """The Chassis, its Thermal and Power, and the SEL LogService."""
+        if method == "POST" and path == f"{LOG}/Actions/LogService.ClearLog":
+            self.hw.clear_sel()
+            return 204, None, {}
+        if method != "GET":
+            return None
+        if path == f"{ROOT}/Chassis":
+            return 200, {"@odata.id": path, "Name": "Chassis Collection",
+                         "Members": [{"@odata.id": CHASSIS}], "Members@odata.count": 1}, {}
+        if path == CHASSIS:
+            return 200, {"@odata.id": path, "@odata.type": "#Chassis.v1_10_0.Chassis", "Id": "1",
+                         "Name": "Chassis", "ChassisType": "RackMount",
+                         "Thermal": {"@odata.id": f"{path}/Thermal"},
+                         "Power": {"@odata.id": f"{path}/Power"},
+                         "Links": {"ComputerSystems": [{"@odata.id": SYSTEM}]}}, {}
+        if path in (f"{CHASSIS}/Thermal", f"{CHASSIS}/Power"):
+            return 200, self.sensors(path), {}
+        if path == f"{SYSTEM}/LogServices":
+            return 200, {"@odata.id": path, "Name": "Log Service Collection",
+                         "Members": [{"@odata.id": LOG}], "Members@odata.count": 1}, {}
+        if path == LOG:
+            return 200, {"@odata.id": path, "@odata.type": "#LogService.v1_1_0.LogService",
+                         "Id": "SEL", "Name": "System Event Log", "MaxNumberOfRecords": 512,
+                         "Entries": {"@odata.id": f"{path}/Entries"},
+                         "Actions": {"#LogService.ClearLog": {
+                             "target": f"{path}/Actions/LogService.ClearLog"}}}, {}
+        if path == f"{LOG}/Entries":
+            members = [log_entry(rid, record) for rid, record in self.hw.sel_records()]
+            return 200, {"@odata.id": path, "Name": "Log Entry Collection", "Members": members,
+                         "Members@odata.count": len(members)}, {}
+        return None
+
+    def sensors(self, path):
+        """Thermal or Power: the hardware's sensors of that resource."""
+        thermal = path.endswith("/Thermal")
+        doc = {"@odata.id": path, "Id": "Thermal" if thermal else "Power",
+               "Name": "Thermal" if thermal else "Power"}
+        for spec in SENSORS:
+            array, field = ARRAYS[spec.type]
+            if (array in ("Temperatures", "Fans")) != thermal:
+                continue
+            members = doc.setdefault(array, [])
+            member = {"@odata.id": f"{path}#/{array}/{len(members)}", "MemberId": str(len(members)),
+                      "Name": spec.name, "Status": {"State": "Enabled", "Health": "OK"}}
+            if field is not None:
+                member[field] = self.hw.sensor_value(spec)
+                if array == "Fans":
+                    member["ReadingUnits"] = "RPM"
+                for name, limit in zip(LIMITS, spec.thresholds, strict=True):
+                    if limit is not None:
+                        member[name] = quantize(spec, limit)
+            members.append(member)
+        return doc
+
+
+def log_entry(rid, record):
+    """A Redfish LogEntry for one of the hardware's SEL records."""
+    e = sel_codec.decode(record)
+    created = datetime.datetime.fromtimestamp(e["at"] or 0, datetime.timezone.utc)
+    return {"@odata.id": f"{LOG}/Entries/{rid}", "@odata.type": "#LogEntry.v1_4_0.LogEntry",
+            "Id": str(rid), "Name": "Log Entry", "EntryType": "SEL",
+            "Created": created.isoformat().replace("+00:00", "Z"),
+            "Message": e.get("description", ""), "SensorType": e.get("sensor_type"),
+            "SensorNumber": e.get("sensor"),
+            "Severity": "OK" if e.get("direction") == "deasserted" else "Warning"}
 
 
 class RedfishFleet:
@@ -162,7 +247,7 @@ class RedfishFleet:
         scheme = "https" if self.tls else "http"
         host = f"[{address}]" if ":" in address else address
         options = dict(hardware or {})
-        options.pop("hot_fraction", None)
+        hot = pick(count, options.pop("hot_fraction", 0.0), 2)
         hung, off = pick(count, hung_fraction, 0), pick(count, off_fraction, 1)
         self.bmcs, self.hung, self.nodes = {}, {}, []
         self.ports, self.socks = {}, {}
@@ -173,7 +258,7 @@ class RedfishFleet:
                 self.hung[name] = port
             else:
                 self.bmcs[name] = RedfishBmc(self, name, Hardware(name, powered=i not in off,
-                                                                  **options))
+                                                                  hot=i in hot, **options))
             self.ports[port] = name
             sock = socket.socket(family, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

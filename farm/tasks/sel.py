@@ -14,7 +14,7 @@ At most `limit` entries per pass; a longer backlog continues next pass.
 import struct
 
 from farm import errors
-from farm.bmc import sel
+from farm.bmc import redfish_data, sel
 from farm.bmc.session import Request
 from farm.model import SelResult
 
@@ -61,12 +61,7 @@ def read_sel(node, memo, arg):
         if since is None or entry["at"] is None or entry["at"] >= since:
             if not (since is not None and entry["id"] == cursor[0] and entry["at"] == cursor[1]):
                 entries.append(entry)
-    if entries:
-        tail = (entries[-1]["id"], entries[-1]["at"])
-    elif cursor is not None and not cleared:
-        tail = tuple(cursor[:2])
-    else:
-        tail = (None, None)
+    tail = sel.cursor_tail(entries, cursor, cleared)
     caught_up = record_id == LAST or not count or len(entries) < limit
     # not caught up: leave the addition stamp unset so the next pass goes on
     new_cursor = tail + ((added if caught_up else None), erased)
@@ -90,10 +85,24 @@ def clear_sel(node, memo, arg):
     raise errors.BmcProtocolError("the BMC did not finish erasing its SEL")
 
 
+def redfish_sel(bmc, arg):
+    """New entries of a Redfish node's SEL LogService since the cursor (the
+    whole Entries collection is read: Redfish has no cheaper way to tell)."""
+    cursor, limit = arg if arg else (None, 100)
+    if cursor is not None and cursor[3] != redfish_data.CURSOR:
+        cursor = None  # an IPMI cursor: this node changed driver
+    members, capacity = bmc.log_entries()
+    return redfish_data.new_entries(members, cursor, limit, capacity)
+
+
+def redfish_clear(bmc, arg):
+    return bmc.clear_log()
+
+
 class SelPoll:
     name = "sel"
-    drivers = ("ipmi",)  # Redfish's Thermal/Power and LogServices: not yet
-    redfish = {}
+    drivers = ("ipmi", "redfish")
+    redfish = {"sel": redfish_sel, "sel-clear": redfish_clear}
     programs = {"sel": read_sel, "sel-clear": clear_sel}
 
     def __init__(self, settings):

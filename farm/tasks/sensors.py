@@ -8,7 +8,7 @@ the poll engine, so a pass costs 1 + (number of sensors) round trips.
 import struct
 
 from farm import errors
-from farm.bmc import codes, sdr
+from farm.bmc import codes, redfish_data, sdr
 from farm.bmc.session import Request
 from farm.model import SensorResult
 
@@ -86,10 +86,16 @@ def read_sensors(node, memo, arg):
     return tuple(readings), fresh
 
 
+def redfish_sensors(bmc, arg):
+    """Readings of a Redfish node: its chassis's Thermal and Power (two
+    GETs a pass once their paths are known)."""
+    return redfish_data.readings(bmc.sensor_docs()), False
+
+
 class SensorsPoll:
     name = "sensors"
-    drivers = ("ipmi",)  # Redfish's Thermal/Power and LogServices: not yet
-    redfish = {}
+    drivers = ("ipmi", "redfish")
+    redfish = {"sensors": redfish_sensors}
     programs = {"sensors": read_sensors}
 
     def __init__(self, settings):

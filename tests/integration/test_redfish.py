@@ -139,3 +139,59 @@ def test_against_sushy_emulator(store, redis_server, namespace, tmp_path):
             emulator.kill()
             emulator.wait(5)
         emulator_log.close()
+
+
+def test_redfish_sensors_sel_and_sel_clear(make_sim, store, redis_server, namespace, tmp_path):
+    """The sensors and sel tasks on a Redfish node (HTTPS): readings equal
+    what sushy's own Thermal and Power classes read from the same BMC; an
+    out-of-band power change's SEL entry reaches farm; `farm nodes
+    sel-clear` clears the log through LogService.ClearLog."""
+    import sushy
+    from sushy import auth as sushy_auth
+
+    from tests.integration.test_tasks import events, sections
+    sim = make_sim(1, protocol="redfish", tls=True, sensor_period=0, sel_interval=0)
+    (node,) = import_sim(sim, store)
+    cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, poll_interval=1,
+                       bmc_timeout=3, sections=sections())
+    proc, log = start_worker(tmp_path, cfg)
+    try:
+        detail = wait_for(lambda: (d := store.node_detail(node.name)) and len(d["sensors"]) == 7
+                          and d, 60, what="a Redfish sensors pass")
+        root = sushy.Sushy(f"{node.address}/redfish/v1", verify=sim.tls_cert,
+                           auth=sushy_auth.BasicAuth(sim.username, sim.password))
+        chassis = root.get_chassis("/redfish/v1/Chassis/1")
+        theirs = {t.name: (t.reading_celsius, "degrees C") for t in chassis.thermal.temperatures}
+        theirs.update({f.name: (f.reading, "RPM") for f in chassis.thermal.fans})
+        assert len(theirs) == 4
+        for name, (value, unit) in theirs.items():
+            ours = detail["sensors"][name]
+            assert (ours["value"], ours["unit"], ours["status"]) == (value, unit, "ok"), ours
+        (psu,) = chassis.power.power_supplies
+        assert detail["sensors"][psu.name]["status"] == "ok"
+        assert {r["type"] for r in detail["sensors"].values()} == {
+            "temperature", "fan", "voltage", "power_supply"}
+
+        s = requests.Session()
+        s.auth = (sim.username, sim.password)
+        r = s.post(f"{node.address}/redfish/v1/Systems/1/Actions/ComputerSystem.Reset",
+                   json={"ResetType": "ForceOff"}, verify=sim.tls_cert)
+        assert r.status_code == 204, r.text
+        wait_for(lambda: any(e.get("description") == "S4/S5: soft-off"
+                             for e in store.node_detail(node.name)["sel"]), 30,
+                 what="the power change's SEL entry")
+        listed = s.get(f"{node.address}/redfish/v1/Systems/1/LogServices/SEL/Entries",
+                       verify=sim.tls_cert).json()["Members"]
+        ours = list(reversed(store.node_detail(node.name)["sel"]))
+        assert [int(m["Id"]) for m in listed] == [e["id"] for e in ours]
+
+        out = farm(cfg, "nodes", "sel-clear", "--yes", node.name)
+        assert out.returncode == 0, out.stderr
+        wait_for(lambda: any(e["type"] == "sel-cleared" for e in events(cfg, "--node", node.name)),
+                 30, what="the sel-cleared event")
+        wait_for(lambda: store.node_detail(node.name)["sel"][0]["description"]
+                 == "Log area reset/cleared", 30, what="the entry the clear logged")
+        state = store.node_detail(node.name)["state"]
+        assert state["sensors_error_kind"] == "" and state["sel_error_kind"] == ""
+    finally:
+        assert stop_worker(proc) == 0, log.read_text()[-2000:]

@@ -1,0 +1,144 @@
+"""Pure: Redfish documents as farm's sensor readings and SEL entries, and
+the SEL cursor over a Redfish log. JSON in, the dicts the IPMI tasks make
+out, so Redis, events and `farm nodes show` do not care which protocol a
+node speaks.
+
+Readings come from the Chassis's Thermal (Temperatures, Fans) and Power
+(Voltages, PowerSupplies) resources, which nearly every BMC serves (the
+newer Sensors collection is not read yet). A threshold status is computed
+from the reading and the resource's own thresholds, in ipmitool's words:
+nr (fatal), cr (critical), nc (non-critical), ok, ns (no reading); where a
+member has no thresholds its Status.Health says it.
+
+A log's entries carry an Id and a Created time and nothing that says which
+came first besides them; the cursor is (last Id, its Created time, how many
+entries the log held, "redfish"). Our last-seen entry can only be gone two
+ways: the log wrapped (full, its oldest overwritten: it holds its capacity,
+MaxNumberOfRecords, or at least as many entries as before when the BMC does
+not say) and the entries not older than ours are read; or it was cleared
+and is read from its start.
+"""
+
+import datetime
+
+from farm import errors
+from farm.bmc import sel
+
+# (resource, array, value field, farm type, unit)
+ARRAYS = (("thermal", "Temperatures", "ReadingCelsius", "temperature", "degrees C"),
+          ("thermal", "Fans", "Reading", "fan", "RPM"),
+          ("power", "Voltages", "ReadingVolts", "voltage", "Volts"),
+          ("power", "PowerSupplies", None, "power_supply", ""))
+_LEVELS = (("Fatal", "nr"), ("Critical", "cr"), ("NonCritical", "nc"))
+_HEALTH = {"OK": "ok", "Warning": "nc", "Critical": "cr"}
+_SEVERITY_DIRECTION = {"OK": "deasserted"}
+CURSOR = "redfish"  # the cursor's last field: not an IPMI cursor (added, erased)
+
+
+def _number(value):
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def threshold_status(member, value):
+    """nr, cr, nc or ok for a reading against the member's thresholds."""
+    for level, word in _LEVELS:
+        upper = _number(member.get(f"UpperThreshold{level}"))
+        lower = _number(member.get(f"LowerThreshold{level}"))
+        if (upper is not None and value >= upper) or (lower is not None and value <= lower):
+            return word
+    return "ok"
+
+
+def readings(docs):
+    """farm's reading dicts from {"thermal": doc, "power": doc} (either may be None)."""
+    out, seen = [], {}
+    for resource, array, field, kind, unit in ARRAYS:
+        doc = docs.get(resource) or {}
+        members = doc.get(array) or []
+        if not isinstance(members, list):
+            raise errors.BmcProtocolError(f"{array} in the {resource} resource is not a list")
+        for i, m in enumerate(members):
+            if not isinstance(m, dict):
+                raise errors.BmcProtocolError(f"{array}[{i}] is not an object")
+            status_doc = m.get("Status") if isinstance(m.get("Status"), dict) else {}
+            if status_doc.get("State") in ("Absent", "Disabled"):
+                continue
+            name = str(m.get("Name") or m.get("MemberId") or f"{array} {i}")
+            value = _number(m.get(field)) if field else None
+            if field is None:
+                status = _HEALTH.get(status_doc.get("Health"), "ok")
+            elif value is None:
+                status = "ns"
+            else:
+                status = threshold_status(m, value)
+            fan_unit = m.get("ReadingUnits") if array == "Fans" else None
+            seen[name] = seen.get(name, 0) + 1
+            out.append({"key": name, "name": name, "number": i, "type": kind, "value": value,
+                        "unit": "percent" if fan_unit == "Percent" else unit, "status": status,
+                        "state": [status_doc["Health"]] if field is None and status_doc.get("Health")
+                        else []})
+    for r in out:  # names repeat on real BMCs: the key must be unique within one
+        if seen[r["name"]] > 1:
+            r["key"] = f"{r['name']} #{r['type']}{r['number']}"
+    return tuple(out)
+
+
+def _epoch(created):
+    if not isinstance(created, str):
+        return None
+    try:
+        when = datetime.datetime.fromisoformat(created.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return int(when.timestamp())
+
+
+def _id(value):
+    text = str(value)
+    return int(text) if text.isdigit() else text
+
+
+def entry(member):
+    """farm's SEL entry dict for one Redfish LogEntry."""
+    if not isinstance(member, dict) or "Id" not in member:
+        raise errors.BmcProtocolError("a log entry without an Id")
+    out = {"id": _id(member["Id"]), "at": _epoch(member.get("Created")),
+           "description": str(member.get("Message") or member.get("Name") or "")[:300],
+           "severity": member.get("Severity")}
+    if member.get("SensorType"):
+        out["sensor_type"] = str(member["SensorType"])
+    if member.get("SensorNumber") is not None:
+        out["sensor"] = member["SensorNumber"]
+    out["direction"] = _SEVERITY_DIRECTION.get(member.get("Severity"), "asserted")
+    return out
+
+
+def new_entries(members, cursor, limit, capacity=None):
+    """(entries new since `cursor`, oldest first, at most `limit`; the new
+    cursor; whether the log was cleared) over a log's entries, listed
+    oldest or newest first."""
+    entries = [entry(m) for m in members]
+    # the log's own order (as it appended them), oldest first: BMCs list
+    # either way round, and Created alone cannot order entries of one second
+    if len(entries) > 1 and (entries[0]["at"] or 0) > (entries[-1]["at"] or 0):
+        entries.reverse()
+    cleared, start = False, 0
+    if cursor is not None and cursor[0] is not None:
+        last_id, last_at, count = cursor[0], cursor[1], cursor[2] or 0
+        at = next((i for i, e in enumerate(entries) if e["id"] == last_id and e["at"] == last_at),
+                  None)
+        full = len(entries) >= capacity if capacity else len(entries) >= count
+        if at is not None:
+            start = at + 1
+        elif not full:
+            cleared = True
+        else:  # wrapped (ours overwritten): what is not older than our last entry
+            entries = [e for e in entries if e["at"] is None or last_at is None or e["at"] >= last_at]
+    fresh = entries[start:start + limit]
+    tail = sel.cursor_tail(fresh, cursor, cleared)
+    # the count is that of the log once we have caught up; until then the
+    # one we started from, so a log read in chunks is not taken for cleared
+    count = len(members) if start + limit >= len(entries) else (cursor[2] if cursor else 0)
+    return tuple(fresh), (*tail, count, CURSOR), cleared

@@ -1,0 +1,138 @@
+"""Redfish readings and SEL entries, in-process: the simulator's Thermal,
+Power and LogService documents for one hardware model, read through
+farm.bmc.redfish_data, must say what farm's IPMI programs read from the
+same model (which tests/integration/test_tasks.py holds to ipmitool)."""
+
+import pytest
+
+from farm.bmc import redfish_data
+from farm.errors import BmcProtocolError
+from farm.sim import redfish as sim
+from farm.sim.hardware import SEL_CAPACITY, Hardware
+from farm.tasks.sel import read_sel
+from farm.tasks.sensors import read_sensors
+from tests.unit.test_task_programs import Clock, run
+
+
+def redfish_docs(hw):
+    bmc = sim.RedfishBmc(None, hw.name, hw)
+    return {"thermal": bmc.resource("GET", f"{sim.CHASSIS}/Thermal")[1],
+            "power": bmc.resource("GET", f"{sim.CHASSIS}/Power")[1]}
+
+
+def log_members(hw):
+    bmc = sim.RedfishBmc(None, hw.name, hw)
+    return bmc.resource("GET", f"{sim.LOG}/Entries")[1]["Members"]
+
+
+@pytest.mark.parametrize("step", range(0, 600, 37))
+def test_readings_say_what_ipmi_says_over_a_hot_cycle(step):
+    clock = Clock(2_000_000_000.0 + step)
+    hw = Hardware("n1", hot=True, sensor_period=600, clock=clock)
+    (ipmi, _), _ = run(read_sensors, hw)
+    redfish = redfish_data.readings(redfish_docs(hw))
+    assert [(r["name"], r["type"], r["unit"], r["status"]) for r in redfish] == \
+        [(r["name"], r["type"], r["unit"], r["status"]) for r in ipmi]
+    for a, b in zip(redfish, ipmi, strict=True):
+        assert (a["value"] is None) == (b["value"] is None)
+        if a["value"] is not None:
+            assert abs(a["value"] - b["value"]) < 1e-6, (a, b)
+
+
+def test_statuses_cover_every_level():
+    hot = [redfish_data.readings(redfish_docs(Hardware("n1", hot=True, sensor_period=600,
+                                                      clock=Clock(2e9 + t))))
+           for t in range(0, 600, 10)]
+    assert {r["status"] for rs in hot for r in rs} >= {"ok", "nc", "cr"}
+
+
+def test_sel_reads_what_ipmi_reads_through_growth_clear_and_wrap():
+    clock = Clock()
+    hw = Hardware("n1", sel_interval=1, clock=clock)
+    cursor = ipmi_cursor = None
+    seen, ipmi_seen = [], []
+
+    def both(limit=1000):
+        nonlocal cursor, ipmi_cursor
+        new, cursor, cleared = redfish_data.new_entries(log_members(hw), cursor, limit,
+                                                        SEL_CAPACITY)
+        (i_new, ipmi_cursor, i_cleared), _ = run(read_sel, hw, arg=(ipmi_cursor, limit))
+        seen.extend(new)
+        ipmi_seen.extend(i_new)
+        return cleared, i_cleared
+
+    clock.now += 10
+    hw.control(0)
+    assert both() == (False, False)
+    clock.now += 5
+    assert both() == (False, False)
+    assert both() == (False, False)  # nothing new
+    hw.clear_sel()
+    clock.now += 3
+    assert both() == (True, True)
+    clock.now += SEL_CAPACITY + 20  # wraps: our last entry overwritten
+    assert both() == (False, False)
+    key = [(e["id"], e["at"], e["description"]) for e in seen]
+    assert key == [(e["id"], e["at"], e["description"]) for e in ipmi_seen]
+    assert len(key) == len(set(key)) > SEL_CAPACITY  # each entry once
+
+
+@pytest.mark.parametrize("capacity", [SEL_CAPACITY, None])
+def test_a_log_of_one_entry_cleared_is_cleared(capacity):
+    """The clear logs an entry of its own: as many entries as before, but
+    the log is far from full, so it did not wrap."""
+    clock = Clock()
+    hw = Hardware("n1", clock=clock)
+    hw.control(0)
+    _, cursor, _ = redfish_data.new_entries(log_members(hw), None, 100, capacity)
+    clock.now += 5
+    hw.clear_sel()
+    new, cursor, cleared = redfish_data.new_entries(log_members(hw), cursor, 100, capacity)
+    if capacity is None:  # the BMC does not say: as many entries as before reads as a wrap
+        assert not cleared and [e["description"] for e in new] == ["Log area reset/cleared"]
+    else:
+        assert cleared and [e["description"] for e in new] == ["Log area reset/cleared"]
+
+
+def test_a_backlog_is_read_in_chunks():
+    clock = Clock()
+    hw = Hardware("n1", sel_interval=1, clock=clock)
+    clock.now += 95
+    cursor, got = None, []
+    for i in range(10):  # half the passes list the log newest first, as some BMCs do
+        members = log_members(hw)
+        new, cursor, cleared = redfish_data.new_entries(members[::-1] if i % 2 else members,
+                                                        cursor, 10)
+        assert not cleared
+        got += new
+    assert [e["id"] for e in got] == [rid for rid, _ in hw.sel_records()]
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"Temperatures": {"Name": "x"}}, "not a list"),
+    ({"Temperatures": ["x"]}, "not an object"),
+])
+def test_garbage_documents_are_protocol_errors(doc, message):
+    with pytest.raises(BmcProtocolError, match=message):
+        redfish_data.readings({"thermal": doc})
+
+
+def test_absent_members_no_reading_and_repeated_names():
+    doc = {"Temperatures": [
+        {"Name": "CPU", "ReadingCelsius": 50, "UpperThresholdCritical": 90},
+        {"Name": "CPU", "ReadingCelsius": None},
+        {"Name": "Gone", "Status": {"State": "Absent"}}]}
+    got = redfish_data.readings({"thermal": doc})
+    assert [(r["key"], r["status"]) for r in got] == [("CPU #temperature0", "ok"),
+                                                     ("CPU #temperature1", "ns")]
+    with pytest.raises(BmcProtocolError, match="without an Id"):
+        redfish_data.new_entries([{"Created": "2026-01-01T00:00:00Z"}], None, 10)
+
+
+@pytest.mark.parametrize("value, status", [(99, "nr"), (95, "nr"), (90, "cr"), (80, "nc"),
+                                           (50, "ok"), (9, "nc"), (4, "cr"), (1, "nr")])
+def test_threshold_levels(value, status):
+    member = {"UpperThresholdNonCritical": 75, "UpperThresholdCritical": 85,
+              "UpperThresholdFatal": 95, "LowerThresholdNonCritical": 10,
+              "LowerThresholdCritical": 5, "LowerThresholdFatal": 2}
+    assert redfish_data.threshold_status(member, value) == status
