@@ -10,6 +10,10 @@ user would write with requests and a kept session.
 3. The reference: in this process, a thread pool of 64 with one
    requests.Session per BMC (logged in once, its X-Auth-Token kept), a GET
    of each BMC's system every INTERVAL seconds, parsing PowerState.
+4. The sensors and sel tasks alone on TASKS_COUNT BMCs every INTERVAL
+   seconds, Redfish (HTTPS) then IPMI (the lean simulator): client CPU per
+   pass in a steady window (the logs gain an entry every 60 s, so most SEL
+   passes find nothing new; a Redfish SEL pass still reads the whole log).
 """
 
 import argparse
@@ -24,6 +28,7 @@ import requests
 
 from bench import common, report
 from bench.common import Fleet, polls
+from bench.tasks import measure
 
 
 def farm_run(fleet, work, interval, warmup, window):
@@ -93,6 +98,7 @@ def main():
     ap.add_argument("--interval", type=float, default=10.0)
     ap.add_argument("--window", type=float, default=30.0)
     ap.add_argument("--shards", type=int, default=2)
+    ap.add_argument("--tasks-count", type=int, default=200)
     ap.add_argument("--write-docs", action="store_true")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="farm-redfish-")
@@ -110,6 +116,20 @@ def main():
         rows["farm, IPMI"] = farm_run(fleet, work, a.interval, 2 * a.interval + 5, a.window)
     finally:
         fleet.stop()
+    tasks = {}
+    for protocol, sim_args in (("Redfish (HTTPS)", ("--protocol", "redfish", "--tls",
+                                                    "--session-timeout", "3600")), ("IPMI", ())):
+        fleet = Fleet(a.tasks_count, 0.0, work, shards=a.shards,
+                      sim_args=(*sim_args, "--sel-interval", "60", "--sensor-period", "600"))
+        try:
+            for task in ("sensors", "sel"):
+                r = measure(fleet, work, {task: a.interval}, 2 * a.interval + 5, a.window)
+                n = r["passes"][task]
+                tasks[(task, protocol)] = {"passes": n, "failed": r["failed"],
+                                           "cpu_ms": round(1000 * r["cpu_s"] / n, 3) if n else None}
+                print(json.dumps({"task": task, "protocol": protocol, **r}), file=sys.stderr)
+        finally:
+            fleet.stop()
     for name, row in rows.items():
         print(json.dumps({"scenario": name, **row}), file=sys.stderr)
     table = report.table(["client, every %g s, %d BMCs" % (a.interval, a.count), "polls/s",
@@ -120,6 +140,14 @@ def main():
     text = (f"{table}\n\nfarm's Redfish poll costs {rf / rows['farm, IPMI']['cpu_ms_per_poll']:.1f}x "
             f"its IPMI poll and {rf / rows['requests loop, kept sessions (HTTPS)']['cpu_ms_per_poll']:.2f}x "
             f"the plain requests loop.\n")
+    ratio = {t: tasks[(t, "Redfish (HTTPS)")]["cpu_ms"] / tasks[(t, "IPMI")]["cpu_ms"]
+             for t in ("sensors", "sel")}
+    text += "\n" + report.table(
+        ["task alone, every %g s, %d BMCs" % (a.interval, a.tasks_count), "client CPU ms per pass",
+         "passes in window", "failed"],
+        [[f"{t}, {p}", r["cpu_ms"], r["passes"], r["failed"]] for (t, p), r in tasks.items()])
+    text += (f"\n\nA Redfish pass costs {ratio['sensors']:.1f}x an IPMI pass for sensors and "
+             f"{ratio['sel']:.1f}x for the SEL.\n")
     print(text)
     if a.write_docs:
         report.section("redfish", text)
