@@ -41,6 +41,13 @@ def page_names(store, after=None, limit=1000):
     return store.name_page(after, limit)
 
 
+def stale_names(store, before, after=None):
+    """Sorted names of nodes not polled since `before` (Redis's clock) or
+    never, after `after`: the poll index, not every node."""
+    store.upgrade()
+    return [n for n in store.stale_names(before) if after is None or n > after]
+
+
 def filter_rows(rows, state=None, stale=False, stale_after=None, now=None):
     """Rows in a power state ("unknown": none yet) and/or stale (pure)."""
     if state is not None:

@@ -198,6 +198,21 @@ class Inventory:
         pipe.zcard(self._key("names"))
         return tuple(self._do("inventory read", pipe.execute))
 
+    def stale_names(self, before):
+        """Sorted names of the nodes whose last power result Redis saw before
+        `before` (its clock), or never: from the poll index, without reading
+        the nodes that are fresh (ZDIFF: Redis 6.2 or later)."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.zrangebyscore(self._key("polled"), "-inf", f"({before!r}")
+        pipe.zcard(self._key("names"))
+        pipe.zcard(self._key("polled"))
+        old, names, polled = self._do("poll index read", pipe.execute)
+        never = []
+        if names > polled:
+            never = self._do("poll index read", self._redis.zdiff,
+                             [self._key("names"), self._key("polled")])
+        return sorted(set(old) | set(never))
+
     def upgrade(self, force=False, attempts=5):
         """Build the counts, polled and names keys from the inventory and the
         states (recount.lua) when this farm has none yet (written by an older

@@ -99,6 +99,34 @@ def test_bad_config_is_a_clear_error(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_stale_nodes_come_from_the_poll_index(tmp_path, redis_server, namespace, store):
+    """--stale: never polled, or not polled for two intervals (3 s here)
+    on Redis's clock; the page takes --after and --limit."""
+    import time as t
+
+    from farm.model import PollResult, PowerState
+    cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, poll_interval=1.5)
+    farm("nodes", "import", "--config-file", cfg,
+         write_csv(tmp_path, [f"n{i},::1,{1000 + i},u,p" for i in range(5)]))
+
+    def stale(*args):
+        out = farm("nodes", "list", "--config-file", cfg, "--json", "--stale", *args)
+        assert out.returncode == 0, out.stderr
+        return [r["name"] for r in json.loads(out.stdout)]
+    started = t.monotonic()
+    store.write_results([PollResult(n, t.time(), 0.001, PowerState.ON) for n in ("n1", "n3")])
+    first = stale()
+    if t.monotonic() - started < 3:  # else n1 and n3 are stale already: a slow host
+        assert first == ["n0", "n2", "n4"]
+    assert stale("--after", "n0", "--limit", "1") == ["n2"]
+    wait_for(lambda: stale() == [f"n{i}" for i in range(5)], 30, what="n1 and n3 to go stale")
+    polled = t.monotonic()
+    store.write_results([PollResult("n3", t.time(), 0.001, PowerState.ON)])
+    now_stale = stale()
+    if t.monotonic() - polled < 3:
+        assert now_stale == ["n0", "n1", "n2", "n4"]
+
+
 def test_remove_nodes(cfg, tmp_path):
     farm("nodes", "import", "--config-file", cfg,
          write_csv(tmp_path, ["n1,::1,18356,a,p", "n2,::1,5022,a,p"]))
