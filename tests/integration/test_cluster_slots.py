@@ -58,6 +58,8 @@ def every_operation(store):
     assert store.node_detail("n0")["sensors"]
     assert store.counts()["power"] == {"on": 1}
     assert store.name_page(limit=10) == (["n0", "n1"], 2)
+    store.import_nodes([Node("n9", "127.0.0.1", 1009, "u", "p")])
+    assert store.stale_names(store.server_time() + 1) == ["n0", "n1", "n9"]
     assert store.load_nodes()[0] >= 1
     assert store.fix_partitions(16) == 16
     epoch = store.hold_lease("c", 5)
