@@ -42,6 +42,9 @@ def read_sel(node, memo, arg):
     if info.code or len(info.data) < 14:
         raise errors.BmcProtocolError(f"Get SEL Info failed (completion code 0x{info.code:02x})")
     count, _, added, erased = struct.unpack_from("<HHII", info.data, 1)
+    if cursor is not None and cursor[3] == redfish_data.CURSOR:
+        # the node was on Redfish: go on from the last entry read there
+        cursor = (cursor[0], cursor[1], None, erased)
     if cursor is not None and tuple(cursor[2:]) == (added, erased):
         return (), tuple(cursor), False
     cleared = cursor is not None and erased != cursor[3]
@@ -89,10 +92,12 @@ def redfish_sel(bmc, arg):
     """New entries of a Redfish node's SEL LogService since the cursor (the
     whole Entries collection is read: Redfish has no cheaper way to tell)."""
     cursor, limit = arg if arg else (None, 100)
-    if cursor is not None and cursor[3] != redfish_data.CURSOR:
-        cursor = None  # an IPMI cursor: this node changed driver
+    foreign = cursor is not None and cursor[3] != redfish_data.CURSOR
+    if foreign:  # the node was on IPMI: go on from the last entry read there
+        cursor = (cursor[0], cursor[1], 0, redfish_data.CURSOR)
     members, capacity = bmc.log_entries()
-    return redfish_data.new_entries(members, cursor, limit, capacity)
+    # no capacity for a foreign cursor: its entry gone reads as a wrap, never a clear
+    return redfish_data.new_entries(members, cursor, limit, None if foreign else capacity)
 
 
 def redfish_clear(bmc, arg):

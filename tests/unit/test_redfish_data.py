@@ -9,7 +9,7 @@ from farm.bmc import redfish_data
 from farm.errors import BmcProtocolError
 from farm.sim import redfish as sim
 from farm.sim.hardware import SEL_CAPACITY, Hardware
-from farm.tasks.sel import read_sel
+from farm.tasks.sel import read_sel, redfish_sel
 from farm.tasks.sensors import read_sensors
 from tests.unit.test_task_programs import Clock, run
 
@@ -136,3 +136,32 @@ def test_threshold_levels(value, status):
               "UpperThresholdFatal": 95, "LowerThresholdNonCritical": 10,
               "LowerThresholdCritical": 5, "LowerThresholdFatal": 2}
     assert redfish_data.threshold_status(member, value) == status
+
+
+class _LogOnly:
+    """What redfish_sel needs of a RedfishBmc, served from the simulator's
+    documents for one hardware model."""
+
+    def __init__(self, hw):
+        self.hw = hw
+
+    def log_entries(self):
+        return log_members(self.hw), SEL_CAPACITY
+
+
+def test_a_node_that_changes_driver_reads_each_entry_once():
+    clock = Clock()
+    hw = Hardware("n1", sel_interval=1, clock=clock)
+    cursor, seen, cleared = None, [], []
+    for step, driver in enumerate(["ipmi", "redfish", "ipmi", "redfish", "redfish"]):
+        clock.now += 7
+        if step == 2:
+            hw.control(0)
+        if driver == "ipmi":
+            (new, cursor, was_cleared), _ = run(read_sel, hw, arg=(cursor, 1000))
+        else:
+            new, cursor, was_cleared = redfish_sel(_LogOnly(hw), (cursor, 1000))
+        seen += new
+        cleared.append(was_cleared)
+    assert cleared == [False] * 5
+    assert [e["id"] for e in seen] == [rid for rid, _ in hw.sel_records()]
