@@ -10,7 +10,7 @@ import click
 from farm import conf, errors, inventory
 from farm.credentials import Credentials, generate_key_file, read_keys
 from farm.store import Store
-from farm.views import filter_rows, node_rows, page_names, stale_names, status_report, summary
+from farm.views import list_rows, status_report, summary
 
 PROGRESS_FROM = 10_000  # nodes; smaller imports finish before a bar helps
 BACKEND_ERRORS = (errors.BackendUnavailable, errors.BackendRefused)
@@ -158,26 +158,12 @@ def list_(config_file, as_json, state, stale, limit, after):
     a page at a time. --stale reads only the stale nodes (the poll index);
     --state alone reads every node's state."""
     ctx = _Ctx(config_file)
-    filtered = state is not None or stale
-    stale_after = 2 * ctx.settings.worker.poll_interval
     try:
         now = _now(ctx.store)
-        if stale:
-            names = stale_names(ctx.store, now - stale_after, after)
-            rows, total = node_rows(ctx.store, names[:limit] if limit and state is None
-                                    else names), None
-        elif filtered:
-            rows, total = node_rows(ctx.store), None
-        else:
-            names, total = page_names(ctx.store, after, limit)
-            rows = node_rows(ctx.store, names)
+        rows, total = list_rows(ctx.store, now, state, stale,
+                                2 * ctx.settings.worker.poll_interval, after, limit)
     except BACKEND_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
-    if filtered:
-        rows = filter_rows(rows, state, stale, stale_after, now)
-        if after:
-            rows = [r for r in rows if r["name"] > after]
-        rows = rows[:limit] if limit else rows
     if total is not None and len(rows) < total and rows:
         click.echo(f"{len(rows)} of {total} nodes; next page: --after {rows[-1]['name']}"
                    f" (--limit 0: all)", err=True)

@@ -58,6 +58,24 @@ def filter_rows(rows, state=None, stale=False, stale_after=None, now=None):
     return rows
 
 
+def list_rows(store, now, state=None, stale=False, stale_after=None, after=None, limit=1000):
+    """`farm nodes list`: (the rows of one page, the node count or None when
+    filtered). A plain page is a range of the name index; --stale reads the
+    poll index's stale names; --state alone reads every node."""
+    if not (stale or state is not None):
+        names, total = page_names(store, after, limit)
+        return node_rows(store, names), total
+    if stale:
+        names = stale_names(store, now - stale_after, after)
+        rows = node_rows(store, names[:limit] if limit and state is None else names)
+    else:
+        rows = node_rows(store)
+    rows = filter_rows(rows, state, stale, stale_after, now)
+    if after:
+        rows = [r for r in rows if r["name"] > after]
+    return (rows[:limit] if limit else rows), None
+
+
 def summary(store, recount=False):
     """`farm nodes summary` from the counts the write scripts keep (a few
     keys, whatever the node count); `recount` builds them anew first from
