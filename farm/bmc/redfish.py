@@ -212,7 +212,8 @@ class RedfishBmc:
         None), following nextLink pages and reading members a BMC lists by
         reference only."""
         def read():
-            doc = self._doc(self._log()[0])
+            entries, _, capacity = self._log()
+            doc = self._doc(entries)
             members = list(doc.get("Members") or [])
             for _ in range(max_pages):
                 page = doc.get("Members@odata.nextLink")
@@ -221,7 +222,7 @@ class RedfishBmc:
                 doc = self._doc(page)
                 members += doc.get("Members") or []
             return [self._doc(m["@odata.id"]) if isinstance(m, dict) and "Id" not in m
-                    and isinstance(m.get("@odata.id"), str) else m for m in members], self._log()[2]
+                    and isinstance(m.get("@odata.id"), str) else m for m in members], capacity
         return self._call("event log", read)
 
     def clear_log(self):
