@@ -40,9 +40,13 @@ class Enforcer:
         self.controls = {}    # name -> control dict from Redis (desired, maintenance, ...)
         self.attempts = {}    # name -> corrections made that have not taken yet
         self.settling = {}    # name -> monotonic time until which the last one may settle
+        self.unable = {}      # name -> (why farm cannot act on it, the control it had then)
 
     def set_controls(self, controls):
         self.controls = controls
+        for name, (_, had) in list(self.unable.items()):
+            if controls.get(name) != had:  # the operator changed something: try again
+                del self.unable[name]
         for name in list(self.attempts):
             c = controls.get(name, {})
             if not c.get("desired") or c.get("maintenance"):
@@ -57,7 +61,7 @@ class Enforcer:
         or None) successfully (`ok`) or not: None, Correct or Maintenance."""
         control = self.controls.get(name) or {}
         desired = control.get("desired")
-        if not desired or control.get("maintenance"):
+        if not desired or control.get("maintenance") or name in self.unable:
             return None
         if not ok or power not in ("on", "off"):
             return None  # unknown: never act
@@ -82,6 +86,14 @@ class Enforcer:
     def failed(self, name):
         """The BMC refused a correction: let the next poll try again at once."""
         self.settling.pop(name, None)
+
+    def cannot_act(self, name, why):
+        """The BMC account may not control power: retrying cannot help, and
+        no count toward maintenance either (the server is not at fault).
+        Stop until the node's control changes."""
+        self.attempts.pop(name, None)
+        self.settling.pop(name, None)
+        self.unable[name] = (why, self.controls.get(name))
 
 
 def check_command(command, owned, redis_now):

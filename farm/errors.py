@@ -46,6 +46,12 @@ class BmcAuthError(BmcError):
     kind = "auth"
 
 
+class BmcPrivilegeError(BmcAuthError):
+    """The BMC account's privilege is too low for what was asked (power
+    control needs operator): retrying cannot help, a setting on the BMC can."""
+    kind = "privilege"
+
+
 class BmcUnreachable(BmcError):
     kind = "unreachable"
 

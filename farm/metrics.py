@@ -17,7 +17,7 @@ from farm import metrics_http
 from farm.errors import ConfigError
 
 LOG = logging.getLogger(__name__)
-RESULTS = ("ok", "timeout", "auth", "unreachable", "error", "tls")
+RESULTS = ("ok", "timeout", "auth", "privilege", "unreachable", "error", "tls")
 ENGINE_COUNTERS = {
     "logins": "RMCP+ sessions established (one login is 4-5 round trips).",
     "keepalives": "Keepalive commands sent on idle sessions.",

@@ -20,6 +20,8 @@ class Node:
     driver: str = "ipmi"     # or "redfish": address is then http(s)://host[:port]
     system_id: str = ""      # redfish: the system's id or path ("": the only one)
     verify_tls: str = ""     # redfish: "" verify (default), "false", or a CA bundle path
+    cipher_suites: tuple = ()  # ipmi: suites to propose, in order (): [worker] cipher_suites
+    privilege: str = ""      # ipmi: exact session level ("": the fleet's, with fallback)
 
     def public(self):
         """The node as shown to operators: never the password."""

@@ -143,7 +143,12 @@ class Worker:
         action, command_id, who = outcome.arg
         ok = outcome.ok
         if not ok and who == control.ENFORCER:
-            self.enforcer.failed(outcome.node)
+            if outcome.error_kind == errors.BmcPrivilegeError.kind:
+                LOG.error("%s: %s; farm stops keeping its power state until its control "
+                          "changes", outcome.node, outcome.error)
+                self.enforcer.cannot_act(outcome.node, outcome.error)
+            else:
+                self.enforcer.failed(outcome.node)
         kind = "sel-clear" if outcome.task == "sel-clear" else "power"
         self.metrics.actions.labels(action, "ok" if ok else "failed",
                                     "farm" if who == control.ENFORCER else "operator").inc()

@@ -15,11 +15,39 @@ SENSOR_TYPES = {
     0x29: "battery", 0x2A: "session_audit", 0x2B: "version_change", 0x2C: "fru_state",
 }
 
-UNITS = {
-    0: "", 1: "degrees C", 2: "degrees F", 3: "degrees K", 4: "Volts", 5: "Amps",
-    6: "Watts", 7: "Joules", 8: "Coulombs", 9: "VA", 13: "Lux", 18: "RPM", 19: "Hz",
-    20: "microseconds", 21: "milliseconds", 22: "seconds", 23: "minutes", 24: "hours",
-    70: "bytes", 80: "CFM",
+# Sensor unit type codes 0-92, in the spec's order (table 43-15) and with the
+# names ipmitool prints (FreeIPMI abbreviates some; ipmitool is what operators
+# compare with). Code 0 is "unspecified": shown as no unit.
+UNITS = dict(enumerate((
+    "", "degrees C", "degrees F", "degrees K", "Volts", "Amps", "Watts", "Joules", "Coulombs",
+    "VA", "Nits", "lumen", "lux", "Candela", "kPa", "PSI", "Newton", "CFM", "RPM", "Hz",
+    "microsecond", "millisecond", "second", "minute", "hour", "day", "week", "mil", "inches",
+    "feet", "cu in", "cu feet", "mm", "cm", "m", "cu cm", "cu m", "liters", "fluid ounce",
+    "radians", "steradians", "revolutions", "cycles", "gravities", "ounce", "pound", "ft-lb",
+    "oz-in", "gauss", "gilberts", "henry", "millihenry", "farad", "microfarad", "ohms",
+    "siemens", "mole", "becquerel", "PPM", "reserved", "Decibels", "DbA", "DbC", "gray",
+    "sievert", "color temp deg K", "bit", "kilobit", "megabit", "gigabit", "byte", "kilobyte",
+    "megabyte", "gigabyte", "word", "dword", "qword", "line", "hit", "miss", "retry", "reset",
+    "overrun / overflow", "underrun", "collision", "packets", "messages", "characters", "error",
+    "correctable error", "uncorrectable error", "fatal error", "grams",
+)))
+
+# Completion codes (IPMI v2.0 table 5-2), for messages that say what a refusal means.
+COMPLETION = {
+    0xC0: "node busy", 0xC1: "invalid command", 0xC2: "command invalid for this LUN",
+    0xC3: "timeout while processing", 0xC4: "out of space", 0xC5: "reservation cancelled",
+    0xC6: "request data truncated", 0xC7: "request data length invalid",
+    0xC8: "request data field length limit exceeded", 0xC9: "parameter out of range",
+    0xCA: "cannot return the number of bytes requested", 0xCB: "requested data not present",
+    0xCC: "invalid data field in request", 0xCD: "command illegal for this sensor or record",
+    0xCE: "response could not be provided", 0xCF: "duplicated request",
+    0xD0: "SDR repository in update mode", 0xD1: "device in firmware update mode",
+    0xD2: "BMC initialization in progress", 0xD3: "destination unavailable",
+    0xD4: "insufficient privilege level", 0xD5: "not supported in present state",
+    0xD6: "sub-function disabled or unavailable", 0xFF: "unspecified error",
+    # Set Session Privilege Level's own codes (table 22-25)
+    0x80: "requested level not available for this user",
+    0x81: "requested level exceeds the user's or channel's limit",
 }
 
 THRESHOLD_EVENTS = (
@@ -106,3 +134,15 @@ def event_description(sensor_type, event_type, offset):
     else:
         table = GENERIC_EVENTS.get(event_type, ())
     return table[offset] if offset < len(table) else f"offset 0x{offset:02x}"
+
+
+def refused(what, code):
+    """The error for a command the BMC answered with completion code `code`."""
+    from farm import errors
+    cls = errors.BmcPrivilegeError if code == 0xD4 else errors.BmcProtocolError
+    return cls(f"{what} refused: {completion(code)}")
+
+
+def completion(code):
+    """A completion code as an operator reads it: 'insufficient privilege level (0xd4)'."""
+    return f"{COMPLETION.get(code, 'completion code')} (0x{code:02x})"

@@ -24,11 +24,27 @@ IPMI, OPEN_REQUEST, OPEN_RESPONSE, RAKP1, RAKP2, RAKP3, RAKP4 = (
 BMC_ADDRESS, CONSOLE_ADDRESS = 0x20, 0x81
 PRIVILEGES = {"callback": 1, "user": 2, "operator": 3, "administrator": 4}
 
-# Open Session / RAKP status codes (spec table 13-15) that mean "your
-# credentials or role": everything else is a protocol failure.
-_AUTH_STATUS = {0x0D: "unauthorized user name", 0x0E: "unauthorized role or privilege",
-                0x0F: "invalid integrity check value (wrong password?)",
-                0x12: "invalid name length", 0x0C: "unknown user name"}
+# RMCP+ status codes of Open Session and RAKP (IPMI v2.0 table 13-15; OpenIPMI's
+# ipmi_err.h has the same).
+STATUS = {
+    0x01: "insufficient resources to create a session", 0x02: "invalid session ID",
+    0x03: "invalid payload type", 0x04: "invalid authentication algorithm",
+    0x05: "invalid integrity algorithm", 0x06: "no matching authentication payload",
+    0x07: "no matching integrity payload", 0x08: "inactive session ID", 0x09: "invalid role",
+    0x0A: "unauthorized role or privilege level requested",
+    0x0B: "insufficient resources to create a session at the requested role",
+    0x0C: "invalid name length", 0x0D: "unauthorized name", 0x0E: "unauthorized GUID",
+    0x0F: "invalid integrity check value", 0x10: "invalid confidentiality algorithm",
+    0x11: "no cipher suite match with proposed security algorithms",
+    0x12: "illegal or unrecognized parameter",
+}
+# Statuses that can mean "not this cipher suite": BMCs answer a suite they
+# lack with any of these (ipmi_sim 0x04 for suite 17, some Intel boards 0x01).
+SUITE_REFUSALS = frozenset({0x01, 0x03, 0x04, 0x05, 0x06, 0x07, 0x10, 0x11, 0x12})
+# Statuses that mean "not at this privilege level" (0x0D at RAKP 2 too: BMCs
+# that look the user up by name and role answer it for a role the user lacks).
+PRIVILEGE_REFUSALS = frozenset({0x09, 0x0A, 0x0B})
+RAKP2_PRIVILEGE_REFUSALS = frozenset({0x09, 0x0D})
 NO_CIPHER_SUITE_MATCH = 0x11
 KEY_CONSTANT_LEN = 20
 
@@ -176,20 +192,30 @@ def open_session_request(tag, console_sid, suite, privilege):
             + bytes([2, 0, 0, 8, 1, 0, 0, 0]))
 
 
-def status_error(status, step):
-    if status == NO_CIPHER_SUITE_MATCH:
-        return errors.BmcProtocolError(f"{step}: the BMC offers no matching cipher suite")
-    if status in _AUTH_STATUS:
-        return errors.BmcAuthError(f"{step}: {_AUTH_STATUS[status]}")
-    return errors.BmcProtocolError(f"{step}: the BMC answered status 0x{status:02x}")
+class Refused(errors.BmcAuthError):
+    """The BMC answered a login step with an RMCP+ status: `status` says why."""
+
+    def __init__(self, step, status):
+        self.step, self.status = step, status
+        super().__init__(f"{step}: {describe(status)}")
+
+
+def describe(status):
+    return f"{STATUS.get(status, 'unknown status')} (0x{status:02x})"
+
+
+def _refusal(payload, tag, step):
+    """Raise Refused if `payload` is our request's refusal, whatever its
+    length: BMCs send the tag and status alone (ipmi_sim's is two bytes)."""
+    if len(payload) >= 2 and payload[0] == tag and payload[1]:
+        raise Refused(step, payload[1])
 
 
 def open_session_response(payload, tag, console_sid, suite):
     """The BMC's session id; raises on a refusal, a mismatch or another suite."""
+    _refusal(payload, tag, "Open Session")
     if len(payload) < 8 or payload[0] != tag:
         raise bad("Open Session response for another request")
-    if payload[1]:
-        raise status_error(payload[1], "Open Session")
     if len(payload) < 36 or struct.unpack_from("<I", payload, 4)[0] != console_sid:
         raise bad("Open Session response malformed or for another session")
     algs = (payload[16], payload[24], payload[32])
@@ -222,10 +248,9 @@ class Rakp:
         return bytes([self.role, len(self.username)]) + self.username
 
     def check_message2(self, payload, tag):
+        _refusal(payload, tag, "RAKP 2")
         if len(payload) < 8 or payload[0] != tag:
             raise bad("RAKP 2 for another request")
-        if payload[1]:
-            raise status_error(payload[1], "RAKP 2")
         code_len = self.suite.digest().digest_size
         if (len(payload) != 40 + code_len
                 or struct.unpack_from("<I", payload, 4)[0] != self.console_sid):
@@ -246,10 +271,9 @@ class Rakp:
         return sik, session_keys(self.suite, sik)
 
     def check_message4(self, payload, tag, sik):
+        _refusal(payload, tag, "RAKP 4")
         if len(payload) < 8 or payload[0] != tag:
             raise bad("RAKP 4 for another request")
-        if payload[1]:
-            raise status_error(payload[1], "RAKP 4")
         expected = _hmac(sik, self.rc + struct.pack("<I", self.bmc_sid) + self.guid,
                          self.suite)[:self.suite.icv_len]
         if (struct.unpack_from("<I", payload, 4)[0] != self.console_sid

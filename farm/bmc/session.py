@@ -13,7 +13,7 @@ import os
 import struct
 
 from farm import errors
-from farm.bmc import rmcp
+from farm.bmc import codes, rmcp
 
 LOG = logging.getLogger(__name__)
 IDLE, OPENING, RAKP1_SENT, RAKP3_SENT, PRIVILEGE, ACTIVE = range(6)
@@ -64,7 +64,12 @@ class Session:
         self.state = IDLE
         self.creds = None
         self.suite_known = None     # the suite this BMC accepted last time
-        self.suites = ()
+        self.privilege_known = None  # the level it granted last time
+        self.granted = 0            # the privilege level of the session now
+        self.suites = self.privileges = ()
+        self.privilege = 0          # the level of the current login attempt
+        self.refusals = []          # what each attempt of this login was refused
+        self.fallback_logged = False
         self.keys = None
         self.console_sid = self.bmc_sid = 0
         self.seq_out = self.rq_seq = self.tag = 0
@@ -113,6 +118,11 @@ class Session:
         job = self.job
         try:
             if job.gen is None:
+                needed = getattr(job.program, "privilege", 0)
+                if needed > self.granted:
+                    raise errors.BmcPrivilegeError(
+                        f"the BMC grants this account {_level(self.granted)} privilege; "
+                        f"{job.task} needs {_level(needed)}")
                 job.gen = job.program(job.node, self.memos.setdefault(job.task, {}), job.arg)
                 request = next(job.gen)
             else:
@@ -167,18 +177,46 @@ class Session:
             self._finish(error=errors.BmcUnreachable("the BMC keeps dropping new sessions"))
             return
         self.job.logins += 1
-        self.state = OPENING
         self.keys = None
-        self.suites = ((self.suite_known,) if self.suite_known
-                       else tuple(self.engine.config.cipher_suites))
-        self._open(self.suites[0])
+        self.refusals = []
+        self.suites = _known_first(self.suite_known, self.job.node.cipher_suites
+                                   or self.engine.config.cipher_suites)
+        self.privileges = self._privilege_order(self.job.node)
+        self._open(self.suites[0], self.privileges[0])
 
-    def _open(self, suite_number):
+    def _privilege_order(self, node):
+        """A node's own level is exact; the fleet default falls back to the
+        highest level the BMC grants, as pyghmi does."""
+        if node.privilege:
+            return (rmcp.PRIVILEGES[node.privilege],)
+        top = self.engine.config.privilege
+        return _known_first(self.privilege_known, tuple(range(top, 1, -1)) or (top,))
+
+    def _open(self, suite_number, privilege):
+        self.state = OPENING
         self.suite = rmcp.SUITES[suite_number]
+        self.privilege = privilege
         self.console_sid = struct.unpack("<I", os.urandom(4))[0] | 1
         self.tag = (self.tag + 1) & 0x3F
         self._send(rmcp.wrap(rmcp.OPEN_REQUEST, rmcp.open_session_request(
-            self.tag, self.console_sid, self.suite, self.engine.config.privilege)))
+            self.tag, self.console_sid, self.suite, privilege)))
+
+    def _refused(self, exc):
+        """A login step refused: try the next suite or privilege level the
+        refusal points at, or end the job naming every refusal."""
+        self.refusals.append(f"suite {self.suite.number} at {_level(self.privilege)}: {exc}")
+        suites = self.suites[self.suites.index(self.suite.number) + 1:]
+        levels = self.privileges[self.privileges.index(self.privilege) + 1:]
+        privilege_refusal = (exc.status in rmcp.PRIVILEGE_REFUSALS if exc.step == "Open Session"
+                             else exc.status in rmcp.RAKP2_PRIVILEGE_REFUSALS)
+        if exc.step == "Open Session" and exc.status in rmcp.SUITE_REFUSALS and suites:
+            self._open(suites[0], self.privilege)
+        elif exc.step in ("Open Session", "RAKP 2") and privilege_refusal and levels:
+            self._open(self.suite.number, levels[0])
+        else:
+            self.state = IDLE
+            self._finish(error=errors.BmcAuthError(
+                "login refused: " + "; ".join(self.refusals) + _hint(self.refusals)))
 
     def received(self, packet, now):
         """A datagram from this BMC's endpoint."""
@@ -186,6 +224,8 @@ class Session:
             return  # a late duplicate: nothing is waiting for it
         try:
             self._dispatch(packet, now)
+        except rmcp.Refused as exc:
+            self._refused(exc)
         except errors.BmcAuthError as exc:
             self.state = IDLE
             self._finish(error=exc)
@@ -220,18 +260,16 @@ class Session:
             self.rakp.check_message4(payload, self.tag, self.sik)
             self.keys, self.seq_out, self.rq_seq = self._pending_keys, 0, 0
             self.state = PRIVILEGE
-            self._command(Request(NETFN_APP, SET_PRIVILEGE, bytes([self.engine.config.privilege])))
+            self._command(Request(NETFN_APP, SET_PRIVILEGE, bytes([self.privilege])))
         elif self.state == PRIVILEGE and ptype == rmcp.IPMI:
             netfn, command, rq_seq, code, _ = rmcp.ipmi_response(payload)
             if (netfn, command, rq_seq) != self.expect:
                 raise rmcp.bad("response to another request")
             if code:
-                self.state = IDLE
-                self._finish(error=errors.BmcAuthError(
-                    f"the BMC refused the session privilege level (code 0x{code:02x})"))
+                self._privilege_refused(code)
                 return
             self.state, self.fresh, self.last_activity = ACTIVE, True, now
-            self.suite_known = self.suite.number
+            self._logged_in()
             self.engine.stats["logins"] += 1
             self.expect = self.packet = None
             if self.job.gen is None:
@@ -241,21 +279,42 @@ class Session:
         else:
             raise rmcp.bad("unexpected packet during login")
 
+    def _privilege_refused(self, code):
+        """Set Session Privilege Level refused (0x80: not available to this
+        user, 0x81: over the user's limit): ask for the next lower level in
+        the same session, or end the job."""
+        self.refusals.append(f"Set Session Privilege Level {_level(self.privilege)}: "
+                             f"{codes.completion(code)}")
+        levels = self.privileges[self.privileges.index(self.privilege) + 1:]
+        if code in (0x80, 0x81, 0xD4) and levels:
+            self.privilege = levels[0]
+            self._command(Request(NETFN_APP, SET_PRIVILEGE, bytes([self.privilege])))
+            return
+        self._abandon()
+        self._finish(error=errors.BmcAuthError(
+            "login refused: " + "; ".join(self.refusals) + _hint(self.refusals)))
+
+    def _logged_in(self):
+        self.suite_known, self.privilege_known = self.suite.number, self.privilege
+        self.granted = self.privilege
+        wanted = self.engine.config.privilege
+        if self.privilege < wanted and not self.job.node.privilege and not self.fallback_logged:
+            # once per BMC: every login after this one starts at the level granted
+            LOG.warning("%s: the BMC does not grant %s (%s); farm uses %s, the highest it "
+                        "grants (set privilege: %s on the node to say so)",
+                        self.job.node.name, _level(wanted),
+                        "; ".join(r for r in self.refusals if "rivilege" in r or "role" in r),
+                        _level(self.privilege), _level(self.privilege))
+            self.fallback_logged = True
+
     def _opened(self, payload):
-        try:
-            self.bmc_sid = rmcp.open_session_response(payload, self.tag, self.console_sid,
-                                                      self.suite)
-        except errors.BmcProtocolError:
-            rest = self.suites[self.suites.index(self.suite.number) + 1:]
-            if payload[1:2] == bytes([rmcp.NO_CIPHER_SUITE_MATCH]) and rest:
-                self._open(rest[0])  # this BMC does not do that suite: next one
-                return
-            raise
+        self.bmc_sid = rmcp.open_session_response(payload, self.tag, self.console_sid,
+                                                  self.suite)
         user, password = self.creds
         if len(password) > 20:
             raise errors.BmcAuthError("the password is longer than IPMI 2.0's 20 bytes")
         self.rakp = rmcp.Rakp(self.suite, self.console_sid, self.bmc_sid, user, password,
-                              0x10 | self.engine.config.privilege)
+                              0x10 | self.privilege)
         self.state = RAKP1_SENT
         self._send(rmcp.wrap(rmcp.RAKP1, self.rakp.message1(self.tag)))
 
@@ -320,3 +379,27 @@ class Session:
                                     struct.pack("<I", self.bmc_sid))
         self.state = IDLE
         return rmcp.wrap(rmcp.IPMI, message, self.bmc_sid, self.seq_out, self.keys)
+
+
+def _known_first(known, order):
+    return (known,) + tuple(x for x in order if x != known) if known in order else tuple(order)
+
+
+def _level(privilege):
+    return _LEVELS.get(privilege, str(privilege))
+
+
+def _hint(refusals):
+    """What an operator can change, for the refusals seen."""
+    text = " ".join(refusals)
+    if "(0x0d)" in text and all("(0x0d)" in r for r in refusals if "RAKP 2" in r):
+        return " (no level knows this user name: check the node's username)"
+    if "(0x01)" in text:
+        return (" (0x01 can mean no free session on the BMC, or a suite it lacks: "
+                "check its sessions, or set cipher_suites on the node)")
+    if any(code in text for code in ("(0x09)", "(0x0a)", "(0x0b)", "(0x80)", "(0x81)")):
+        return " (lower the node's privilege, or raise the account's on the BMC)"
+    return ""
+
+
+_LEVELS = {v: k for k, v in rmcp.PRIVILEGES.items()}

@@ -2,10 +2,13 @@
 state) and power actions (Chassis Control), which farm.control decides."""
 
 from farm import errors
+from farm.bmc import codes
+from farm.bmc.rmcp import PRIVILEGES
 from farm.bmc.session import Request
 from farm.model import PollResult, PowerState
 
 NETFN_CHASSIS, GET_CHASSIS_STATUS, CHASSIS_CONTROL = 0x00, 0x01, 0x02
+OPERATOR = PRIVILEGES["operator"]
 ACTIONS = {"off": 0x00, "on": 0x01, "cycle": 0x02, "reset": 0x03}
 
 
@@ -13,8 +16,7 @@ def read_power(node, memo, arg):
     """A job program: one command on the node's session (see farm.bmc.session)."""
     response = yield Request(NETFN_CHASSIS, GET_CHASSIS_STATUS)
     if response.code:
-        raise errors.BmcProtocolError(
-            f"chassis status refused (completion code 0x{response.code:02x})")
+        raise codes.refused("Get Chassis Status", response.code)
     if not response.data:
         raise errors.BmcProtocolError("chassis status reply without data")
     return PowerState.ON if response.data[0] & 1 else PowerState.OFF
@@ -25,9 +27,11 @@ def act(node, memo, arg):
     action = arg[0]
     response = yield Request(NETFN_CHASSIS, CHASSIS_CONTROL, bytes([ACTIONS[action]]))
     if response.code:
-        raise errors.BmcProtocolError(
-            f"the BMC refused power {action} (completion code 0x{response.code:02x})")
+        raise codes.refused(f"power {action}", response.code)
     return action
+
+
+act.privilege = OPERATOR  # Chassis Control: the session refuses it below operator
 
 
 def redfish_power(bmc, arg):

@@ -14,7 +14,8 @@ At most `limit` entries per pass; a longer backlog continues next pass.
 import struct
 
 from farm import errors
-from farm.bmc import redfish_data, sel
+from farm.bmc import codes, redfish_data, sel
+from farm.bmc.rmcp import PRIVILEGES
 from farm.bmc.session import Request
 from farm.model import SelResult
 
@@ -29,7 +30,7 @@ def _get(record_id):
     if got.code == NOT_PRESENT:
         return None
     if got.code:
-        raise errors.BmcProtocolError(f"Get SEL Entry refused (completion code 0x{got.code:02x})")
+        raise codes.refused("Get SEL Entry", got.code)
     if len(got.data) < 18:
         raise errors.BmcProtocolError("Get SEL Entry reply too short")
     return struct.unpack_from("<H", got.data)[0], sel.decode(got.data[2:18])
@@ -39,8 +40,10 @@ def read_sel(node, memo, arg):
     """A job program: (new entries, new cursor, cleared)."""
     cursor, limit = arg if arg else (None, 100)
     info = yield Request(NETFN_STORAGE, GET_SEL_INFO)
-    if info.code or len(info.data) < 14:
-        raise errors.BmcProtocolError(f"Get SEL Info failed (completion code 0x{info.code:02x})")
+    if info.code:
+        raise codes.refused("Get SEL Info", info.code)
+    if len(info.data) < 14:
+        raise errors.BmcProtocolError("Get SEL Info reply too short")
     count, _, added, erased = struct.unpack_from("<HHII", info.data, 1)
     if cursor is not None and cursor[3] == redfish_data.CURSOR:
         # the node was on Redfish: go on from the last entry read there
@@ -75,17 +78,22 @@ def clear_sel(node, memo, arg):
     """Reserve SEL, then Clear SEL and wait for the erasure (an operator's
     explicit request only)."""
     reserved = yield Request(NETFN_STORAGE, RESERVE_SEL)
-    if reserved.code or len(reserved.data) < 2:
-        raise errors.BmcProtocolError(f"Reserve SEL refused (completion code 0x{reserved.code:02x})")
+    if reserved.code:
+        raise codes.refused("Reserve SEL", reserved.code)
+    if len(reserved.data) < 2:
+        raise errors.BmcProtocolError("Reserve SEL reply too short")
     action = 0xAA
     for _ in range(20):
         got = yield Request(NETFN_STORAGE, CLEAR_SEL, reserved.data[:2] + b"CLR" + bytes([action]))
         if got.code:
-            raise errors.BmcProtocolError(f"Clear SEL refused (completion code 0x{got.code:02x})")
+            raise codes.refused("Clear SEL", got.code)
         if got.data and got.data[0] & 0x0F == 0x01:
             return "cleared"
         action = 0x00  # erasure in progress: ask for its status
     raise errors.BmcProtocolError("the BMC did not finish erasing its SEL")
+
+
+clear_sel.privilege = PRIVILEGES["operator"]  # the session checks it before the first command
 
 
 def redfish_sel(bmc, arg):

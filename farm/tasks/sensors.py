@@ -22,7 +22,7 @@ _CANNOT_RETURN = (0xCA, 0xC7, 0xC8, 0xFF)  # "cannot return that many bytes" and
 
 def _check(response, what):
     if response.code:
-        raise errors.BmcProtocolError(f"{what} refused (completion code 0x{response.code:02x})")
+        raise codes.refused(what, response.code)
     return response.data
 
 

@@ -74,7 +74,9 @@ def test_suite_17_only_is_a_clear_error_on_a_suite_3_bmc(make_sim):
     eng, got = engine(timeout=3, cipher_suites=(17,))
     try:
         (o,) = poll(eng, got, node_for(sim, 0))
-        assert o.error_kind == "error" and "cipher suite" in o.error
+        # refused at once, as an auth error naming the refusal (not a timeout)
+        assert o.error_kind == "auth" and "suite 17 at administrator" in o.error
+        assert "no cipher suite match" in o.error and o.latency < 1.0
     finally:
         eng.stop()
 

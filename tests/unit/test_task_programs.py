@@ -121,6 +121,19 @@ def test_enforcer_never_acts_on_unknown_and_gives_up_into_maintenance():
     assert e.decide("n", True, "on", 50) is None
 
 
+def test_enforcer_stops_where_the_account_may_not_control_power():
+    e = Enforcer(max_retries=2, settle_time=10)
+    e.set_controls({"n": {"desired": "on"}})
+    assert e.decide("n", True, "off", 0) == Correct("on", 1)
+    e.cannot_act("n", "the BMC grants this account user privilege")
+    # however many polls follow: no correction, and never maintenance
+    assert all(e.decide("n", True, "off", t) is None for t in range(11, 200, 11))
+    e.set_controls({"n": {"desired": "on"}})              # nothing changed: still unable
+    assert e.decide("n", True, "off", 300) is None
+    e.set_controls({"n": {"desired": "on", "by": "someone"}})  # the operator acted
+    assert e.decide("n", True, "off", 301) == Correct("on", 1)
+
+
 def test_commands_are_checked():
     owned = {"a": object()}
     good = {"kind": "power", "action": "on", "node": "a", "expires": 100}

@@ -1,0 +1,146 @@
+"""farm against OpenIPMI's ipmi_sim, a BMC nobody here wrote, with farm's
+default configuration (cipher suites 17 then 3, administrator): login, power
+read and control, the SEL, an account limited to USER, and refusals."""
+
+import subprocess
+
+import pytest
+
+from farm.bmc import engine
+from farm.model import Node
+from farm.sim import openipmi
+from farm.tasks.power import PowerPoll
+from tests.conftest import free_udp_range, wait_for, write_config
+from tests.integration.test_tasks import events, farm, sections
+from tests.integration.test_worker import start_worker, stop_worker
+
+USER, PASSWORD = "admin", "isim-Pw-7"
+
+
+@pytest.fixture
+def ipmi_sims(tmp_path):
+    started = []
+
+    def make(count, **options):
+        base = free_udp_range(count)
+        bmcs = openipmi.started(tmp_path, range(base, base + count), USER, PASSWORD, **options)
+        started.extend(bmcs)
+        return bmcs
+    yield make
+    for bmc in started:
+        bmc.stop()
+
+
+def import_inventory(tmp_path, cfg, bmcs):
+    path = tmp_path / "ipmi_sim.yaml"
+    path.write_text(openipmi.inventory_yaml(bmcs))
+    out = farm(cfg, "nodes", "import", str(path))
+    assert out.returncode == 0, out.stderr
+    return [f"isim-{i:02d}" for i in range(len(bmcs))]
+
+
+def test_defaults_poll_every_ipmi_sim_and_control_power(ipmi_sims, store, redis_server,
+                                                       namespace, tmp_path):
+    bmcs = ipmi_sims(8, sel_entries=3)
+    bmcs[1].ipmitool("chassis", "power", "off")
+    cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, poll_interval=1,
+                       bmc_timeout=3, sections=sections())
+    names = import_inventory(tmp_path, cfg, bmcs)
+    proc, log = start_worker(tmp_path, cfg)
+    try:
+        # every node within two intervals of the worker's first pass, as ipmitool reads it
+        def polled():
+            got = store.node_states(names)
+            return all(got[n].get("power_state") for n in names) and got
+        got = wait_for(polled, 30, what="every ipmi_sim node polled")
+        for name, bmc in zip(names, bmcs, strict=True):
+            said = bmc.ipmitool("chassis", "power", "status").stdout
+            assert f"Chassis Power is {got[name]['power_state']}" in said, (name, said)
+        assert got[names[1]]["power_state"] == "off"
+
+        # power control through the CLI: the BMC's own log shows the change
+        out = farm(cfg, "nodes", "power", names[2], "off")
+        assert out.returncode == 0, out.stderr
+        assert [v for _, v in bmcs[2].chassis_log()] == ["off"]
+        wait_for(lambda: store.node_states([names[2]])[names[2]].get("power_state") == "off",
+                 30, what="the new state polled")
+
+        # the SEL ipmi_sim started with: the same entries, ids and descriptions as ipmitool's
+        listed = bmcs[0].ipmitool("sel", "list").stdout.splitlines()
+        assert len(listed) == 3, listed
+        want = [(int(row.split("|")[0], 16), row.split("|")[4].strip()) for row in listed]
+        ours = wait_for(lambda: len(store.node_detail(names[0])["sel"]) == 3 and [
+            (e["id"], e["description"]) for e in reversed(store.node_detail(names[0])["sel"])],
+            30, what="farm's SEL pass")
+        assert ours == want
+        shown = farm(cfg, "nodes", "show", names[0], "--json")
+        assert shown.returncode == 0 and PASSWORD not in shown.stdout + shown.stderr
+        assert "suite" not in log.read_text()  # nothing to warn about on a plain login
+    finally:
+        assert stop_worker(proc) == 0, log.read_text()[-2000:]
+
+
+def test_an_account_limited_to_user_is_polled_and_never_retried_into_maintenance(
+        ipmi_sims, store, redis_server, namespace, tmp_path):
+    bmc, = ipmi_sims(1)
+    # as an operator would limit it: every cipher suite's maximum at USER
+    limit = bmc.ipmitool("lan", "set", "1", "cipher_privs", "u" * 15)
+    assert limit.returncode == 0, limit.stderr
+    cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, poll_interval=0.5,
+                       bmc_timeout=3, sections={"power": {"settle_time": 1, "max_retries": 2}})
+    name, = import_inventory(tmp_path, cfg, [bmc])
+    proc, log = start_worker(tmp_path, cfg)
+    try:
+        wait_for(lambda: store.node_states([name])[name].get("power_state") == "on", 30,
+                 what="the node polled at USER")
+        out = farm(cfg, "nodes", "power", name, "off")
+        assert out.returncode != 0
+        assert "power-action needs operator" in out.stdout + out.stderr
+        assert farm(cfg, "nodes", "desired", name, "off").returncode == 0
+        wait_for(lambda: "farm stops keeping its power state" in log.read_text(), 30,
+                 what="the enforcer to give up on the node")
+        # positive signal first: polls go on after farm gave up
+        polled = store.node_states([name])[name]["polled_at"]
+        wait_for(lambda: float(store.node_states([name])[name]["polled_at"]) > float(polled) + 2,
+                 30, what="more polls")
+        assert store.controls()[1][name].get("maintenance", "") == ""
+        assert bmc.chassis_log() == [] and bmc.power() == "on"
+        text = log.read_text()
+        assert text.count("the BMC does not grant administrator") == 1, text[-3000:]
+        refused = [e for e in events(cfg, "--type", "action") if e.get("outcome") == "failed"]
+        assert refused and all("privilege" in e["error"] for e in refused)
+    finally:
+        assert stop_worker(proc) == 0, log.read_text()[-2000:]
+
+
+@pytest.mark.parametrize("node_options, expected", [
+    # ipmi_sim has no suite 17: a node that allows only 17 is refused, at once
+    ({"cipher_suites": (17,)}, "suite 17 at administrator: Open Session: invalid authentication "
+                               "algorithm (0x04)"),
+    # an unknown user is refused at every level; the error says what to check
+    ({"username": "nobody"}, "no level knows this user name"),
+])
+def test_refusals_are_named_within_one_retry_interval(ipmi_sims, node_options, expected):
+    bmc, = ipmi_sims(1)
+    fields = dict(name="n", address="127.0.0.1", port=bmc.port, username=USER, password=PASSWORD)
+    node = Node(**dict(fields, **node_options))
+    config = engine.EngineConfig(timeout=5.0, retry_interval=1.0)
+    outcome = engine.run_one(config, PowerPoll.programs, "power", node)
+    assert outcome.error_kind == "auth", outcome
+    assert expected in outcome.error
+    assert outcome.latency < config.retry_interval
+
+
+def test_ipmitool_and_ipmipower_agree_with_farm_on_ipmi_sim(ipmi_sims):
+    on, off = ipmi_sims(2)
+    off.ipmitool("chassis", "power", "off")
+    config = engine.EngineConfig(timeout=3.0)
+    for bmc in (on, off):
+        node = Node("n", "127.0.0.1", bmc.port, USER, PASSWORD)
+        ours = engine.run_one(config, PowerPoll.programs, "power", node)
+        theirs = subprocess.run(
+            ["ipmipower", "-D", "LAN_2_0", "-I", "3", "-W", "opensesspriv", "-h",
+             f"127.0.0.1:{bmc.port}", "-u", USER, "-p", PASSWORD, "--stat"],
+            capture_output=True, text=True, timeout=30)
+        assert ours.ok, ours
+        assert theirs.stdout.strip().endswith(ours.value.value), theirs.stdout + theirs.stderr
