@@ -194,6 +194,14 @@ def render_detail(d):
              f"{control.get('desired') or 'none'}   maintenance: {control.get('maintenance') or 'off'}",
              f"polled: {_when(state.get('seen_at') or state.get('polled_at'))}   "
              f"last ok: {_when(state.get('last_ok_at'))}   worker: {state.get('worker') or '-'}"]
+    settings = [f"{k.replace('_', ' ')} {','.join(map(str, v)) if isinstance(v, list) else v}"
+                for k, v in node.items() if k in ("cipher_suites", "privilege", "workarounds", "kg")]
+    session = state.get("ipmi_session", "").split()
+    if session:
+        names = {"2": "user", "3": "operator", "4": "administrator"}
+        settings.append(f"last login: suite {session[0]} at {names.get(session[1], session[1])}")
+    if settings:
+        lines.append("ipmi: " + "   ".join(settings))
     for task, message in (("", "last_error"), ("sensors_", "sensors_error"), ("sel_", "sel_error")):
         if state.get(f"{task}error_kind"):
             label = task.rstrip("_") or "power"

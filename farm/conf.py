@@ -27,7 +27,9 @@ coordination_opts = [
                     "in backend_url either way."),
     cfg.FloatOpt("membership_timeout", default=10.0, min=1.0,
                  help="Seconds without a heartbeat after which a worker is out of "
-                      "the group and its partitions move."),
+                      "the group and its partitions move. A worker acts on power only "
+                      "within membership_timeout - 2 s of its last round trip to Redis "
+                      "(at least 0.5 s; docs/architecture.md, who may act)."),
     cfg.FloatOpt("leader_timeout", default=10.0, min=2.0,
                  help="Seconds within which a standby coordinator takes over from "
                       "a leader that died."),
@@ -317,6 +319,18 @@ def default_files():
     return cfg.find_config_files(project="farm", prog="farm")
 
 
+def _check_acting_bound(c):
+    from farm import lease
+    bound = lease.acting_bound(c["membership_timeout"])
+    if bound < lease.MIN_BOUND:
+        raise errors.ConfigError(
+            f"invalid configuration: [coordination] membership_timeout "
+            f"{c['membership_timeout']:g} s leaves a worker {bound:g} s to act after it last "
+            f"heard from Redis (membership_timeout - tooz's heartbeat "
+            f"{lease.tooz_heartbeat(c['membership_timeout']):g} s - {lease.MARGIN:g} s); it "
+            f"needs at least {lease.MIN_BOUND:g} s: raise membership_timeout")
+
+
 def load(config_file=None, overrides=None, config_dir=None):
     """Read configuration and return plain Settings, or raise ConfigError.
 
@@ -353,6 +367,7 @@ def load(config_file=None, overrides=None, config_dir=None):
     except (cfg.Error, ValueError) as exc:
         raise errors.ConfigError(f"invalid configuration: {backend.redact(str(exc))}") from None
     backend.parse(values["coordination"]["backend_url"])  # ConfigError, redacted
+    _check_acting_bound(values["coordination"])
     return Settings(coordination=Coordination(**values["coordination"]),
                     worker=_worker(values["worker"]),
                     logging=Logging(**values["logging"]),

@@ -16,10 +16,22 @@ owns the node through Redis; `check_command` says whether one may run.
 """
 
 import dataclasses
+import typing
 
 POWER_ACTIONS = ("on", "off", "cycle", "reset")
 COMMAND_PROGRAMS = {"power": "power-action", "sel-clear": "sel-clear"}
 ENFORCER = "farm (desired state)"
+
+
+class Action(typing.NamedTuple):
+    """A power action or SEL clear as its BMC program gets it: what, the
+    operator command's id ('' for farm's own), who asked, and the monotonic
+    time after which no packet of it may leave (the acting lease; None: no
+    limit, for the CLI's and tests' own engines)."""
+    action: str
+    command_id: str
+    who: str
+    not_after: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +97,12 @@ class Enforcer:
 
     def failed(self, name):
         """The BMC refused a correction: let the next poll try again at once."""
+        self.settling.pop(name, None)
+
+    def forget(self, name):
+        """A correction that never left (fenced): as if it was not decided."""
+        if self.attempts.get(name):
+            self.attempts[name] -= 1
         self.settling.pop(name, None)
 
     def cannot_act(self, name, why):

@@ -62,34 +62,27 @@ class Credentials:
         if not self._keys and not self.allow_plaintext:
             self.seal("")
 
-    def seal(self, password):
-        """The fields that stand for `password` in Redis."""
+    def seal(self, password, field="password"):
+        """The fields that stand for `password` (or another secret `field`:
+        a BMC's K_g key) in Redis."""
         if self._keys:
-            return {"password_sealed": self._keys[0].encrypt(password.encode("utf-8")).decode("ascii")}
+            return {f"{field}_sealed": self._keys[0].encrypt(password.encode("utf-8")).decode("ascii")}
         if self.allow_plaintext:
-            return {"password": password}
+            return {field: password}
         raise ConfigError("no [security] credentials_key_file: farm will not store BMC passwords "
                           "in clear in Redis (make a key with `farm keys generate FILE`, or set "
                           "[security] allow_plaintext_credentials = true for a test farm)")
 
+    def open_kg(self, fields, name):
+        """The K_g key (hex) the stored `fields` stand for, or ''."""
+        if "kg_sealed" in fields:
+            return self._open_sealed(fields["kg_sealed"], name, "K_g key")
+        return fields.get("kg", "")
+
     def open(self, fields, name):
         """The password the stored `fields` stand for (CredentialsError if not)."""
         if "password_sealed" in fields:
-            token = fields["password_sealed"].encode("ascii")
-            try:
-                return self._open(token)
-            except InvalidToken:
-                if self.key_file:  # a rotation may have put a new key in the file
-                    self._keys = read_keys(self.key_file)
-                    try:
-                        return self._open(token)
-                    except InvalidToken:
-                        pass
-                if not self.key_file:
-                    raise CredentialsError(f"node {name}: its password is sealed and no "
-                                           f"[security] credentials_key_file is set") from None
-                raise CredentialsError(f"node {name}: its password is sealed with a key "
-                                       f"not in {self.key_file}") from None
+            return self._open_sealed(fields["password_sealed"], name, "password")
         if "password_file" in fields:
             try:
                 with open(fields["password_file"], encoding="utf-8") as f:
@@ -99,15 +92,39 @@ class Credentials:
                                        f"{exc.strerror}") from None
         return fields.get("password", "")
 
+    def _open_sealed(self, sealed, name, what):
+        token = sealed.encode("ascii")
+        try:
+            return self._open(token)
+        except InvalidToken:
+            if self.key_file:  # a rotation may have put a new key in the file
+                self._keys = read_keys(self.key_file)
+                try:
+                    return self._open(token)
+                except InvalidToken:
+                    pass
+            if not self.key_file:
+                raise CredentialsError(f"node {name}: its {what} is sealed and no "
+                                       f"[security] credentials_key_file is set") from None
+            raise CredentialsError(f"node {name}: its {what} is sealed with a key "
+                                   f"not in {self.key_file}") from None
+
     def _open(self, token):
         if not self._keys:
             raise InvalidToken
         return MultiFernet(self._keys).decrypt(token).decode("utf-8")
 
     def reseal(self, fields, name, new_keys):
-        """`fields` sealed under new_keys[0] (plaintext and sealed alike)."""
-        if "password_file" in fields:
-            return fields
-        password = self.open(fields, name)
-        rest = {k: v for k, v in fields.items() if k not in ("password", "password_sealed")}
-        return dict(rest, password_sealed=new_keys[0].encrypt(password.encode("utf-8")).decode("ascii"))
+        """`fields` sealed under new_keys[0] (plaintext and sealed alike): the
+        password (unless read from a password_file) and any K_g key."""
+        out = dict(fields)
+        secrets = {}
+        if "password_file" not in fields:
+            secrets["password"] = self.open(fields, name)
+        kg = self.open_kg(fields, name)
+        if kg:
+            secrets["kg"] = kg
+        for field, value in secrets.items():
+            out.pop(field, None)
+            out[f"{field}_sealed"] = new_keys[0].encrypt(value.encode("utf-8")).decode("ascii")
+        return out

@@ -151,11 +151,12 @@ class Shutdown:
         return EXIT_CLEAN if self.clean else EXIT_UNCLEAN
 
 
-def membership(settings, my_id, start_timeout):
+def membership(settings, my_id, start_timeout, lock_timeout=None):
     """tooz on [coordination] tooz_url if set (etcd3, zookeeper...), else on
     backend_url's Redis with the same credentials and TLS as farm's state."""
     c = settings.coordination
-    defaults = tooz_options(c.namespace, c.membership_timeout, c.leader_timeout)
+    defaults = tooz_options(c.namespace, c.membership_timeout, c.leader_timeout,
+                            lock_timeout=lock_timeout)
     if c.tooz_url and not c.tooz_url.startswith("redis"):
         def connect(member):
             return url_coordinator(c.tooz_url, member)

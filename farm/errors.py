@@ -60,6 +60,12 @@ class BmcProtocolError(BmcError):
     kind = "error"
 
 
+class Fenced(BmcError):
+    """A power action not sent: the worker's acting lease ran out before it
+    could leave (farm.lease). Nothing reached the BMC."""
+    kind = "fenced"
+
+
 class Stopping(BmcError):
     """The worker stopped before the job ended: not the BMC's doing, so the
     worker records no result for it (the node's last one stands)."""

@@ -16,13 +16,18 @@ import urllib.parse
 
 import yaml
 
+from farm.bmc.rmcp import SUITES, WORKAROUNDS
 from farm.errors import InventoryError
 from farm.model import Node
 
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 FIELDS = ("name", "address", "port", "username", "password", "password_file", "driver",
-          "system_id", "verify_tls")
+          "system_id", "verify_tls", "cipher_suites", "privilege", "kg", "workarounds")
+IPMI_ONLY = ("cipher_suites", "privilege", "kg", "workarounds")
+PRIVILEGES = ("user", "operator", "administrator")
+KG_MAX = 20  # bytes: K_g is a 20-byte key (IPMI 2.0 section 13.31), given in hex
+_HEX_RE = re.compile(r"^(0x)?([0-9A-Fa-f]{2}){1,20}$")
 DRIVERS = ("ipmi", "redfish")
 REDFISH_MAX = 256  # bytes of a Redfish user name or password farm accepts
 _SYSTEM_ID_RE = re.compile(r"^[A-Za-z0-9._~/-]{1,256}$")
@@ -99,6 +104,9 @@ def _validate(where, raw, problems):
     for field in ("system_id", "verify_tls"):
         if raw.get(field) not in (None, ""):
             problems.append(f"{where}: field '{field}' is for redfish nodes only")
+    if raw.get("kg") not in (None, "") and raw.get("password_file") not in (None, ""):
+        problems.append(f"{where}: field 'kg' cannot go with 'password_file' (it would be "
+                        f"stored in Redis while the password is not)")
     address = raw.get("address")
     if not isinstance(address, str) or not is_valid_address(address.strip()):
         problems.append(f"{where}: field 'address' must be an IP address or host "
@@ -115,10 +123,58 @@ def _validate(where, raw, problems):
     except (TypeError, ValueError):
         problems.append(f"{where}: field 'port' must be an integer 1..65535, got {_show(port)}")
     _check_secrets(where, raw, problems, IPMI_MAX["username"], IPMI_MAX["password"], "IPMI 2.0")
+    settings = _ipmi_settings(where, raw, problems)
     if len(problems) > before:
         return None
     return Node(name=name, address=address.strip(), port=port, username=raw["username"],
-                password=raw.get("password") or "", password_file=raw.get("password_file") or "")
+                password=raw.get("password") or "", password_file=raw.get("password_file") or "",
+                **settings)
+
+
+def _listed(value):
+    """A YAML list, or a CSV cell 'a;b' (also 'a,b'), as a list of strings."""
+    if value in (None, ""):
+        return []
+    if isinstance(value, list):
+        return [str(v).strip() for v in value]
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        return [v.strip() for v in re.split(r"[;,]", str(value)) if v.strip()]
+    return None
+
+
+def _ipmi_settings(where, raw, problems):
+    """The per-node IPMI settings (each optional; the fleet's when absent)."""
+    out = {}
+    suites = _listed(raw.get("cipher_suites"))
+    if suites is None or any(s not in {str(n) for n in SUITES} for s in suites) \
+            or len(set(suites)) != len(suites):
+        problems.append(f"{where}: field 'cipher_suites' must list distinct suites of "
+                        f"{sorted(SUITES)}, got {_show(raw.get('cipher_suites'))}")
+    elif suites:
+        out["cipher_suites"] = tuple(int(s) for s in suites)
+    privilege = raw.get("privilege")
+    if privilege not in (None, ""):
+        privilege = {"admin": "administrator"}.get(privilege, privilege)
+        if privilege not in PRIVILEGES:
+            problems.append(f"{where}: field 'privilege' must be one of {', '.join(PRIVILEGES)}, "
+                            f"got {_show(raw.get('privilege'))}")
+        else:
+            out["privilege"] = privilege
+    kg = raw.get("kg")
+    if kg not in (None, ""):
+        # never echoed: K_g is a secret like the password
+        if not isinstance(kg, str) or not _HEX_RE.match(kg.strip()):
+            problems.append(f"{where}: field 'kg' must be the BMC key in hex, at most "
+                            f"{KG_MAX} bytes ({2 * KG_MAX} hex digits)")
+        else:
+            out["kg"] = kg.strip().lower().removeprefix("0x")
+    workarounds = _listed(raw.get("workarounds"))
+    if workarounds is None or any(w not in WORKAROUNDS for w in workarounds):
+        problems.append(f"{where}: field 'workarounds' must list names of "
+                        f"{', '.join(WORKAROUNDS)}, got {_show(raw.get('workarounds'))}")
+    elif workarounds:
+        out["workarounds"] = tuple(dict.fromkeys(workarounds))
+    return out
 
 
 def _validate_redfish(where, raw, problems, before):
@@ -139,6 +195,9 @@ def _validate_redfish(where, raw, problems, before):
     if raw.get("port") not in (None, ""):
         problems.append(f"{where}: field 'port' is for ipmi nodes; give a redfish port in the "
                         f"address URL")
+    for field in IPMI_ONLY:
+        if raw.get(field) not in (None, "", []):
+            problems.append(f"{where}: field '{field}' is for ipmi nodes only")
     system_id = raw.get("system_id")
     if system_id not in (None, "") and (not isinstance(system_id, str)
                                         or not _SYSTEM_ID_RE.match(system_id)):
@@ -213,7 +272,8 @@ def parse_csv(text):
 def _parse_csv(text):
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = [h.strip() for h in (reader.fieldnames or [])]
-    optional = ("port", "password", "password_file", "driver", "system_id", "verify_tls")
+    optional = ("port", "password", "password_file", "driver", "system_id", "verify_tls",
+                *IPMI_ONLY)
     missing = [f for f in FIELDS if f not in optional and f not in header]
     if "password" not in header and "password_file" not in header:
         missing.append("password (or password_file)")
@@ -252,5 +312,6 @@ def dump_yaml(nodes):
     return yaml.safe_dump({"nodes": [
         dict({"name": n.name, "address": n.address, "username": n.username},
              **({"port": n.port} if n.driver == "ipmi" else {}), **n.extra(),
+             **({"kg": n.kg} if n.kg else {}),
              **({"password_file": n.password_file} if n.password_file else {"password": n.password}))
         for n in nodes]}, sort_keys=False)

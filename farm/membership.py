@@ -26,13 +26,18 @@ LOG = logging.getLogger(__name__)
 _REFUSED = ("WRONGPASS", "NOPERM", "AuthenticationError", "NoPermissionError", "invalid password")
 
 
-def tooz_options(namespace, membership_timeout, leader_timeout, socket_timeout=5):
-    """farm's timeouts as tooz Redis driver options (pure)."""
+def tooz_options(namespace, membership_timeout, leader_timeout, socket_timeout=5,
+                 lock_timeout=None):
+    """farm's timeouts as tooz Redis driver options (pure). tooz beats every
+    min(lock_timeout, membership_timeout): workers, which hold no lock, pass
+    lock_timeout 1 so their membership is refreshed every second (farm.lease)."""
+    if lock_timeout is None:
+        # tooz wants an integer; half the leader timeout, since farm's
+        # lease (the other half) starts counting at the same moment.
+        lock_timeout = max(1, math.ceil(leader_timeout / 2))
     return {"timeout": str(int(socket_timeout)),
             "membership_timeout": f"{membership_timeout:g}",
-            # tooz wants an integer; half the leader timeout, since farm's
-            # lease (the other half) starts counting at the same moment.
-            "lock_timeout": str(max(1, math.ceil(leader_timeout / 2))),
+            "lock_timeout": str(int(lock_timeout)),
             "namespace": f"{namespace}_tooz"}
 
 
@@ -58,13 +63,16 @@ def url_coordinator(url, member_id):
 
 
 class Membership:
-    def __init__(self, connect, member_id, where, start_timeout=10.0):
+    def __init__(self, connect, member_id, where, start_timeout=10.0, call_timeout=5.0):
         """`connect(member_id_bytes)` returns a tooz coordinator; `where`
-        names the backend in messages (redacted)."""
+        names the backend in messages (redacted). Every call on the daemons'
+        paths ends within `call_timeout` (see _bounded)."""
         self.member_id = member_id
         self._connect = connect
         self._where = where
         self._start_timeout = start_timeout
+        self._call_timeout = call_timeout
+        self._blocked = None  # (what, thread) of a call that outlived its deadline
         self._coord = None
         self._joined = {}
         self._elected = set()
@@ -113,8 +121,40 @@ class Membership:
                                      f"no answer within {self._start_timeout:g} s")
         self._coord = coord
 
+    def _bounded(self, what, fn, *args):
+        """`fn(*args)` within call_timeout, or BackendUnavailable. tooz has no
+        per-call timeout and the redis-py under it retries a dead socket ten
+        times: through a blackholed Redis one get_members blocked 59 s. The
+        call goes on in its thread until its socket gives up; until then the
+        next call fails at once rather than pile up threads behind it."""
+        if self._blocked is not None:
+            if self._blocked[1].is_alive():
+                raise BackendUnavailable(f"tooz ({self._where}): {self._blocked[0]} is still "
+                                         f"blocked on Redis")
+            self._blocked = None
+        box = {}
+
+        def run():
+            try:
+                box["value"] = fn(*args)
+            except Exception as exc:
+                box["error"] = exc
+        thread = threading.Thread(target=run, name=f"farm-tooz-{what}", daemon=True)
+        thread.start()
+        thread.join(self._call_timeout)
+        if thread.is_alive():
+            self._blocked = (what, thread)
+            raise BackendUnavailable(f"tooz ({self._where}) failed during {what}: no answer "
+                                     f"within {self._call_timeout:g} s")
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
     def ensure_joined(self, group, capabilities):
         """Join `group`, or join again if we were pruned or the group is gone."""
+        return self._bounded("get_members", self._ensure_joined, group, capabilities)
+
+    def _ensure_joined(self, group, capabilities):
         gid = group.encode("utf-8")
         self._joined[group] = capabilities
 
@@ -149,6 +189,9 @@ class Membership:
 
     def members(self, group):
         """member id -> capabilities dict, for live members (prunes dead ones)."""
+        return self._bounded("get_members", self._members, group)
+
+    def _members(self, group):
         gid = group.encode("utf-8")
 
         def read():
@@ -172,7 +215,7 @@ class Membership:
 
     def tick(self):
         """Run tooz's watchers (this is when an election is attempted)."""
-        self._wrap("run_watchers", self._coord.run_watchers)
+        self._bounded("run_watchers", self._wrap, "run_watchers", self._coord.run_watchers)
 
     def elected(self, group):
         return group in self._elected

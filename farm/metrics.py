@@ -83,6 +83,11 @@ class WorkerMetrics:
         self.actions = Counter("farm_power_actions", "Power actions and SEL clears by action, "
                                "outcome and who asked (operator or farm enforcing a desired state).",
                                ["action", "outcome", "source"], registry=r)
+        self.session_logins = Counter("farm_bmc_session_logins", "IPMI logins by the cipher "
+                                      "suite and privilege level the BMC accepted.",
+                                      ["suite", "privilege"], registry=r)
+        self.fenced = Gauge("farm_worker_fenced", "1 while this worker's acting lease has run "
+                            "out (no power action leaves it; polling goes on).", registry=r)
         self.maintenance = Gauge("farm_nodes_maintenance", "Nodes in maintenance (farm does not "
                                  "enforce their power state), farm-wide.", registry=r)
         self.engine = {

@@ -22,7 +22,10 @@ class Node:
     verify_tls: str = ""     # redfish: "" verify (default), "false", or a CA bundle path
     cipher_suites: tuple = ()  # ipmi: suites to propose, in order (): [worker] cipher_suites
     privilege: str = ""      # ipmi: exact session level ("": the fleet's, with fallback)
+    kg: str = dataclasses.field(default="", repr=False)  # ipmi: the BMC key K_g, hex
+    workarounds: tuple = ()  # ipmi: FreeIPMI-named workarounds for this BMC
 
+    IPMI_SETTINGS = ("cipher_suites", "privilege", "workarounds")
     def public(self):
         """The node as shown to operators: never the password."""
         out = {"name": self.name, "address": self.address, "port": self.port,
@@ -30,12 +33,20 @@ class Node:
         if self.driver != "ipmi":
             out.update(driver=self.driver, system_id=self.system_id,
                        verify_tls=self.verify_tls or "true")
+        out.update({k: list(v) if isinstance(v, tuple) else v
+                    for k, v in self.extra().items() if k in self.IPMI_SETTINGS})
+        if self.kg:
+            out["kg"] = "(set)"  # never the key itself
         return out
 
     def extra(self):
-        """The fields beyond IPMI's, as stored (only those not at their default)."""
-        return {k: v for k, v in (("driver", self.driver), ("system_id", self.system_id),
-                                  ("verify_tls", self.verify_tls))
+        """The fields beyond IPMI's basics, as stored (only those not at
+        their default; tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in (("driver", self.driver), ("system_id", self.system_id),
+                             ("verify_tls", self.verify_tls),
+                             ("cipher_suites", self.cipher_suites),
+                             ("privilege", self.privilege), ("workarounds", self.workarounds))
                 if v and not (k == "driver" and v == "ipmi")}
 
 

@@ -19,9 +19,12 @@ import time
 import click
 
 from farm import conf, control, daemon, errors, placement
+from farm.bmc.engine import SESSION_HINT
+from farm.bmc.rmcp import PRIVILEGES
 from farm.credentials import Credentials
 from farm.executors import ByDriver, ChildPool, InProcess
 from farm.identity import groups, member_id
+from farm.lease import WORKER_HEARTBEAT, ActingLease, acting_bound, renew_every
 from farm.metrics import WorkerMetrics
 from farm.results import ResultWriter
 from farm.scheduling import Scheduler, Wheel
@@ -29,6 +32,7 @@ from farm.store import Store
 from farm.tasks import load_tasks, programs, redfish_programs
 
 LOG = logging.getLogger("farm.worker")
+PRIVILEGE_NAMES = {v: k for k, v in PRIVILEGES.items()}
 TICK = 1.0  # the safety-net re-read; pub/sub makes changes reach us sooner
 TALLY_EVERY = 2.0  # seconds between this worker's counts for `farm status`
 CREDENTIALS_RETRY = 30.0  # seconds between attempts to open passwords that did not open
@@ -63,8 +67,13 @@ class Worker:
         self.wheels = {name: Wheel(t.interval, width=0.05) for name, t in self.tasks.items()}
         self.scheduler = Scheduler(self.wheels, self._dispatch)
         self.enforcer = control.Enforcer(settings.power.max_retries, settings.power.settle_time)
+        c = settings.coordination
+        self.lease = ActingLease(acting_bound(c.membership_timeout), time.monotonic)
+        self.tick = renew_every(self.lease.bound, TICK)
+        self._reread_assignment = False
         self.control_version = None
         self.sel_cursors = {}  # name -> the SEL cursor of the last pass written or read
+        self.ipmi_sessions = {}  # name -> (suite, privilege) its BMC accepted last
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.inventory_version = None
@@ -93,6 +102,8 @@ class Worker:
         reader); handed on as batches too (one lock each, not one per poll)."""
         results, power = [], []
         for outcome in outcomes:
+            if outcome.login is not None:
+                self._note_login(outcome.node, outcome.login)
             task = self.tasks.get(outcome.task)
             if task is None:
                 if outcome.task in control.COMMAND_PROGRAMS.values():
@@ -113,13 +124,27 @@ class Worker:
         if power and self.enforcer.controls:
             self._enforce(power)
 
+    def _note_login(self, name, login):
+        """What a BMC accepted (suite, privilege): counted, and kept in Redis
+        when it changed, so a restarted worker asks for it first."""
+        suite, privilege = login
+        self.metrics.session_logins.labels(str(suite), PRIVILEGE_NAMES.get(privilege, "?")).inc()
+        if self.ipmi_sessions.get(name) != login:
+            self.ipmi_sessions[name] = login
+            self.writer.defer(lambda store, learned: store.record_ipmi_sessions(learned),
+                              {name: login})
+
     def _driver_of(self, name):
         node = self._by_name.get(name)
         return node.driver if node is not None else "ipmi"
 
     # -- the power state farm keeps, and operators' commands -------------------
     def _enforce(self, results):
-        now = time.monotonic()
+        now = self.lease.clock()
+        if not self.lease.valid(now):
+            self._note_fenced(now)
+            return  # no decision at all while fenced: none counts toward maintenance
+        until = self.lease.until()
         for r in results:
             power = r.power_state.value if r.power_state else None
             verdict = self.enforcer.decide(r.node, r.ok, power, now)
@@ -129,19 +154,50 @@ class Worker:
                     LOG.warning("%s is %s, desired %s: powering it %s (attempt %d of %d)",
                                 r.node, power, verdict.action, verdict.action,
                                 verdict.attempt, self.settings.power.max_retries)
-                    self.executor.submit([("power-action", node, (verdict.action, "",
-                                                                  control.ENFORCER))])
+                    self.executor.submit([("power-action", node, control.Action(
+                        verdict.action, "", control.ENFORCER, until))])
             elif isinstance(verdict, control.Maintenance):
                 LOG.error("%s: %s; in maintenance now, farm stops acting on it", r.node,
                           verdict.reason)
                 self.metrics.actions.labels("maintenance", "set", "farm").inc()
-                self.writer.defer(lambda store, name, why: store.set_control(
-                    name, "maintenance", control.ENFORCER, maintenance=why),
-                    r.node, verdict.reason)
+                self.writer.defer(lambda store, name, why, owner: store.set_control(
+                    name, "maintenance", control.ENFORCER, owner=owner, maintenance=why),
+                    r.node, verdict.reason, self._owner(r.node))
+
+    def _owner(self, name):
+        """(this worker, the node's partition, partitions) for writes that
+        must land only while the assignment still gives us the node."""
+        owners = self.assignment["placement"] if self.assignment else ()
+        return (self.my_id, placement.partition_of(name, len(owners)) if owners else 0,
+                len(owners))
+
+    def _note_fenced(self, now=None):
+        """Log once, and show in metrics, that the acting lease ran out."""
+        if self.lease.check(now):
+            LOG.error("fenced: %s; farm stops acting on power (polling goes on) until it "
+                      "has read the assignment again", self.lease.reason)
+        self.metrics.fenced.set(0 if self.lease.valid(now) else 1)
+
+    def _watch_lease(self):
+        """Notice a run-out lease within half a second, even while the loop
+        that would renew it is blocked on Redis."""
+        while not self.stopping.wait(0.5):
+            if self.lease.confirmed_at is not None:
+                self._note_fenced()
 
     def _command_done(self, outcome):
-        action, command_id, who = outcome.arg
+        action, command_id, who = outcome.arg[:3]
         ok = outcome.ok
+        if outcome.error_kind == errors.Fenced.kind:
+            # nothing reached the BMC: no event, no count toward maintenance
+            self.metrics.actions.labels(action, "fenced", "farm" if who == control.ENFORCER
+                                        else "operator").inc()
+            self.enforcer.forget(outcome.node)
+            if command_id:
+                self.writer.defer(lambda store, cid, reply: store.reply(cid, reply), command_id,
+                                  {"ok": False, "node": outcome.node, "action": action,
+                                   "worker": self.my_id, "error": outcome.error})
+            return
         if not ok and who == control.ENFORCER:
             if outcome.error_kind == errors.BmcPrivilegeError.kind:
                 LOG.error("%s: %s; farm stops keeping its power state until its control "
@@ -158,17 +214,21 @@ class Worker:
         reply = {"ok": ok, "node": outcome.node, "action": action, "kind": kind,
                  "worker": self.my_id, "error": outcome.error, "latency": outcome.latency}
 
-        def record(store, event, command_id, reply):
-            store.append_event(event)
+        def record(store, event, command_id, reply, owner):
+            store.append_owned_event(event, owner)
             if command_id:
                 store.reply(command_id, reply)
-        self.writer.defer(record, event, command_id, reply)
+        self.writer.defer(record, event, command_id, reply, self._owner(outcome.node))
 
     def _take_command(self, command, redis_now):
         """Run a command from the CLI, or say at once why not."""
         why = control.check_command(command, self._by_name, redis_now)
         if why is None and command["kind"] == "power" and "power" not in self.tasks:
             why = "the power task is not enabled on this worker"
+        if why is None and not self.lease.valid():
+            self._note_fenced()
+            why = (f"this worker cannot confirm it still owns {command['node']} "
+                   f"(fenced: {self.lease.reason})")
         if why is not None:
             LOG.warning("command %s refused: %s", command.get("id"), why)
             self.store.reply(command.get("id", "?"), {"ok": False, "error": why,
@@ -179,7 +239,8 @@ class Worker:
         LOG.info("%s asked for %s on %s", command.get("by"), action, command["node"])
         self.executor.submit([(control.COMMAND_PROGRAMS[command["kind"]],
                                self._by_name[command["node"]],
-                               (action, command["id"], command.get("by") or "unknown"))])
+                               control.Action(action, command["id"], command.get("by") or "unknown",
+                                              self.lease.until()))])
 
     def _watch_commands(self):
         """Take the commands the CLI queues for this worker, one at a time."""
@@ -231,7 +292,15 @@ class Worker:
 
     def sync(self):
         """Stay in the group; follow inventory and assignment changes. True if
-        the set of polled nodes changed."""
+        the set of polled nodes changed. A pass that read the assignment we
+        act on renews the acting lease from the moment it began."""
+        began = self.lease.clock()
+        changed = self._sync()
+        self.lease.confirm(began)
+        self.metrics.fenced.set(0)
+        return changed
+
+    def _sync(self):
         if self.writer.refused is not None:
             raise self.writer.refused
         if self.membership is not None:
@@ -254,11 +323,16 @@ class Worker:
             self.control_version, controls = self.store.controls()
             self.enforcer.set_controls(controls)
             self.metrics.maintenance.set(sum(1 for c in controls.values() if c.get("maintenance")))
-        if version == self.inventory_version and generation == self.generation:
+        if self.lease.fenced_since is not None:
+            # fenced: know which nodes are still ours before acting again
+            self._reread_assignment = True
+        if (version == self.inventory_version and generation == self.generation
+                and not self._reread_assignment):
             return False
         if version != self.inventory_version and time.monotonic() >= self._inventory_retry_at:
             self._read_inventory()
-        if generation != self.generation:
+        if generation != self.generation or self._reread_assignment:
+            self._reread_assignment = False
             assignment = self.store.assignment()
             if assignment is not None or self.assignment is None:
                 # no assignment after having one = Redis lost it: keep ours
@@ -273,10 +347,17 @@ class Worker:
             return False
         # No rebuild, no wait: the next tick polls the new set; polls of
         # nodes dropped meanwhile finish and their results are discarded.
+        known = {n.name for n in self.nodes}
+        new = {n.name: n for n in nodes if n.name not in known}
         if "sel" in self.tasks:
-            known = {n.name for n in self.nodes}
-            self.sel_cursors.update(self.store.sel_cursors([n.name for n in nodes
-                                                            if n.name not in known]))
+            self.sel_cursors.update(self.store.sel_cursors(list(new)))
+        # what each new node's BMC accepted before (another worker, or before
+        # a restart): its first login here asks for that first
+        learned = self.store.ipmi_sessions([n for n, node in new.items() if node.driver == "ipmi"])
+        if learned:
+            self.ipmi_sessions.update(learned)
+            self.executor.submit([(SESSION_HINT, new[name], hint)
+                                  for name, hint in learned.items()])
         for name, wheel in self.wheels.items():
             drivers = self.tasks[name].drivers
             wheel.set_nodes([n for n in nodes if n.driver in drivers])
@@ -325,7 +406,8 @@ class Worker:
         threading.Thread(target=self._watch_assignments, name="farm-assignments",
                          daemon=True).start()
         threading.Thread(target=self._watch_commands, name="farm-commands", daemon=True).start()
-        daemon.keep_running(self.sync, self._wait, self.stopping.is_set, TICK,
+        threading.Thread(target=self._watch_lease, name="farm-lease", daemon=True).start()
+        daemon.keep_running(self.sync, self._wait, self.stopping.is_set, self.tick,
                             lambda: f"cannot reach Redis, polling the last {len(self.nodes)} nodes known")
 
     def _wait(self, seconds):
@@ -382,7 +464,8 @@ def main(config_file, config_dir, executor, metrics_port):
                       events_max_len=settings.events.max_len, sel_recent=settings.sel.recent)
     except errors.ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    worker = Worker(settings, store, daemon.membership(settings, my_id, 3), my_id)
+    worker = Worker(settings, store, daemon.membership(settings, my_id, 3, WORKER_HEARTBEAT),
+                    my_id)
     daemon.serve_metrics(worker.metrics.registry, settings, settings.metrics.port)
     daemon.on_stop_signals(worker.stop, budget=settings.worker.bmc_timeout + STOP_MARGIN)
     LOG.info("farm-worker %s starting (executor=%s, in flight<=%d, interval=%gs, bmc_timeout=%gs)",

@@ -15,6 +15,7 @@ class MemoryStore:
         self.down = False  # every call raises BackendUnavailable while True
         self.now = 1000.0
         self.control, self.control_version = {}, 0
+        self.learned = {}
 
     def _check(self):
         if self.down:
@@ -45,6 +46,14 @@ class MemoryStore:
     def sel_cursors(self, names):
         self._check()
         return {}
+
+    def ipmi_sessions(self, names):
+        self._check()
+        return {n: self.learned[n] for n in names if n in self.learned}
+
+    def record_ipmi_sessions(self, learned):
+        self._check()
+        self.learned.update(learned)
 
     def forget_worker(self, member_id):
         self._check()

@@ -26,6 +26,10 @@ from farm.bmc.session import ACTIVE, Job, Session, keepalive_program
 
 LOG = logging.getLogger(__name__)
 RCVBUF = 8 * 1024 * 1024
+# A pseudo-job: (SESSION_HINT, node, (suite, privilege)) seeds what a BMC
+# accepted at an earlier login (another process's, before a restart), so the
+# first login here asks for that first. Reported back at once, with no value.
+SESSION_HINT = "session-hint"
 RESOLVE_TTL = 300.0
 
 
@@ -57,6 +61,7 @@ class Outcome:
     latency: float
     finished_at: float  # epoch seconds
     arg: object = None  # the job's argument, handed back (e.g. a command's id)
+    login: tuple | None = None  # (suite, privilege level) when this job logged in
 
     @property
     def ok(self):
@@ -176,17 +181,34 @@ class Engine:
                 return
             for item in batch:
                 task, node = item[0], item[1]
+                if task == SESSION_HINT:
+                    self._hint(node, item[2])
+                    continue
                 self._enqueue(Job(task, node, self.programs[task], arg=item[2] if len(item) > 2
                                   else None), now)
+
+    def _hint(self, node, learned):
+        job = Job(SESSION_HINT, node, None, arg=learned)
+        endpoint = self._endpoint(job)
+        if endpoint is None:
+            return  # a name being resolved (it comes back) or that failed (reported)
+        session = self._session(endpoint)
+        if session.suite_known is None:
+            session.suite_known, session.privilege_known = learned
+        self._fail_now(job, None)
+
+    def _session(self, endpoint):
+        session = self.sessions.get(endpoint)
+        if session is None:
+            family = socket.AF_INET6 if ":" in endpoint[0] else socket.AF_INET
+            session = self.sessions[endpoint] = Session(self, endpoint, family)
+        return session
 
     def _enqueue(self, job, now):
         endpoint = self._endpoint(job)
         if endpoint is None:
             return  # resolving, or failed and reported
-        session = self.sessions.get(endpoint)
-        if session is None:
-            family = socket.AF_INET6 if ":" in endpoint[0] else socket.AF_INET
-            session = self.sessions[endpoint] = Session(self, endpoint, family)
+        session = self._session(endpoint)
         session.queue.append(job)
         if session.job is None and len(session.queue) == 1:
             self._schedule(session, now)
@@ -207,7 +229,8 @@ class Engine:
             self._reported += 1
             self._outcomes.append(Outcome(
                 job.task, job.node.name, value, error.kind if error else None,
-                str(error) if error else None, now - job.started, time.time(), job.arg))
+                str(error) if error else None, now - job.started, time.time(), job.arg,
+                (session.suite_known, session.granted) if job.logins and not error else None))
         elif error is not None:
             self.stats["keepalive_failures"] += 1
         if session.queue:
@@ -322,9 +345,10 @@ class Engine:
         self._resolved[address] = (value, self.now() + RESOLVE_TTL)
 
     def _fail_now(self, job, error):
+        """Report `job` now, unrun: with `error`, or (a hint) with none."""
         self._reported += 1
-        self._outcomes.append(Outcome(job.task, job.node.name, None, error.kind, str(error),
-                                      0.0, time.time(), job.arg))
+        self._outcomes.append(Outcome(job.task, job.node.name, None, error and error.kind,
+                                      error and str(error), 0.0, time.time(), job.arg))
 
     def _shutdown(self):
         now = self.now()

@@ -23,6 +23,7 @@ What farm sets, and why (docs/redfish.md):
 """
 
 import logging
+import time
 
 import requests
 import sushy
@@ -234,8 +235,13 @@ class RedfishBmc:
             return "cleared"
         return self._call("clear the event log", clear)
 
-    def reset(self, action):
+    def reset(self, action, not_after=None):
+        """Reset the system; with `not_after` (monotonic), refused once that
+        time passed: the acting lease is checked after the login and the
+        system look-up, right before the request that acts."""
         def act():
+            if not_after is not None and time.monotonic() >= not_after:
+                raise errors.Fenced(f"power {action} not sent: the acting lease ran out")
             self._system.reset_system(RESETS[action])
             self._fresh = False
             return action

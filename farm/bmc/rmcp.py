@@ -23,6 +23,10 @@ IPMI, OPEN_REQUEST, OPEN_RESPONSE, RAKP1, RAKP2, RAKP3, RAKP4 = (
     0x00, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15)
 BMC_ADDRESS, CONSOLE_ADDRESS = 0x20, 0x81
 PRIVILEGES = {"callback": 1, "user": 2, "operator": 3, "administrator": 4}
+# FreeIPMI's names for BMC misbehaviours (its -W flags): what farm does for
+# each is in docs/compatibility.md; a node lists the ones its BMC needs.
+WORKAROUNDS = ("authcap", "intel20", "supermicro20", "sun20", "opensesspriv",
+               "integritycheckvalue", "nochecksumcheck")
 
 # RMCP+ status codes of Open Session and RAKP (IPMI v2.0 table 13-15; OpenIPMI's
 # ipmi_err.h has the same).
@@ -236,6 +240,7 @@ class Rakp:
     username: bytes
     password: bytes
     role: int
+    kg: bytes = b""   # the BMC key K_g; without one the password keys the session (13.31)
     rc: bytes = dataclasses.field(default_factory=lambda: os.urandom(16))
     rm: bytes = b""
     guid: bytes = b""
@@ -267,7 +272,7 @@ class Rakp:
         return bytes([tag, 0, 0, 0]) + struct.pack("<I", self.bmc_sid) + code
 
     def keys(self):
-        sik = _hmac(self.password, self.rc + self.rm + self._who(), self.suite)
+        sik = _hmac(self.kg or self.password, self.rc + self.rm + self._who(), self.suite)
         return sik, session_keys(self.suite, sik)
 
     def check_message4(self, payload, tag, sik):
@@ -276,6 +281,9 @@ class Rakp:
             raise bad("RAKP 4 for another request")
         expected = _hmac(sik, self.rc + struct.pack("<I", self.bmc_sid) + self.guid,
                          self.suite)[:self.suite.icv_len]
-        if (struct.unpack_from("<I", payload, 4)[0] != self.console_sid
-                or not hmac.compare_digest(expected, bytes(payload[8:]))):
-            raise bad("RAKP 4 failed its integrity check")
+        if struct.unpack_from("<I", payload, 4)[0] != self.console_sid:
+            raise bad("RAKP 4 for another session")
+        if not hmac.compare_digest(expected, bytes(payload[8:])):
+            # the password checked out at RAKP 2: the session key differs
+            raise errors.BmcAuthError("RAKP 4: the BMC's integrity check does not match "
+                                      "(the node's K_g key missing or wrong?)")

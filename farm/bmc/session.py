@@ -95,7 +95,9 @@ class Session:
         job.started = now
         job.deadline = now + self.engine.timeouts.get(job.task, self.engine.config.timeout)
         self.engine.at(job.deadline, self, "deadline", job)
-        creds = (job.node.username.encode("utf-8"), job.node.password.encode("utf-8"))
+        node = job.node
+        creds = (node.username.encode("utf-8"), node.password.encode("utf-8"),
+                 bytes.fromhex(node.kg).ljust(20, b"\0") if node.kg else b"")
         idle = now - self.last_activity
         if self.state == ACTIVE and (creds != self.creds or idle > self.engine.config.session_timeout):
             self._abandon()  # credentials changed, or the BMC has (or should have) dropped it
@@ -158,6 +160,14 @@ class Session:
         self._send_ipmi(request)
 
     def _send_ipmi(self, request, attempts=1):
+        # A power action carries the acting lease it was decided under: no
+        # packet of it (a retransmission included) leaves once that ran out.
+        not_after = getattr(self.job.arg, "not_after", None)
+        if not_after is not None and self.engine.now() >= not_after:
+            self.expect = self.packet = None
+            self._finish(error=errors.Fenced(
+                f"{self.job.task} not sent: the acting lease ran out"))
+            return
         self.seq_out = (self.seq_out + 1) & 0xFFFFFFFF or 1
         message = rmcp.ipmi_request(request.netfn, request.command, self.rq_seq, request.data)
         self.request = request
@@ -310,11 +320,11 @@ class Session:
     def _opened(self, payload):
         self.bmc_sid = rmcp.open_session_response(payload, self.tag, self.console_sid,
                                                   self.suite)
-        user, password = self.creds
+        user, password, kg = self.creds
         if len(password) > 20:
             raise errors.BmcAuthError("the password is longer than IPMI 2.0's 20 bytes")
         self.rakp = rmcp.Rakp(self.suite, self.console_sid, self.bmc_sid, user, password,
-                              0x10 | self.privilege)
+                              0x10 | self.privilege, kg)
         self.state = RAKP1_SENT
         self._send(rmcp.wrap(rmcp.RAKP1, self.rakp.message1(self.tag)))
 

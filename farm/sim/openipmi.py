@@ -44,7 +44,7 @@ set_working_mc 0x20
     allowed_auths_operator none md5
     allowed_auths_admin none md5
     guid {guid}
-  endlan
+{bmc_key}  endlan
   chassis_control "{chassis} 0x20"
   user 2 true "{username}" "{password}" admin 10 none md5
 """
@@ -66,11 +66,13 @@ SEL_EVENTS = (
 class IpmiSim:
     """One ipmi_sim BMC on 127.0.0.1:`port` with one administrator account."""
 
-    def __init__(self, workdir, port, username, password, power_on=True, sel_entries=0):
+    def __init__(self, workdir, port, username, password, power_on=True, sel_entries=0,
+                 kg=""):
         self.dir = os.path.join(str(workdir), f"ipmi_sim-{port}")
         self.port, self.username, self.password = port, username, password
         self.power_on = power_on
         self.sel_entries = sel_entries
+        self.kg = kg  # the BMC key K_g (text, as lan.conf's bmc_key takes it)
         self.proc = None
 
     def start(self):
@@ -87,7 +89,8 @@ class IpmiSim:
         with os.fdopen(fd, "w") as f:
             f.write(LAN_CONF.format(name=f"bmc{self.port}", port=self.port, chassis=chassis,
                                     guid=f"{self.port:032x}", username=self.username,
-                                    password=self.password))
+                                    password=self.password,
+                                    bmc_key=f'    bmc_key "{self.kg}"\n' if self.kg else ""))
         commands = os.path.join(self.dir, "commands.emu")
         with open(commands, "w") as f:
             f.write(COMMANDS.format(sel="".join(
@@ -109,8 +112,9 @@ class IpmiSim:
         """ipmitool against this BMC (suite 3: ipmi_sim has no 17, and without
         -C ipmitool stalls about 10 s on its unanswered Get Channel Cipher Suites)."""
         env = dict(os.environ, IPMI_PASSWORD=self.password)
+        kg = ["-y", self.kg.encode().hex()] if self.kg else []
         return subprocess.run(["ipmitool", "-I", "lanplus", "-C", "3", "-H", "127.0.0.1",
-                               "-p", str(self.port), "-U", self.username, "-E", *command],
+                               "-p", str(self.port), "-U", self.username, "-E", *kg, *command],
                               env=env, capture_output=True, text=True, timeout=timeout)
 
     def power(self):

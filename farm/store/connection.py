@@ -6,6 +6,8 @@ from importlib.resources import files
 
 import redis
 import redis.sentinel
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from farm import backend
 from farm.errors import BackendRefused, BackendUnavailable, ConfigError
@@ -13,7 +15,8 @@ from farm.errors import BackendRefused, BackendUnavailable, ConfigError
 EVENTS_MAXLEN = 100_000
 # Lua scripts, one file each in lua/, loaded once; every key through KEYS
 SCRIPT_NAMES = ("write_results", "hold_lease", "release_lease", "publish", "write_sensors",
-                "write_sel", "set_control", "remove_nodes", "recount", "report_worker")
+                "write_sel", "set_control", "remove_nodes", "recount", "report_worker",
+                "append_owned_event")
 SCRIPTS = {name: (files("farm.store.lua") / f"{name}.lua").read_text() for name in SCRIPT_NAMES}
 
 
@@ -30,7 +33,12 @@ class Connection:
         b = backend.parse(url)
         self._where = b.where
         timeouts = {"socket_timeout": socket_timeout,
-                    "socket_connect_timeout": min(socket_timeout, 3.0)}
+                    "socket_connect_timeout": min(socket_timeout, 3.0),
+                    # redis-py 6+ retries a failed call 10 times with backoff: through
+                    # a blackholed Redis one call then blocks about a minute. Retry
+                    # once on a broken connection (a restarted Redis), never on a
+                    # timeout: the daemons' loops retry with their own backoff.
+                    "retry": Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))}
         try:
             if b.sentinel:
                 sentinels = redis.sentinel.Sentinel(

@@ -7,16 +7,30 @@ REPLY_TTL = 120  # seconds a command's outcome waits for the CLI
 
 
 class Control:
-    def set_control(self, name, event, who, **fields):
+    def set_control(self, name, event, who, owner=None, **fields):
         """Set (or with '' clear) control fields of a node; records an event
-        of type `event` by `who`. False if the node is not in the inventory."""
-        args = [name, self.events_max_len, event, who]
+        of type `event` by `who`. False if the node is not in the inventory,
+        or if `owner` (worker id, partition, partitions: a worker's own
+        decision) no longer owns it in the current assignment."""
+        args = [name, self.events_max_len, event, who, *(owner or ("", 0, 0))]
         for field, value in fields.items():
             args += [field, value]
         got = self._do("control write", self._scripts["set_control"],
                        keys=[self._key("inventory"), self._key("control"),
-                             self._key("control", "version"), self._key("events")], args=args)
+                             self._key("control", "version"), self._key("events"),
+                             self._key("assignment")], args=args)
         return int(got) >= 0
+
+    def append_owned_event(self, fields, owner):
+        """An event about a node `owner` (worker id, partition, partitions)
+        acted on, written only while the assignment still gives it the node;
+        its id, or None if it does not."""
+        args = [*owner, self.events_max_len]
+        for field, value in fields.items():
+            args += [field, value]
+        got = self._do("event write", self._scripts["append_owned_event"],
+                       keys=[self._key("assignment"), self._key("events")], args=args)
+        return got or None
 
     def controls(self):
         """(version, name -> control dict) for every node with any."""

@@ -12,15 +12,20 @@ from farm.model import Node
 # written by an older version gets them built once (Inventory.upgrade)
 LAYOUT = 2
 _OPEN_ONLY = Credentials()  # without a key: opens plaintext and password_file entries
+_PLAIN = Credentials(allow_plaintext=True)  # a Store without credentials stores as given
 
 
-def node_from_entry(name, fields, password):
-    """A Node from its stored inventory entry (with `password` opened, or '')."""
+def node_from_entry(name, fields, password, kg=""):
+    """A Node from its stored inventory entry (with `password` and `kg`
+    opened, or '')."""
     return Node(name=name, address=fields["address"], port=int(fields["port"]),
                 username=fields["username"], password=password,
                 password_file=fields.get("password_file", ""),
                 driver=fields.get("driver", "ipmi"), system_id=fields.get("system_id", ""),
-                verify_tls=fields.get("verify_tls", ""))
+                verify_tls=fields.get("verify_tls", ""),
+                cipher_suites=tuple(fields.get("cipher_suites", ())),
+                privilege=fields.get("privilege", ""), kg=kg,
+                workarounds=tuple(fields.get("workarounds", ())))
 
 
 class Inventory:
@@ -72,16 +77,19 @@ class Inventory:
             fields.update(self.credentials.seal(node.password))
         else:
             fields["password"] = node.password
+        if node.kg:
+            fields.update((self.credentials or _PLAIN).seal(node.kg, "kg"))
         return json.dumps(fields, sort_keys=True)
 
     def _same(self, node, raw):
         """Whether the stored entry `raw` already says what `node` says."""
         fields = json.loads(raw)
-        public = (fields["address"], int(fields["port"]), fields["username"],
-                  fields.get("password_file", ""), fields.get("driver", "ipmi"),
-                  fields.get("system_id", ""), fields.get("verify_tls", ""))
-        if public != (node.address, node.port, node.username, node.password_file, node.driver,
-                      node.system_id, node.verify_tls):
+        if node_from_entry(node.name, fields, node.password, node.kg) != node:
+            return False  # anything but the secrets differs
+        try:
+            if (self.credentials or _OPEN_ONLY).open_kg(fields, node.name) != node.kg:
+                return False
+        except CredentialsError:
             return False
         if node.password_file:
             return True
@@ -147,8 +155,10 @@ class Inventory:
         nodes = []
         for name in sorted(raw):
             fields = json.loads(raw[name])
-            password = (self.credentials or _OPEN_ONLY).open(fields, name) if passwords else ""
-            nodes.append(node_from_entry(name, fields, password))
+            opener = self.credentials or _OPEN_ONLY
+            password = opener.open(fields, name) if passwords else ""
+            kg = opener.open_kg(fields, name) if passwords else ""
+            nodes.append(node_from_entry(name, fields, password, kg))
         return int(version or 0), nodes
 
     def nodes_named(self, names):

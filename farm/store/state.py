@@ -77,6 +77,26 @@ class State:
                 out[name] = tuple(cursor)
         return out
 
+    def ipmi_sessions(self, names):
+        """name -> (cipher suite, privilege level) each BMC last accepted."""
+        pipe = self._redis.pipeline(transaction=False)
+        for name in names:
+            pipe.hget(self._key("state", name), "ipmi_session")
+        out = {}
+        for name, raw in zip(names, self._do("state read", pipe.execute), strict=True):
+            parts = (raw or "").split()
+            if len(parts) == 2 and all(p.isdigit() for p in parts):
+                out[name] = (int(parts[0]), int(parts[1]))
+        return out
+
+    def record_ipmi_sessions(self, learned):
+        """Keep what each BMC accepted at its last login ({name: (suite,
+        privilege)}), for the next worker to ask for first."""
+        pipe = self._redis.pipeline(transaction=False)
+        for name, (suite, privilege) in learned.items():
+            pipe.hset(self._key("state", name), "ipmi_session", f"{suite} {privilege}")
+        self._do("state write", pipe.execute)
+
     def node_states(self, names):
         """name -> state dict (empty when never polled), in one pipeline."""
         pipe = self._redis.pipeline(transaction=False)
@@ -96,7 +116,9 @@ class State:
         entry, state, control, sensors, sel = self._do("node read", pipe.execute)
         if entry is None:
             return None
-        return {"node": node_from_entry(name, json.loads(entry), "").public(), "state": state,
+        fields = json.loads(entry)
+        shown = node_from_entry(name, fields, "", "?" if {"kg", "kg_sealed"} & set(fields) else "")
+        return {"node": shown.public(), "state": state,
                 "control": json.loads(control) if control else {},
                 "sensors": {k: json.loads(v) for k, v in sensors.items()},
                 "sel": [json.loads(e) for e in sel]}

@@ -39,7 +39,7 @@ def redfish_power(bmc, arg):
 
 
 def redfish_act(bmc, arg):
-    return bmc.reset(arg[0])
+    return bmc.reset(arg[0], getattr(arg, "not_after", None))
 
 
 class PowerPoll:

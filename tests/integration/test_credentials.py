@@ -118,3 +118,37 @@ def test_password_file_keeps_the_password_out_of_redis(make_sim, store, redis_se
     finally:
         worker.terminate()
         worker.wait(30)
+
+
+def test_a_bmc_key_is_sealed_like_a_password_and_rotated(redis_server, namespace, tmp_path):
+    from cryptography.fernet import Fernet
+
+    from farm.credentials import Credentials
+    from farm.store import Store
+    k1, k2 = tmp_path / "k1", tmp_path / "k2"
+    for path in (k1, k2):
+        path.write_bytes(Fernet.generate_key() + b"\n")
+        os.chmod(path, 0o600)
+    kg = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"
+    text = ("nodes:\n- {name: n1, address: 127.0.0.1, username: u, password: pw-Secret-1, "
+            f"kg: '{kg}', cipher_suites: [3], privilege: operator, workarounds: [intel20]}}\n")
+    nodes = inventory.parse(text, "x.yaml")
+    store = Store(redis_server.url, namespace, credentials=Credentials(str(k1)))
+    assert store.import_nodes(nodes)["added"] == 1
+    assert store.import_nodes(nodes)["unchanged"] == 1  # sealing is random; compared opened
+    raw = everything_in_redis(redis_server, namespace)
+    assert kg not in raw and "pw-Secret-1" not in raw
+    _, (loaded,) = store.load_nodes(passwords=True)
+    assert loaded == nodes[0] and loaded.kg == kg
+    shown = store.node_detail("n1")["node"]
+    assert shown["kg"] == "(set)" and kg not in str(shown)
+    assert shown["cipher_suites"] == [3] and shown["workarounds"] == ["intel20"]
+    # rotation reseals the key too: only k2 opens it afterwards
+    assert store.reseal([Fernet(k2.read_bytes().strip())]) == 1
+    _, (rotated,) = Store(redis_server.url, namespace,
+                          credentials=Credentials(str(k2))).load_nodes(passwords=True)
+    assert rotated.kg == kg and kg not in everything_in_redis(redis_server, namespace)
+    # a changed key is an update
+    changed = inventory.parse(text.replace(kg, "00" + kg[2:]), "x.yaml")
+    assert Store(redis_server.url, namespace, credentials=Credentials(str(k2))).import_nodes(
+        changed)["updated"] == 1

@@ -131,6 +131,19 @@ def test_refusals_are_named_within_one_retry_interval(ipmi_sims, node_options, e
     assert outcome.latency < config.retry_interval
 
 
+def test_a_bmc_key_kg_is_used_and_its_absence_named(ipmi_sims):
+    bmc, = ipmi_sims(1, kg="farm-kg-0123456789a")
+    assert bmc.ipmitool("chassis", "power", "status").returncode == 0  # ipmitool -y agrees
+    config = engine.EngineConfig(timeout=3.0)
+    node = Node("n", "127.0.0.1", bmc.port, USER, PASSWORD, kg=bmc.kg.encode().hex())
+    ours = engine.run_one(config, PowerPoll.programs, "power", node)
+    assert ours.ok and ours.value.value == "on", ours
+    without = engine.run_one(config, PowerPoll.programs, "power", Node(
+        "n", "127.0.0.1", bmc.port, USER, PASSWORD))
+    assert without.error_kind == "auth" and "K_g" in without.error, without
+    assert bmc.kg not in without.error and node.kg not in without.error
+
+
 def test_ipmitool_and_ipmipower_agree_with_farm_on_ipmi_sim(ipmi_sims):
     on, off = ipmi_sims(2)
     off.ipmitool("chassis", "power", "off")

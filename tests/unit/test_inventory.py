@@ -98,7 +98,11 @@ names = st.from_regex(r"[A-Za-z0-9._-]{1,20}", fullmatch=True)
 nodes_strategy = st.lists(
     st.builds(Node, name=names, address=st.sampled_from(["127.0.0.1", "::1", "bmc.example"]),
               port=st.integers(1, 65535), username=st.text("abc", min_size=1, max_size=5),
-              password=st.text("xyz!#", min_size=1, max_size=8)),
+              password=st.text("xyz!#", min_size=1, max_size=8),
+              cipher_suites=st.sampled_from([(), (3,), (17, 3), (3, 17)]),
+              privilege=st.sampled_from(["", "user", "operator", "administrator"]),
+              kg=st.sampled_from(["", "00", "0102030405060708090a0b0c0d0e0f1011121314"]),
+              workarounds=st.sampled_from([(), ("intel20",), ("opensesspriv", "sun20")])),
     unique_by=(lambda n: n.name.casefold(), lambda n: (n.address, n.port)), max_size=20)
 
 
@@ -197,3 +201,42 @@ def test_bad_redfish_entries(entry, words):
     with pytest.raises(InventoryError) as info:
         inventory.parse(f"nodes:\n- {entry}\n", "inv.yaml")
     assert words in str(info.value)
+
+
+def test_ipmi_settings_per_node_yaml_and_csv():
+    yaml_text = ("nodes:\n- {name: a, address: 10.0.0.1, username: u, password: p, "
+                 "cipher_suites: [3, 17], privilege: admin, kg: '0xAbCd', "
+                 "workarounds: [opensesspriv, opensesspriv]}\n")
+    (a,) = inventory.parse(yaml_text, "x.yaml")
+    assert (a.cipher_suites, a.privilege, a.kg, a.workarounds) == (
+        (3, 17), "administrator", "abcd", ("opensesspriv",))
+    csv_text = ("name,address,username,password,cipher_suites,privilege,kg,workarounds\n"
+                "b,10.0.0.2,u,p,17;3,user,,intel20;nochecksumcheck\n")
+    (b,) = inventory.parse(csv_text, "x.csv")
+    assert (b.cipher_suites, b.privilege, b.kg, b.workarounds) == (
+        (17, 3), "user", "", ("intel20", "nochecksumcheck"))
+    assert "kg" not in b.public() and a.public()["kg"] == "(set)"
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("cipher_suites", "[2]", "'cipher_suites' must list distinct suites"),
+    ("cipher_suites", "[3, 3]", "'cipher_suites' must list distinct suites"),
+    ("privilege", "root", "'privilege' must be one of"),
+    ("kg", "'not-hex-secret'", "'kg' must be the BMC key in hex"),
+    ("kg", "'" + "ab" * 21 + "'", "at most 20 bytes"),
+    ("workarounds", "[fixeverything]", "'workarounds' must list names of"),
+])
+def test_bad_ipmi_settings_name_the_entry_and_field(field, value, words):
+    text = (f"nodes:\n- {{name: a, address: 10.0.0.1, username: u, password: p, "
+            f"{field}: {value}}}\n")
+    with pytest.raises(InventoryError) as err:
+        inventory.parse(text, "x.yaml")
+    assert str(err.value).startswith("nodes[0]: ") and words in str(err.value)
+    assert "not-hex-secret" not in str(err.value) and "ab" * 21 not in str(err.value)
+
+
+def test_ipmi_settings_refused_on_redfish_nodes():
+    text = ("nodes:\n- {name: r, driver: redfish, address: 'https://10.0.0.9', username: u, "
+            "password: p, privilege: user}\n")
+    with pytest.raises(InventoryError, match="'privilege' is for ipmi nodes only"):
+        inventory.parse(text, "x.yaml")

@@ -1,16 +1,29 @@
 -- Change what farm keeps for a node (desired power state, maintenance) and
 -- record who did it, atomically: refused (-1) for a node not in the
--- inventory. KEYS[1] inventory hash, KEYS[2] control hash, KEYS[3] control
--- version, KEYS[4] event stream. ARGV: name, maxlen, event type, who, then
+-- inventory, and (-2) when a worker decided it for a node it no longer owns
+-- (a decision taken before a partition, written after it healed).
+-- KEYS[1] inventory hash, KEYS[2] control hash, KEYS[3] control version,
+-- KEYS[4] event stream, KEYS[5] assignment hash. ARGV: name, maxlen, event
+-- type, who, owner ('' for an operator), its partition, partitions, then
 -- field/value pairs ('' removes the field).
 if redis.replicate_commands then redis.replicate_commands() end
 local name = ARGV[1]
 if redis.call('HEXISTS', KEYS[1], name) == 0 then return -1 end
+if ARGV[5] ~= '' then
+  local a = redis.call('HMGET', KEYS[5], 'members', 'placement')
+  if a[2] then  -- with no placement ever published a lone worker owns every node
+    local members, placement = cjson.decode(a[1]), cjson.decode(a[2])
+    local p = tonumber(ARGV[6])
+    if #placement ~= tonumber(ARGV[7]) or members[placement[p + 1] + 1] ~= ARGV[5] then
+      return -2
+    end
+  end
+end
 local raw = redis.call('HGET', KEYS[2], name)
 local t = {}
 if raw then t = cjson.decode(raw) end
 local event = {'node', name, 'type', ARGV[3], 'by', ARGV[4]}
-for i = 5, #ARGV, 2 do
+for i = 8, #ARGV, 2 do
   if ARGV[i + 1] == '' then t[ARGV[i]] = nil else t[ARGV[i]] = ARGV[i + 1] end
   table.insert(event, ARGV[i])
   table.insert(event, ARGV[i + 1])
