@@ -20,10 +20,18 @@ What farm sets, and why (docs/redfish.md):
   sushy's behaviour for BMCs that need it.
 - sushy logs request bodies at DEBUG, the session POST's password included:
   its logger is held at INFO or above whatever farm's level.
+- A BMC's answers are hostile input: a link (`@odata.id`), a redirect or the
+  session service's location may name another host, and sushy (like
+  requests for its X-Auth-Token header) would send it the session token or,
+  basic auth, the password. Every request leaves through `_OriginGuard`, a
+  transport adapter that refuses any URL whose scheme, host or port is not
+  the node's own (sushy keeps its requests session private: `_session`,
+  pinned by tests/unit/test_library_internals.py).
 """
 
 import logging
 import time
+import urllib.parse
 
 import requests
 import sushy
@@ -56,8 +64,61 @@ class _CountingAuth(sushy_auth.SessionOrBasicAuth):
             super().close()
 
 
+class OtherOrigin(requests.exceptions.RequestException):
+    """A request to a URL outside the BMC's own origin, refused unsent."""
+
+
+def origin(url):
+    """(scheme, host, port) of a URL, the port defaulted by its scheme."""
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+class _OriginGuard(requests.adapters.BaseAdapter):
+    """Sends through `inner` only requests to `allowed` (an origin); every
+    other URL (a link, a redirect, a session service elsewhere) is refused
+    before a byte, a token or a password leaves."""
+
+    def __init__(self, inner, allowed):
+        super().__init__()
+        self.inner, self.allowed = inner, allowed
+
+    def send(self, request, **kwargs):
+        if origin(request.url) != self.allowed:
+            scheme, host, port = origin(request.url)
+            raise OtherOrigin(f"the BMC pointed farm at {scheme}://{host}:{port}, not its own "
+                              f"origin; farm sends nothing there", request=request)
+        return self.inner.send(request, **kwargs)
+
+    def close(self):
+        self.inner.close()
+
+
+def guard_origin(connector, address):
+    """Wrap every transport adapter of sushy's connector in _OriginGuard."""
+    session = connector._session  # noqa: SLF001 (sushy exposes no hook; pinned by a test)
+    allowed = origin(address)
+    for prefix in ("https://", "http://"):
+        session.mount(prefix, _OriginGuard(session.get_adapter(prefix), allowed))
+
+
+def _refused_origin(exc):
+    e = exc
+    for _ in range(6):
+        if e is None:
+            return None
+        if isinstance(e, OtherOrigin):
+            return e
+        e = getattr(e, "kwargs", {}).get("error") or e.__cause__ or e.__context__
+    return None
+
+
 def translate(exc, what):
     """A farm BmcError for a sushy or requests error (raise it `from exc`)."""
+    refused = _refused_origin(exc)
+    if refused is not None:
+        return errors.BmcProtocolError(f"{what}: {refused}")
     if isinstance(exc, sushy_exc.AccessError):
         return errors.BmcAuthError(f"{what}: the BMC refused the credentials (HTTP {exc.status_code})")
     if isinstance(exc, sushy_exc.ConnectionError):
@@ -105,6 +166,7 @@ class RedfishBmc:
             self.node.address, verify=self._verify(), server_side_retries=1,
             server_side_retries_delay=0.01, default_request_timeout=self.timeout,
             connect_timeout=min(self.timeout, 3.0))
+        guard_origin(self._conn, self.node.address)
         self._root = sushy.Sushy(self.node.address, auth=self._auth, connector=self._conn)
         self._system = self._find_system()
         self._fresh = True

@@ -65,3 +65,15 @@ def test_sushy_tries_a_failed_connection_once_with_farms_settings():
         assert len(accepted) == 1
     finally:
         listener.close()
+
+
+def test_sushy_connector_keeps_a_requests_session():
+    """farm/bmc/redfish.py guards every request's origin with a transport
+    adapter mounted on the requests session sushy's Connector keeps in
+    `_session` (sushy has no public hook for it)."""
+    import requests
+    from sushy import connector
+
+    conn = connector.Connector("https://127.0.0.1:1", verify=False)
+    assert isinstance(conn._session, requests.Session)
+    assert "self._session.request(" in inspect.getsource(connector.Connector._op)
