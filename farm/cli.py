@@ -252,6 +252,41 @@ def render_status(report):
     return "\n".join(lines)
 
 
+@main.command()
+@click.argument("address")
+@click.option("--port", type=click.IntRange(1, 65535), default=623, show_default=True)
+@click.option("--username", "-u", required=True)
+@click.option("--password-file", type=click.Path(exists=True, dir_okay=False),
+              help="Read the password from this file's first line (else a prompt; never argv).")
+@click.option("--kg-file", type=click.Path(exists=True, dir_okay=False),
+              help="Read the BMC key K_g (hex) from this file's first line.")
+@click.option("--timeout", type=click.FloatRange(0.5, 60), default=3.0, show_default=True,
+              help="Seconds per try.")
+def probe(address, port, username, password_file, kg_file, timeout):
+    """Try every cipher suite and privilege level against one IPMI BMC; say
+    what works, what was refused and why, and the inventory entry to use."""
+    from farm import inventory as inv
+    from farm import probe as probing
+    if not inv.is_valid_address(address):
+        raise click.ClickException(f"not an IP address or host name: {address!r}")
+    password = (_first_line(password_file) if password_file
+                else click.prompt(f"password for {username}", hide_input=True))
+    kg = _first_line(kg_file).strip().lower().removeprefix("0x") if kg_file else ""
+    if kg and not inv._HEX_RE.match(kg):
+        raise click.ClickException("the K_g file must hold the key in hex (at most 40 digits)")
+    node = probing.probe_node(address, port, username, password, kg)
+    found = probing.trials(node, timeout)
+    for line in probing.report(node, found):
+        click.echo(line)
+    if probing.settings_needed(found) is None:
+        raise SystemExit(1)
+
+
+def _first_line(path):
+    with open(path, encoding="utf-8") as f:
+        return f.readline().rstrip("\n")
+
+
 def _register_control():
     from farm import cli_control
     cli_control.register(main, nodes, _Ctx, _config_option)

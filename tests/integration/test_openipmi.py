@@ -10,7 +10,7 @@ from farm.bmc import engine
 from farm.model import Node
 from farm.sim import openipmi
 from farm.tasks.power import PowerPoll
-from tests.conftest import free_udp_range, wait_for, write_config
+from tests.conftest import free_udp_range, script, wait_for, write_config
 from tests.integration.test_tasks import events, farm, sections
 from tests.integration.test_worker import start_worker, stop_worker
 
@@ -157,3 +157,34 @@ def test_ipmitool_and_ipmipower_agree_with_farm_on_ipmi_sim(ipmi_sims):
             capture_output=True, text=True, timeout=30)
         assert ours.ok, ours
         assert theirs.stdout.strip().endswith(ours.value.value), theirs.stdout + theirs.stderr
+
+
+def test_farm_probe_finds_what_each_ipmi_sim_needs(ipmi_sims, tmp_path):
+    plain, limited = ipmi_sims(2)
+    assert limited.ipmitool("lan", "set", "1", "cipher_privs", "u" * 15).returncode == 0
+    secret = tmp_path / "pw"
+    secret.write_text(PASSWORD + "\n")
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not-the-password\n")
+
+    def probe(bmc, password_file):
+        return subprocess.run([script("farm"), "probe", "127.0.0.1", "--port", str(bmc.port),
+                               "-u", USER, "--password-file", str(password_file)],
+                              capture_output=True, text=True, timeout=120)
+    out = probe(plain, secret)
+    assert out.returncode == 0, out.stderr
+    assert "suite  3 administrator ok       power on" in out.stdout
+    assert "suite 17 administrator refused  auth: login refused: suite 17 at administrator: " \
+           "Open Session: invalid authentication algorithm (0x04)" in out.stdout
+    assert "settings needed: none (farm's defaults work)" in out.stdout
+
+    out = probe(limited, secret)
+    assert out.returncode == 0, out.stderr
+    assert "(0x0a)" in out.stdout and "suite  3 user          ok" in out.stdout
+    assert "privilege: user}" in out.stdout and "cannot control power" in out.stdout
+
+    out = probe(plain, wrong)
+    assert out.returncode == 1 and "no combination logged in" in out.stdout
+    assert "wrong password?" in out.stdout
+    for text in (out.stdout, out.stderr):
+        assert PASSWORD not in text and "not-the-password" not in text
