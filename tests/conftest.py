@@ -75,7 +75,8 @@ class Sim:
                 "--base-port", str(self.base_port), "--username", self.username,
                 "--inventory", self.inventory]
         for key in ("delay", "hung_fraction", "off_fraction", "session_timeout", "engine",
-                    "power_delay", "sensor_period", "hot_fraction", "sel_interval", "protocol"):
+                    "power_delay", "sensor_period", "hot_fraction", "sel_interval", "protocol",
+                    "quirk", "quirk_fraction"):
             if key in self.options:
                 args += ["--" + key.replace("_", "-"), str(self.options[key])]
         if self.options.get("tls"):

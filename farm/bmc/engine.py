@@ -43,6 +43,7 @@ class EngineConfig:
     cipher_suites: tuple = (17, 3)
     privilege: int = 4              # administrator
     min_command_interval: float = 0.0  # seconds between two commands to one BMC
+    detect_workarounds: bool = True  # let RAKP 2 and checksums say what a BMC needs
     timeouts: tuple = ()            # ((program, seconds), ...): deadlines other than `timeout`
 
     def keepalive_after(self):
@@ -62,6 +63,7 @@ class Outcome:
     finished_at: float  # epoch seconds
     arg: object = None  # the job's argument, handed back (e.g. a command's id)
     login: tuple | None = None  # (suite, privilege level) when this job logged in
+    workarounds: tuple = ()  # with login: the workarounds found to be needed
 
     @property
     def ok(self):
@@ -230,7 +232,8 @@ class Engine:
             self._outcomes.append(Outcome(
                 job.task, job.node.name, value, error.kind if error else None,
                 str(error) if error else None, now - job.started, time.time(), job.arg,
-                (session.suite_known, session.granted) if job.logins and not error else None))
+                (session.suite_known, session.granted) if job.logins and not error else None,
+                tuple(sorted(session.detected)) if job.logins else ()))
         elif error is not None:
             self.stats["keepalive_failures"] += 1
         if session.queue:

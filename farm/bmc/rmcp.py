@@ -178,12 +178,19 @@ def ipmi_request(netfn, command, rq_seq, data=b""):
     return head + bytes([_checksum(head)]) + body + bytes([_checksum(body)])
 
 
-def ipmi_response(payload):
-    """(netfn, command, rq_seq, completion_code, data) of a response message."""
+class BadChecksum(errors.BmcProtocolError):
+    """An IPMI response whose checksum is wrong (nochecksumcheck BMCs)."""
+
+
+def ipmi_response(payload, checksums=True):
+    """(netfn, command, rq_seq, completion_code, data) of a response message.
+    Without `checksums` (the nochecksumcheck workaround, inside a session
+    whose packets are authenticated anyway) their bytes are not checked."""
     if len(payload) < 8:
         raise bad("IPMI response too short")
-    if _checksum(payload[:2]) != payload[2] or _checksum(payload[3:-1]) != payload[-1]:
-        raise bad("IPMI response with a bad checksum")
+    if checksums and (_checksum(payload[:2]) != payload[2]
+                      or _checksum(payload[3:-1]) != payload[-1]):
+        raise BadChecksum("IPMI response with a bad checksum")
     return payload[1] >> 2, payload[5], payload[4] >> 2, payload[6], bytes(payload[7:-1])
 
 
@@ -232,7 +239,16 @@ def open_session_response(payload, tag, console_sid, suite):
 
 @dataclasses.dataclass
 class Rakp:
-    """Both sides' values of one key exchange, in the spec's names."""
+    """Both sides' values of one key exchange, in the spec's names.
+
+    `workarounds` (FreeIPMI's names) bend it for BMCs that misbehave:
+    intel20 pads the user name to 16 bytes in RAKP 1, RAKP 2's code and the
+    session key, and computes RAKP 3's code with the name-only lookup bit
+    cleared; supermicro20 and sun20 accept a RAKP 2 one byte too long (its
+    code is still verified). With `detect`, RAKP 2 itself tells farm when a
+    BMC needs intel20, supermicro20 or sun20: the code verifies only that way
+    (no extra round trip, no weaker check); `detected` then names them.
+    """
 
     suite: Suite
     console_sid: int
@@ -241,38 +257,70 @@ class Rakp:
     password: bytes
     role: int
     kg: bytes = b""   # the BMC key K_g; without one the password keys the session (13.31)
+    workarounds: frozenset = frozenset()
+    detect: bool = False
     rc: bytes = dataclasses.field(default_factory=lambda: os.urandom(16))
     rm: bytes = b""
     guid: bytes = b""
+    detected: set = dataclasses.field(default_factory=set)
+
+    def _on(self, name):
+        return name in self.workarounds or name in self.detected
+
+    def _name(self, padded):
+        return self.username.ljust(16, b"\0") if padded else self.username
 
     def message1(self, tag):
+        name = self._name("intel20" in self.workarounds)
         return (bytes([tag, 0, 0, 0]) + struct.pack("<I", self.bmc_sid) + self.rc
-                + bytes([self.role, 0, 0, len(self.username)]) + self.username)
+                + bytes([self.role, 0, 0, len(name)]) + name)
 
-    def _who(self):
-        return bytes([self.role, len(self.username)]) + self.username
+    def _who(self, padded=False, lookup=True):
+        name = self._name(padded)
+        return bytes([self.role if lookup else self.role & ~0x10, len(name)]) + name
 
     def check_message2(self, payload, tag):
         _refusal(payload, tag, "RAKP 2")
         if len(payload) < 8 or payload[0] != tag:
             raise bad("RAKP 2 for another request")
+        if struct.unpack_from("<I", payload, 4)[0] != self.console_sid:
+            raise bad("RAKP 2 for another session")
         code_len = self.suite.digest().digest_size
-        if (len(payload) != 40 + code_len
-                or struct.unpack_from("<I", payload, 4)[0] != self.console_sid):
-            raise bad("RAKP 2 malformed or for another session")
+        long_code = {"supermicro20", "sun20"} & self.workarounds or self.detect
+        if len(payload) == 41 + code_len and long_code:
+            long_code = True
+            payload = payload[:-1]  # one byte too many after the code
+        elif len(payload) != 40 + code_len:
+            raise bad(f"RAKP 2 of {len(payload)} bytes, not {40 + code_len}"
+                      + (" (one too many: the supermicro20 or sun20 workaround fits)"
+                         if len(payload) == 41 + code_len else ""))
+        else:
+            long_code = False
         self.rm, self.guid = bytes(payload[8:24]), bytes(payload[24:40])
-        expected = _hmac(self.password, struct.pack("<II", self.console_sid, self.bmc_sid)
-                         + self.rc + self.rm + self.guid + self._who(), self.suite)
-        if not hmac.compare_digest(expected, bytes(payload[40:])):
+        head = (struct.pack("<II", self.console_sid, self.bmc_sid) + self.rc + self.rm
+                + self.guid)
+        intel = "intel20" in self.workarounds
+        for padded in ((True,) if intel else (False, True) if self.detect else (False,)):
+            if hmac.compare_digest(_hmac(self.password, head + self._who(padded), self.suite),
+                                   bytes(payload[40:])):
+                break
+        else:
             raise errors.BmcAuthError("RAKP 2: the BMC's proof does not match (wrong password?)")
+        if padded and not intel:
+            self.detected.add("intel20")
+        if long_code and not {"supermicro20", "sun20"} & self.workarounds:
+            self.detected.add("supermicro20")
 
     def message3(self, tag):
-        code = _hmac(self.password, self.rm + struct.pack("<I", self.console_sid) + self._who(),
+        # intel20: the original name, and the name-only lookup bit cleared
+        who = self._who(lookup=not self._on("intel20"))
+        code = _hmac(self.password, self.rm + struct.pack("<I", self.console_sid) + who,
                      self.suite)
         return bytes([tag, 0, 0, 0]) + struct.pack("<I", self.bmc_sid) + code
 
     def keys(self):
-        sik = _hmac(self.kg or self.password, self.rc + self.rm + self._who(), self.suite)
+        sik = _hmac(self.kg or self.password,
+                    self.rc + self.rm + self._who(padded=self._on("intel20")), self.suite)
         return sik, session_keys(self.suite, sik)
 
     def check_message4(self, payload, tag, sik):

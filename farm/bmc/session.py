@@ -70,6 +70,8 @@ class Session:
         self.privilege = 0          # the level of the current login attempt
         self.refusals = []          # what each attempt of this login was refused
         self.fallback_logged = False
+        self.workarounds = frozenset()  # the node's (FreeIPMI names)
+        self.detected = set()       # the ones this BMC turned out to need
         self.keys = None
         self.console_sid = self.bmc_sid = 0
         self.seq_out = self.rq_seq = self.tag = 0
@@ -102,6 +104,7 @@ class Session:
         if self.state == ACTIVE and (creds != self.creds or idle > self.engine.config.session_timeout):
             self._abandon()  # credentials changed, or the BMC has (or should have) dropped it
         self.creds = creds
+        self.workarounds = frozenset(node.workarounds)
         self.fresh = False
         if self.state == ACTIVE:
             self._step(None)
@@ -250,7 +253,7 @@ class Session:
             ptype, sid, _, payload = rmcp.unwrap(packet, self.keys)
             if ptype != rmcp.IPMI or sid != self.console_sid:
                 raise rmcp.bad("packet for another session")
-            netfn, command, rq_seq, code, data = rmcp.ipmi_response(payload)
+            netfn, command, rq_seq, code, data = self._response(payload)
             if (netfn, command, rq_seq) != self.expect:
                 raise rmcp.bad("response to another request")
             self.last_activity = now
@@ -262,6 +265,7 @@ class Session:
             self._opened(payload)
         elif self.state == RAKP1_SENT and ptype == rmcp.RAKP2:
             self.rakp.check_message2(payload, self.tag)
+            self._detected(self.rakp.detected)
             self.sik, keys = self.rakp.keys()
             self._pending_keys = keys
             self.state = RAKP3_SENT
@@ -272,7 +276,7 @@ class Session:
             self.state = PRIVILEGE
             self._command(Request(NETFN_APP, SET_PRIVILEGE, bytes([self.privilege])))
         elif self.state == PRIVILEGE and ptype == rmcp.IPMI:
-            netfn, command, rq_seq, code, _ = rmcp.ipmi_response(payload)
+            netfn, command, rq_seq, code, _ = self._response(payload)
             if (netfn, command, rq_seq) != self.expect:
                 raise rmcp.bad("response to another request")
             if code:
@@ -317,6 +321,32 @@ class Session:
                         _level(self.privilege), _level(self.privilege))
             self.fallback_logged = True
 
+    def _response(self, payload):
+        """An IPMI response inside the session (its packet already passed the
+        integrity check): a wrong checksum is then only the BMC's bug, which
+        the nochecksumcheck workaround (configured or detected) lets pass."""
+        skip = "nochecksumcheck" in self.workarounds or "nochecksumcheck" in self.detected
+        try:
+            return rmcp.ipmi_response(payload, checksums=not skip)
+        except rmcp.BadChecksum:
+            if not self.engine.config.detect_workarounds:
+                raise rmcp.BadChecksum("IPMI response with a bad checksum (the "
+                                       "nochecksumcheck workaround fits)") from None
+            self._detected({"nochecksumcheck"})
+            return rmcp.ipmi_response(payload, checksums=False)
+
+    def _detected(self, names):
+        """Workarounds this BMC turned out to need: applied from now on, and
+        said once per BMC with the setting that skips the detection."""
+        new = set(names) - self.detected
+        if not new:
+            return
+        self.detected |= new
+        LOG.warning("%s: the BMC needs FreeIPMI's %s workaround%s; farm applies %s (set "
+                    "workarounds: [%s] on the node to say so)", self.job.node.name,
+                    ", ".join(sorted(new)), "s" if len(new) > 1 else "",
+                    "them" if len(new) > 1 else "it", ", ".join(sorted(self.detected)))
+
     def _opened(self, payload):
         self.bmc_sid = rmcp.open_session_response(payload, self.tag, self.console_sid,
                                                   self.suite)
@@ -324,7 +354,8 @@ class Session:
         if len(password) > 20:
             raise errors.BmcAuthError("the password is longer than IPMI 2.0's 20 bytes")
         self.rakp = rmcp.Rakp(self.suite, self.console_sid, self.bmc_sid, user, password,
-                              0x10 | self.privilege, kg)
+                              0x10 | self.privilege, kg, frozenset(self.workarounds | self.detected),
+                              self.engine.config.detect_workarounds)
         self.state = RAKP1_SENT
         self._send(rmcp.wrap(rmcp.RAKP1, self.rakp.message1(self.tag)))
 

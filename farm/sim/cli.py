@@ -12,6 +12,7 @@ import click
 from farm import inventory
 from farm.sim.fleet import Fleet
 from farm.sim.lean import LeanFleet
+from farm.sim.quirks import parse as parse_quirks
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -52,11 +53,17 @@ from farm.sim.lean import LeanFleet
 @click.option("--sel-interval", type=click.FloatRange(0, 86400), default=3600.0, show_default=True,
               help="Seconds between the event-log entries each BMC gains by itself (0: only on "
                    "power changes and clears). The log holds 512 entries, then wraps.")
+@click.option("--quirk", "quirk_names", default="",
+              help="Misbehave as real BMCs do (lean engine): a comma list of "
+                   "intel20, supermicro20, sun20, opensesspriv, authcap, nochecksumcheck "
+                   "(farm.sim.quirks says which boards and how).")
+@click.option("--quirk-fraction", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+              help="The fraction of the BMCs that have the quirks.")
 @click.option("--inventory", "inventory_file", type=click.Path(dir_okay=False),
               help="Write the fleet's inventory here (YAML, for `farm nodes import`).")
 def main(count, protocol, tls, engine, address, base_port, username, password, delay, hung_fraction,
          off_fraction, session_timeout, power_delay, sensor_period, hot_fraction, sel_interval,
-         name_prefix, inventory_file):
+         name_prefix, quirk_names, quirk_fraction, inventory_file):
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s farm-sim %(levelname)s %(message)s")
     if base_port + count - 1 > 65535:
         raise click.BadParameter("base-port + count - 1 exceeds 65535", param_hint="--count")
@@ -65,6 +72,12 @@ def main(count, protocol, tls, engine, address, base_port, username, password, d
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     if engine == "lean" and delay:
         raise click.BadParameter("the lean engine has no --delay", param_hint="--delay")
+    try:
+        quirks = parse_quirks(quirk_names)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--quirk") from None
+    if quirks and (engine != "lean" or protocol != "ipmi"):
+        raise click.BadParameter("quirks need --engine lean (IPMI)", param_hint="--quirk")
     hardware = {"power_delay": power_delay, "sensor_period": sensor_period,
                 "hot_fraction": hot_fraction, "sel_interval": sel_interval}
     try:
@@ -79,7 +92,7 @@ def main(count, protocol, tls, engine, address, base_port, username, password, d
             fleet = LeanFleet(count, address, base_port, username, password,
                               hung_fraction=hung_fraction, off_fraction=off_fraction,
                               session_timeout=session_timeout, name_prefix=name_prefix,
-                              hardware=hardware)
+                              hardware=hardware, quirks=quirks, quirk_fraction=quirk_fraction)
         else:
             fleet = Fleet(count, address, base_port, username, password, delay=delay,
                           hung_fraction=hung_fraction, off_fraction=off_fraction,

@@ -27,6 +27,14 @@ from farm.model import Node
 from farm.sim.fleet import pick, sweep_sessions
 from farm.sim.hardware import Hardware
 from farm.sim.hardware import stats as hw_stats
+from farm.sim.quirks import (
+    auth_capabilities,
+    hashing_name,
+    hashing_role,
+    rakp2_code,
+    rakp3_role,
+    response_checksum,
+)
 
 LOG = logging.getLogger(__name__)
 GUID = bytes(range(16))
@@ -46,10 +54,11 @@ def _suite_for(auth, integrity, conf, offered):
 
 class _Session:
     __slots__ = ("suite", "console_sid", "bmc_sid", "role", "username", "rm", "rc", "keys",
-                 "active", "seq", "last_seen", "addr", "sik")
+                 "active", "seq", "last_seen", "addr", "sik", "open_privilege")
 
     def __init__(self, suite, console_sid, bmc_sid, role, addr):
         self.suite, self.console_sid, self.bmc_sid, self.role = suite, console_sid, bmc_sid, role
+        self.open_privilege = role  # what the Open Session request asked for (0: highest)
         self.addr = addr
         self.username = self.rm = self.rc = self.sik = b""
         self.keys = None
@@ -59,8 +68,9 @@ class _Session:
 
 
 class LeanBmc:
-    def __init__(self, fleet, name, sock, hardware):
+    def __init__(self, fleet, name, sock, hardware, quirks=frozenset()):
         self.fleet, self.name, self.sock, self.hw = fleet, name, sock, hardware
+        self.quirks = quirks  # farm.sim.quirks: misbehaviours of real boards
         self.sessions = {}  # bmc session id -> _Session
 
     # -- one datagram in, at most one out -------------------------------------------
@@ -108,7 +118,7 @@ class LeanBmc:
         netfn, seq, cmd, data = req
         if (netfn, cmd) == (_APP, 0x38):  # Get Channel Authentication Capabilities
             body = bytes([0x01, 0x80, 0x04, 0x02, 0, 0, 0, 0])  # IPMI 2.0 extended, RMCP+
-            return _response(netfn, seq, cmd, 0, body)
+            return _response(netfn, seq, cmd, 0, auth_capabilities(body, self.quirks))
         if (netfn, cmd) == (_APP, 0x54):  # Get Channel Cipher Suites
             records = b"".join(bytes([0xC0, n, s.auth_alg, 0x40 | s.integrity_alg, 0x81])
                                for n, s in ((n, rmcp.SUITES[n]) for n in self.fleet.suites))
@@ -126,6 +136,7 @@ class LeanBmc:
             return rmcp.wrap(rmcp.OPEN_RESPONSE, bytes([tag, rmcp.NO_CIPHER_SUITE_MATCH, 0, 0]) + p[4:8])
         bmc_sid = struct.unpack("<I", os.urandom(4))[0] | 1
         self.sessions[bmc_sid] = _Session(suite, console_sid, bmc_sid, p[1] or _MAX_PRIV, addr)
+        self.sessions[bmc_sid].open_privilege = p[1]
         body = (bytes([tag, 0, p[1] or _MAX_PRIV, 0]) + p[4:8] + struct.pack("<I", bmc_sid)
                 + bytes([0, 0, 0, 8, suite.auth_alg, 0, 0, 0])
                 + bytes([1, 0, 0, 8, suite.integrity_alg, 0, 0, 0])
@@ -141,14 +152,21 @@ class LeanBmc:
             return None
         s.rc, s.role, username = bytes(p[8:24]), p[24], bytes(p[28:28 + p[27]])
         console = struct.pack("<I", s.console_sid)
-        if username != self.fleet.username:
+        if username.rstrip(b"\0") != self.fleet.username:
             del self.sessions[bmc_sid]
             return rmcp.wrap(rmcp.RAKP2, bytes([tag, _UNAUTHORIZED_NAME, 0, 0]) + console)
         s.username, s.rm = username, os.urandom(16)
-        who = bytes([s.role, len(username)]) + username
+        who = self._who(s)
         code = hmac.digest(self.fleet.password, console + struct.pack("<I", bmc_sid) + s.rc + s.rm
                            + GUID + who, s.suite.name)
-        return rmcp.wrap(rmcp.RAKP2, bytes([tag, 0, 0, 0]) + console + s.rm + GUID + code)
+        return rmcp.wrap(rmcp.RAKP2, bytes([tag, 0, 0, 0]) + console + s.rm + GUID
+                         + rakp2_code(code, self.quirks))
+
+    def _who(self, s, role=None):
+        """Role, name length and name as this BMC hashes them (its quirks)."""
+        name = hashing_name(s.username, self.quirks)
+        role = hashing_role(s.role if role is None else role, s.open_privilege, self.quirks)
+        return bytes([role, len(name)]) + name
 
     def _rakp3(self, p):
         if len(p) < 8:
@@ -157,13 +175,15 @@ class LeanBmc:
         s = self.sessions.get(bmc_sid)
         if s is None or s.active or not s.rm:
             return None
-        who = bytes([s.role, len(s.username)]) + s.username
         console = struct.pack("<I", s.console_sid)
-        expected = hmac.digest(self.fleet.password, s.rm + console + who, s.suite.name)
+        name = s.username.rstrip(b"\0") if "intel20" in self.quirks else s.username
+        checked = bytes([hashing_role(rakp3_role(s.role, self.quirks), s.open_privilege,
+                                      self.quirks), len(name)]) + name
+        expected = hmac.digest(self.fleet.password, s.rm + console + checked, s.suite.name)
         if p[1] or not hmac.compare_digest(expected, bytes(p[8:])):
             del self.sessions[bmc_sid]
             return rmcp.wrap(rmcp.RAKP4, bytes([tag, _INVALID_ICV, 0, 0]) + console)
-        s.sik = hmac.digest(self.fleet.password, s.rc + s.rm + who, s.suite.name)
+        s.sik = hmac.digest(self.fleet.password, s.rc + s.rm + self._who(s), s.suite.name)
         s.keys = rmcp.session_keys(s.suite, s.sik)
         s.active = True
         icv = hmac.digest(s.sik, s.rc + struct.pack("<I", bmc_sid) + GUID, s.suite.name)
@@ -182,8 +202,8 @@ class LeanBmc:
         else:  # the chassis, sensors and event log (farm.sim.hardware)
             code, body = self.hw.handle(netfn, cmd, data) or (0xC1, b"")
         s.seq = (s.seq + 1) & 0xFFFFFFFF
-        return rmcp.wrap(rmcp.IPMI, _response(netfn, seq, cmd, code, body), s.console_sid,
-                         s.seq, s.keys)
+        message = response_checksum(_response(netfn, seq, cmd, code, body), self.quirks)
+        return rmcp.wrap(rmcp.IPMI, message, s.console_sid, s.seq, s.keys)
 
 
 def _request(msg):
@@ -204,7 +224,7 @@ class LeanFleet:
 
     def __init__(self, count, address, base_port, username, password, hung_fraction=0.0,
                  off_fraction=0.0, session_timeout=60.0, name_prefix="bmc-", suites=(17, 3),
-                 hardware=None):
+                 hardware=None, quirks=frozenset(), quirk_fraction=1.0):
         self.username, self.password = username.encode(), password.encode()
         self.session_timeout = session_timeout
         self.suites = tuple(suites)
@@ -216,6 +236,7 @@ class LeanFleet:
         hung, off = pick(count, hung_fraction, 0), pick(count, off_fraction, 1)
         options = dict(hardware or {})
         hot = pick(count, options.pop("hot_fraction", 0.0), 2)
+        quirky = pick(count, quirk_fraction if quirks else 0.0, 3)
         for i in range(count):
             name, port = f"{name_prefix}{base_port + i}", base_port + i
             sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -225,7 +246,8 @@ class LeanFleet:
                 self.hung[name] = sock
             else:
                 bmc = LeanBmc(self, name, sock, Hardware(name, powered=i not in off,
-                                                         hot=i in hot, **options))
+                                                         hot=i in hot, **options),
+                              quirks if i in quirky else frozenset())
                 self.bmcs[name] = bmc
                 self._by_fd[sock.fileno()] = bmc
                 self.epoll.register(sock.fileno(), select.EPOLLIN)

@@ -74,7 +74,9 @@ def read_sensors(node, memo, arg):
     stamp = bytes(info[1:13])  # record count, free space, last addition and erase
     fresh = memo.get("stamp") != stamp
     if fresh:
-        memo["sensors"] = yield from read_repository()
+        # an empty repository has no record 0 to ask for (ipmi_sim answers 0xcb)
+        count = struct.unpack_from("<H", info, 1)[0]
+        memo["sensors"] = (yield from read_repository()) if count else ()
         memo["stamp"] = stamp
     readings = []
     for s in memo["sensors"]:

@@ -142,3 +142,20 @@ def test_commands_are_checked():
     assert "does not poll" in check_command(dict(good, node="b"), owned, 50)
     assert "unknown power action" in check_command(dict(good, action="explode"), owned, 50)
     assert "unknown command" in check_command(dict(good, kind="format-disk"), owned, 50)
+
+
+class EmptySdr:
+    """A BMC with an empty SDR repository, as OpenIPMI's ipmi_sim has without
+    SDRs: record count 0, and Get SDR of record 0 is 'not present' (0xcb)."""
+
+    def handle(self, netfn, cmd, data):
+        if (netfn, cmd) == (0x0A, 0x20):
+            return 0, bytes([0x51, 0, 0, 0xFE, 0xFF]) + bytes(8) + b"\x02"
+        if (netfn, cmd) == (0x0A, 0x22):
+            return 0, b"\x01\x00"
+        return 0xCB, b""
+
+
+def test_an_empty_sdr_repository_is_no_sensors_not_an_error():
+    (readings, fresh), trips = run(read_sensors, EmptySdr())
+    assert readings == () and fresh and trips == 1
