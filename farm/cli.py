@@ -1,6 +1,7 @@
 """farm: the operator's command line (inventory and state)."""
 
 import json
+import logging
 import os
 import sys
 import time
@@ -275,6 +276,7 @@ def probe(address, port, username, password_file, kg_file, timeout):
     if kg and not inv._HEX_RE.match(kg):
         raise click.ClickException("the K_g file must hold the key in hex (at most 40 digits)")
     node = probing.probe_node(address, port, username, password, kg)
+    logging.getLogger("farm.bmc").setLevel(logging.ERROR)  # the report says it all, once
     found = probing.trials(node, timeout)
     for line in probing.report(node, found):
         click.echo(line)

@@ -26,6 +26,7 @@ class Trial:
     ok: bool
     detail: str        # the power state read, or why the BMC refused
     latency: float
+    workarounds: tuple = ()  # the ones the login found the BMC needs
 
 
 def trials(node, timeout=3.0, run=bmc_engine.run_one):
@@ -40,7 +41,7 @@ def trials(node, timeout=3.0, run=bmc_engine.run_one):
                 out.append(Trial(suite, level, False, "no outcome", timeout))
             elif outcome.ok:
                 out.append(Trial(suite, level, True, f"power {outcome.value.value}",
-                                 outcome.latency))
+                                 outcome.latency, outcome.workarounds))
             else:
                 out.append(Trial(suite, level, False, f"{outcome.error_kind}: {outcome.error}",
                                  outcome.latency))
@@ -64,6 +65,9 @@ def settings_needed(found, default_suites=(17, 3)):
         # the fallback would find it too, at the cost of refusals on every
         # first login; saying it keeps the node's login to one try
         out["privilege"] = best.privilege
+    if best.workarounds:
+        # detected anyway; saying them spares the detection and shows them
+        out["workarounds"] = list(best.workarounds)
     return out
 
 
@@ -72,7 +76,8 @@ def report(node, found):
     lines = [f"probing {node.address}:{node.port} as {node.username}"]
     for t in found:
         mark = "ok     " if t.ok else "refused"
-        lines.append(f"  suite {t.suite:>2} {t.privilege:<13} {mark}  {t.detail}")
+        found_ = f" (needs workaround {', '.join(t.workarounds)})" if t.workarounds else ""
+        lines.append(f"  suite {t.suite:>2} {t.privilege:<13} {mark}  {t.detail}{found_}")
     needed = settings_needed(found)
     if needed is None:
         lines.append("no combination logged in: check the address, user name, password and "

@@ -11,6 +11,7 @@ import pytest
 from farm.bmc import engine
 from farm.model import Node
 from farm.tasks.power import PowerPoll
+from tests.conftest import script
 
 # quirk -> what farm reports for it when it detects it ("" = farm's login is
 # unaffected by design, so there is nothing to detect or set)
@@ -58,3 +59,17 @@ def test_quirks_only_on_the_fraction_asked(make_sim):
     found = [poll(sim, index=k) for k in range(4)]
     assert all(o.ok for o in found)
     assert sorted(o.workarounds for o in found) == [(), (), ("intel20",), ("intel20",)]
+
+
+def test_farm_probe_names_the_workaround_a_bmc_needs(make_sim, tmp_path):
+    sim = make_sim(1, engine="lean", quirk="nochecksumcheck")
+    secret = tmp_path / "pw"
+    secret.write_text(sim.password + "\n")
+    out = subprocess.run([script("farm"), "probe", "127.0.0.1", "--port", str(sim.port(0)),
+                          "-u", sim.username, "--password-file", str(secret)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "suite 17 administrator ok       power on (needs workaround nochecksumcheck)" \
+        in out.stdout
+    assert out.stdout.rstrip().endswith("workarounds: [nochecksumcheck]}")
+    assert sim.password not in out.stdout + out.stderr and out.stderr == ""
