@@ -112,7 +112,9 @@ def reading(sensor, code, data):
     """(value or None, status, state) from a Get Sensor Reading answer.
     status: ok, nc, cr, nr, or ns (no reading); state: the asserted
     offsets' descriptions of a discrete sensor."""
-    if code or len(data) < 2 or data[1] & 0x20:  # refused, short, or "reading unavailable"
+    # refused, short, "reading unavailable" (bit 5), or scanning disabled
+    # (bit 6 clear): no reading, as ipmitool ("disabled", ns) and FreeIPMI (N/A) say
+    if code or len(data) < 2 or data[1] & 0x20 or not data[1] & 0x40:
         return None, "ns", ()
     if sensor.threshold:
         bits = data[2] if len(data) > 2 else 0

@@ -63,16 +63,83 @@ SEL_EVENTS = (
 )
 
 
+# Sensors for `sensors=True`: (number, name, sdrcomp type, event/reading
+# type, base unit, m, r_exp, raw value, thresholds lnc, lc, lnr, unc, uc, unr
+# as raw bytes (None: not given), scanning). Chosen to exercise the
+# conversion (M, exponents), the unit table (CFM is code 17), threshold
+# states (CPU Temp is past upper critical) and a sensor whose scanning is off.
+SENSORS = (
+    (1, "Inlet Temp", "Temperature", 1, "degrees_C", 1, 0, 24, (None, None, None, 40, 45, 50), True),
+    (2, "CPU Temp", "Temperature", 1, "degrees_C", 1, 0, 88, (None, None, None, 75, 85, 95), True),
+    (3, "FAN1", "Fan", 1, "RPM", 50, 0, 60, (20, 10, 5, None, None, None), True),
+    (4, "12V", "Voltage", 1, "Volts", 6, -2, 200, (183, 180, 170, 217, 220, 230), True),
+    (5, "Airflow", "Other_Units_Based_Sensor", 1, "CFM", 1, 0, 30, (None,) * 6, True),
+    (6, "Spare Temp", "Temperature", 1, "degrees_C", 1, 0, 30, (None,) * 6, False),
+)
+_THRESHOLD_NAMES = ("lnc", "lc", "lnr", "unc", "uc", "unr")
+_SENSOR_TYPES = {"Temperature": 1, "Voltage": 2, "Fan": 4, "Other_Units_Based_Sensor": 11}
+
+
+def sdr_source(sensors=SENSORS):
+    """The sensors' full SDRs in sdrcomp's source language."""
+    out = []
+    for number, name, stype, erc, unit, m, r_exp, _, thresholds, _scan in sensors:
+        lines = ["sdr type 1", "sensor_owner_id 0x20", "sensor_owner_lun 0", "channel_number 0",
+                 f"sensor_number {number}", "entity_id system_board", "entity_instance 1",
+                 "init_scanning true", "init_events true", "init_thresholds true",
+                 "init_sensor_type true", "default_event_gen_on true",
+                 "default_sensor_scan_on true", "sensor_auto_rearm true",
+                 "sensor_threshold_access readable", "sensor_event_msg_ctrl per_state",
+                 f"sensor_type {stype}", f"event_reading_type_code {erc}",
+                 "analog_data_format unsigned", f"base_unit {unit}", "linearization linear",
+                 f"m {m}", "b 0", f"r_exp {r_exp}", "b_exp 0"]
+        for short, value in zip(_THRESHOLD_NAMES, thresholds, strict=True):
+            if value is not None:
+                lines += [f"{short}_thrsh_readable true", f"{short}_thresh {value}"]
+        lines += [f'id_string "{name}"', "endsdr", ""]
+        out.append("\n".join(lines))
+    return "\n".join(out)
+
+
+def sdr_commands(workdir, sensors=SENSORS):
+    """ipmi_sim commands that add the sensors' SDRs (compiled by OpenIPMI's
+    own sdrcomp, 8-bit names) and the sensors with their readings."""
+    source = os.path.join(workdir, "sensors.sdrs")
+    raw = os.path.join(workdir, "sensors.bin")
+    with open(source, "w") as f:
+        f.write(sdr_source(sensors))
+    subprocess.run([shutil.which("sdrcomp") or "sdrcomp", "-8", "-r", "-o", raw, source],
+                   check=True, capture_output=True, timeout=30)
+    with open(raw, "rb") as f:
+        data = f.read()
+    lines, at = [], 0
+    while at + 5 <= len(data):
+        record = data[at:at + 5 + data[at + 4]]
+        lines.append("main_sdr_add 0x20 " + " ".join(f"0x{b:02x}" for b in record))
+        at += len(record)
+    for number, _, stype, erc, _, _, _, value, thresholds, scanning in sensors:
+        enabled = "".join("0" if t is None else "1" for t in reversed(thresholds))
+        values = " ".join(str(t or 0) for t in reversed(thresholds))
+        lines += [f"sensor_add 0x20 0 {number} {_SENSOR_TYPES[stype]} {erc}",
+                  f"sensor_set_threshold 0x20 0 {number} readable {enabled} {values}",
+                  f"sensor_set_event_support 0x20 0 {number} enable "
+                  f"{'scanning' if scanning else 'no-scanning'} per-state "
+                  f"{'0' * 15} {'0' * 15} {'0' * 15} {'0' * 15}",
+                  f"sensor_set_value 0x20 0 {number} {value} 0"]
+    return "\n".join(lines) + "\n"
+
+
 class IpmiSim:
     """One ipmi_sim BMC on 127.0.0.1:`port` with one administrator account."""
 
     def __init__(self, workdir, port, username, password, power_on=True, sel_entries=0,
-                 kg=""):
+                 kg="", sensors=False):
         self.dir = os.path.join(str(workdir), f"ipmi_sim-{port}")
         self.port, self.username, self.password = port, username, password
         self.power_on = power_on
         self.sel_entries = sel_entries
         self.kg = kg  # the BMC key K_g (text, as lan.conf's bmc_key takes it)
+        self.sensors = sensors  # SENSORS, with their SDRs
         self.proc = None
 
     def start(self):
@@ -93,7 +160,8 @@ class IpmiSim:
                                     bmc_key=f'    bmc_key "{self.kg}"\n' if self.kg else ""))
         commands = os.path.join(self.dir, "commands.emu")
         with open(commands, "w") as f:
-            f.write(COMMANDS.format(sel="".join(
+            sdrs = sdr_commands(self.dir) if self.sensors else ""
+            f.write(COMMANDS.format(sel=sdrs + "".join(
                 f"sel_add 0x20 0x02 0x00 0x00 0x00 0x00 0x20 0x00 0x04 "
                 f"{SEL_EVENTS[i % len(SEL_EVENTS)]}\n" for i in range(self.sel_entries))))
         self.log = open(os.path.join(self.dir, "ipmi_sim.log"), "w")

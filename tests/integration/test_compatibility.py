@@ -28,7 +28,7 @@ def test_every_kind_of_bmc_with_farms_defaults(make_sim, store, redis_server, na
         with open(sim.inventory) as f:
             nodes += yaml.safe_load(f)["nodes"]
     port = free_udp_range(1)
-    isim = openipmi.started(tmp_path, [port], USER, PASSWORD, sel_entries=3)[0]
+    isim = openipmi.started(tmp_path, [port], USER, PASSWORD, sel_entries=3, sensors=True)[0]
     try:
         nodes.append({"name": "ipmi-sim", "address": "127.0.0.1", "port": port,
                       "username": USER, "password": PASSWORD})
@@ -63,8 +63,9 @@ def test_every_kind_of_bmc_with_farms_defaults(make_sim, store, redis_server, na
                 assert row["power read"] == "on", (label, row)
                 assert row["power control"] is True, (label, row)
                 assert not row["sensors error"] and not row["SEL error"], (label, row)
-                # farm-sim serves 7 sensors; ipmi_sim as set up here has an empty SDR
-                assert row["sensors"] == (0 if label == "OpenIPMI ipmi_sim" else 7), (label, row)
+                # farm-sim serves 7 sensors; ipmi_sim the 6 of farm.sim.openipmi.SENSORS
+                assert row["sensors"] == (len(openipmi.SENSORS) if label == "OpenIPMI ipmi_sim"
+                                          else 7), (label, row)
                 assert row["SEL entries"] >= (3 if label == "OpenIPMI ipmi_sim" else 0), row
             text = log.read_text()
             for quirk, reported in (("intel20", "intel20"), ("supermicro20", "supermicro20"),

@@ -10,6 +10,7 @@ from farm.bmc import engine
 from farm.model import Node
 from farm.sim import openipmi
 from farm.tasks.power import PowerPoll
+from farm.tasks.sensors import SensorsPoll
 from tests.conftest import free_udp_range, script, wait_for, write_config
 from tests.integration.test_tasks import events, farm, sections
 from tests.integration.test_worker import start_worker, stop_worker
@@ -188,3 +189,55 @@ def test_farm_probe_finds_what_each_ipmi_sim_needs(ipmi_sims, tmp_path):
     assert "wrong password?" in out.stdout
     for text in (out.stdout, out.stderr):
         assert PASSWORD not in text and "not-the-password" not in text
+
+
+def test_sensor_readings_equal_ipmitool_freeipmi_and_pyghmi_on_ipmi_sim(ipmi_sims):
+    """Three readers nobody here wrote, on SDRs compiled by OpenIPMI's own
+    sdrcomp: farm's names, values, units and statuses must be theirs."""
+    bmc, = ipmi_sims(1, sensors=True)
+    node = Node("n", "127.0.0.1", bmc.port, USER, PASSWORD)
+    outcome = engine.run_one(engine.EngineConfig(timeout=5.0), SensorsPoll.programs, "sensors",
+                             node)
+    assert outcome.ok, outcome
+    ours = {r["name"]: r for r in outcome.value[0]}
+    assert len(ours) == len(openipmi.SENSORS)
+
+    listed = bmc.ipmitool("sdr", "list").stdout.splitlines()
+    assert len(listed) == len(ours)
+    for line in listed:
+        name, reading, status = (x.strip() for x in line.split("|"))
+        r = ours[name]
+        assert r["status"] == status, (name, r, line)
+        if reading == "disabled":  # scanning off: no value, as ipmitool says
+            assert r["value"] is None, (name, r)
+            continue
+        value, unit = reading.split(" ", 1)
+        assert abs(r["value"] - float(value)) <= 0.06, (name, r, line)  # 12V: 0.06 V a count
+        assert r["unit"] == unit, (name, r, line)
+
+    freeipmi = subprocess.run(
+        ["ipmi-sensors", "-D", "LAN_2_0", "-I", "3", "-W", "opensesspriv", "-h",
+         f"127.0.0.1:{bmc.port}", "-u", USER, "-p", PASSWORD, "--output-sensor-state",
+         "--no-header-output"], capture_output=True, text=True, timeout=60)
+    rows = [[x.strip() for x in line.split("|")] for line in freeipmi.stdout.splitlines()]
+    assert len(rows) == len(ours), freeipmi.stdout + freeipmi.stderr
+    state_of = {"ok": "Nominal", "nc": "Warning", "cr": "Critical", "nr": "Critical", "ns": "N/A"}
+    for _, name, _, state, reading, _, _ in rows:
+        r = ours[name]
+        assert state_of[r["status"]] == state, (name, r, state)
+        assert (r["value"] is None) == (reading == "N/A"), (name, r, reading)
+        if r["value"] is not None:
+            assert abs(r["value"] - float(reading)) < 0.01, (name, r, reading)
+
+    from pyghmi.ipmi import command
+    theirs = command.Command("127.0.0.1", USER.encode(), PASSWORD.encode(),
+                             port=bmc.port).get_sensor_data()
+    seen = 0
+    for s in theirs:
+        r = ours[s.name]
+        assert (r["value"] is None) == bool(s.unavailable), (s.name, r)
+        if r["value"] is not None:
+            assert abs(r["value"] - s.value) < 0.01, (s.name, r, s.value)
+        assert (r["status"] in ("cr", "nr")) == bool(s.health & 2), (s.name, r, s.health)
+        seen += 1
+    assert seen == len(ours)
