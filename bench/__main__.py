@@ -9,6 +9,7 @@
   tasks           each task's cost per pass (power, sensors, sel) and nodes per core with all three
   cli             farm status, nodes summary and nodes list at 100,000 nodes
   faults          takeover after a worker's SIGKILL, leader failover, longest gap
+  login           what negotiation costs a first login (ipmi_sim and farm-sim), and later ones
 """
 
 import runpy
@@ -16,7 +17,8 @@ import sys
 
 MODULES = {"compare": "bench.compare", "engine": "bench.engine", "scale": "bench.scale",
            "churn": "bench.churn", "cli": "bench.cli", "scaleout": "bench.scaleout",
-           "faults": "bench.faults", "tasks": "bench.tasks", "redfish": "bench.redfish"}
+           "faults": "bench.faults", "tasks": "bench.tasks", "redfish": "bench.redfish",
+           "login": "bench.login"}
 
 if len(sys.argv) < 2 or sys.argv[1] not in MODULES:
     print(__doc__.strip(), file=sys.stderr)

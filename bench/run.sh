@@ -2,7 +2,7 @@
 # Every benchmark of docs/benchmarks.md, in one run, on this machine. Each one
 # starts its own redis-server and simulated fleet and writes its tables into
 # docs/benchmarks.md (and the staleness plot into docs/staleness.png).
-# Needs: redis-server, ipmitool, ipmipower (Debian: freeipmi-tools), and
+# Needs: redis-server, ipmitool, ipmipower (Debian: freeipmi-tools), ipmi_sim (openipmi), and
 # `pip install -e '.[bench]'` (matplotlib). About 100 minutes on 2 cores.
 set -eu
 cd "$(dirname "$0")/.."
@@ -17,3 +17,4 @@ $PY -m bench scaleout --count 2000 --interval 2 --repeats 3 --write-docs
 $PY -m bench faults --count 300 --workers 3 --repeats 3 --write-docs
 $PY -m bench tasks --count 1000 --at-scale 20000 --write-docs
 $PY -m bench redfish --count 1000 --write-docs
+$PY -m bench login --count 20 --rounds 5 --write-docs
