@@ -101,8 +101,8 @@ def main():
                      ("first poll after a restart (suite from Redis)", defaults,
                       (suite, 4), False)]
             for case, config, hints, again in cases:
-                packets, took = median_of(args.rounds, lambda c=config, h=hints, a=again:
-                                          first_polls(nodes, c, h, a))
+                packets, took = median_of(args.rounds, lambda c=config, h=hints, a=again, n=nodes:
+                                          first_polls(n, c, h, a))
                 rows.append((label, case, f"{packets:g}", f"{packets - (1 if again else 5):+g}",
                              f"{took * 1000:.1f}"))
                 print(rows[-1], file=sys.stderr)
