@@ -71,7 +71,17 @@ worker_opts = [
                      "remembered."),
     cfg.StrOpt("privilege", default="administrator",
                choices=["user", "operator", "administrator"],
-               help="Session privilege level farm asks for."),
+               help="Session privilege level farm asks for. A BMC that refuses it "
+                    "gets the next lower level (logged once per BMC); a node's own "
+                    "`privilege` in the inventory is exact."),
+    cfg.ListOpt("workarounds", default=[],
+                help="FreeIPMI-named IPMI workarounds for every node (a node's own "
+                     "`workarounds` add to these): intel20, supermicro20, sun20, "
+                     "opensesspriv, authcap, nochecksumcheck, integritycheckvalue."),
+    cfg.BoolOpt("detect_workarounds", default=True,
+                help="Let a BMC's answers show which of intel20, supermicro20/sun20 "
+                     "and nochecksumcheck it needs, and apply them (each variant is "
+                     "accepted only when the packet's authentication code verifies)."),
     cfg.FloatOpt("result_flush_interval", default=0.2, min=0.01,
                  help="Seconds poll results may wait before they are written "
                       "to Redis in one pipelined batch."),
@@ -216,6 +226,8 @@ class Worker:
     keepalive: bool
     cipher_suites: list
     privilege: str
+    workarounds: tuple
+    detect_workarounds: bool
     result_flush_interval: float
 
 
@@ -400,7 +412,13 @@ def _worker(values):
         suites.append(int(item))
     if not suites:
         raise errors.ConfigError("invalid configuration: [worker] cipher_suites is empty")
-    return Worker(**dict(values, cipher_suites=tuple(suites)))
+    from farm.bmc.rmcp import WORKAROUNDS
+    unknown = [w for w in values["workarounds"] if w.strip() not in WORKAROUNDS]
+    if unknown:
+        raise errors.ConfigError(f"invalid configuration: [worker] workarounds: {unknown[0]!r} "
+                                 f"is not one of {', '.join(WORKAROUNDS)}")
+    return Worker(**dict(values, cipher_suites=tuple(suites),
+                         workarounds=tuple(w.strip() for w in values["workarounds"])))
 
 
 def engine_config(worker, settings=None):
@@ -417,4 +435,6 @@ def engine_config(worker, settings=None):
                         session_timeout=worker.session_timeout, keepalive=worker.keepalive,
                         max_in_flight=worker.workers_pool_size,
                         cipher_suites=worker.cipher_suites,
-                        privilege=PRIVILEGES[worker.privilege])
+                        privilege=PRIVILEGES[worker.privilege],
+                        workarounds=tuple(worker.workarounds),
+                        detect_workarounds=worker.detect_workarounds)

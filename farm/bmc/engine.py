@@ -44,6 +44,7 @@ class EngineConfig:
     privilege: int = 4              # administrator
     min_command_interval: float = 0.0  # seconds between two commands to one BMC
     detect_workarounds: bool = True  # let RAKP 2 and checksums say what a BMC needs
+    workarounds: tuple = ()         # for every BMC, beside each node's own
     timeouts: tuple = ()            # ((program, seconds), ...): deadlines other than `timeout`
 
     def keepalive_after(self):

@@ -104,7 +104,7 @@ class Session:
         if self.state == ACTIVE and (creds != self.creds or idle > self.engine.config.session_timeout):
             self._abandon()  # credentials changed, or the BMC has (or should have) dropped it
         self.creds = creds
-        self.workarounds = frozenset(node.workarounds)
+        self.workarounds = frozenset(node.workarounds) | frozenset(self.engine.config.workarounds)
         self.fresh = False
         if self.state == ACTIVE:
             self._step(None)

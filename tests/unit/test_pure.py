@@ -53,11 +53,16 @@ def test_config_defaults_and_file(tmp_path):
     f.write_text("[worker]\nexecutor = processes\npoll_interval = 2.5\n[coordination]\nnamespace = x\n")
     s = conf.load(str(f))
     assert (s.worker.executor, s.worker.poll_interval, s.coordination.namespace) == ("processes", 2.5, "x")
+    f.write_text("[worker]\nworkarounds = intel20, nochecksumcheck\ndetect_workarounds = false\n")
+    engine = conf.engine_config(conf.load(str(f)).worker)
+    assert engine.workarounds == ("intel20", "nochecksumcheck") and not engine.detect_workarounds
 
 
 @pytest.mark.parametrize("body", ["[worker]\nexecutor = fibers\n", "[worker]\npoll_interval = soon\n",
                                   "[worker]\nworkers_pool_size = 0\n",
-                                  "[worker]\ncipher_suites = 2\n"])
+                                  "[worker]\ncipher_suites = 2\n",
+                                  "[worker]\nworkarounds = intel20,fixall\n",
+                                  "[coordination]\nmembership_timeout = 2\n"])
 def test_config_errors_are_clear(tmp_path, body):
     f = tmp_path / "farm.conf"
     f.write_text(body)
