@@ -277,8 +277,9 @@ def probe(address, port, username, password_file, kg_file, timeout):
         raise click.ClickException("the K_g file must hold the key in hex (at most 40 digits)")
     node = probing.probe_node(address, port, username, password, kg)
     logging.getLogger("farm.bmc").setLevel(logging.ERROR)  # the report says it all, once
+    offered = probing.offered_suites(address, port, min(timeout, 1.0))
     found = probing.trials(node, timeout)
-    for line in probing.report(node, found):
+    for line in probing.report(node, found, offered):
         click.echo(line)
     if probing.settings_needed(found) is None:
         raise SystemExit(1)

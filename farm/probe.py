@@ -10,6 +10,7 @@ defaults (suites 17 then 3, administrator falling back) already work.
 
 import dataclasses
 
+from farm import errors
 from farm.bmc import engine as bmc_engine
 from farm.bmc.rmcp import PRIVILEGES, SUITES
 from farm.model import Node
@@ -71,9 +72,14 @@ def settings_needed(found, default_suites=(17, 3)):
     return out
 
 
-def report(node, found):
+def report(node, found, offered=None):
     """Lines for the operator (pure)."""
     lines = [f"probing {node.address}:{node.port} as {node.username}"]
+    if offered is None:
+        lines.append("  Get Channel Cipher Suites: no answer (farm does not need one: it "
+                     "proposes its suites in turn)")
+    else:
+        lines.append(f"  Get Channel Cipher Suites: the BMC lists {offered}")
     for t in found:
         mark = "ok     " if t.ok else "refused"
         found_ = f" (needs workaround {', '.join(t.workarounds)})" if t.workarounds else ""
@@ -93,6 +99,38 @@ def report(node, found):
     lines.append(f"inventory entry: - {{name: NAME, address: {node.address}, port: {node.port}, "
                  f"username: {node.username}, password_file: PATH{settings}}}")
     return lines
+
+
+def offered_suites(address, port, timeout=1.0):
+    """The cipher suites the BMC lists in Get Channel Cipher Suites, or None
+    if it does not answer (ipmi_sim does not). Asked before any session, a
+    part of 16 bytes at a time, each part tried twice."""
+    import socket
+
+    from farm.bmc import rmcp
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    records = b""
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        for index in range(8):  # 8 parts of 16 bytes: more than any BMC lists
+            data = bytes([0x0E, 0x00, 0x80 | index])
+            request = rmcp.ipmi15_wrap(rmcp.ipmi_request(0x06, 0x54, index, data))
+            part = None
+            for _ in range(2):
+                try:
+                    sock.sendto(request, (address, port))
+                    _, _, _, code, body = rmcp.ipmi_response(rmcp.ipmi15_unwrap(
+                        sock.recv(512)))
+                except (OSError, errors.BmcError):
+                    continue
+                part = body[1:] if code == 0 and body else b""
+                break
+            if part is None:
+                return None if index == 0 else rmcp.cipher_suite_ids(records)
+            records += part
+            if len(part) < 16:
+                break
+    return rmcp.cipher_suite_ids(records)
 
 
 def probe_node(address, port, username, password, kg=""):

@@ -335,3 +335,38 @@ class Rakp:
             # the password checked out at RAKP 2: the session key differs
             raise errors.BmcAuthError("RAKP 4: the BMC's integrity check does not match "
                                       "(the node's K_g key missing or wrong?)")
+
+
+# -- before a session: IPMI 1.5 session-less messages ---------------------------
+
+def ipmi15_wrap(message):
+    """A session-less IPMI 1.5 packet (authentication type none), as BMCs
+    take Get Channel Authentication Capabilities and Cipher Suites."""
+    return RMCP_HEADER + b"\x00" + bytes(8) + bytes([len(message)]) + message
+
+
+def ipmi15_unwrap(packet):
+    """The IPMI message of a session-less IPMI 1.5 packet."""
+    if len(packet) < 14 or packet[:4] != RMCP_HEADER or packet[4] != 0x00:
+        raise bad("not a session-less IPMI 1.5 packet")
+    message = packet[14:14 + packet[13]]
+    if len(message) != packet[13]:
+        raise bad("truncated IPMI 1.5 packet")
+    return message
+
+
+def cipher_suite_ids(records):
+    """The cipher suite ids in Get Channel Cipher Suites' record data (spec
+    22.15: a standard record is 0xC0, the id, then the algorithms; an OEM
+    one 0xC1, the id and a 3-byte IANA number before its algorithms)."""
+    ids, at = [], 0
+    while at + 1 < len(records):
+        if records[at] == 0xC0:
+            ids.append(records[at + 1])
+            at += 2
+        elif records[at] == 0xC1:
+            ids.append(records[at + 1])
+            at += 5
+        else:
+            at += 1  # an algorithm byte
+    return ids

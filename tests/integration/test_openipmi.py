@@ -2,6 +2,7 @@
 default configuration (cipher suites 17 then 3, administrator): login, power
 read and control, the SEL, an account limited to USER, and refusals."""
 
+import re
 import subprocess
 
 import pytest
@@ -178,6 +179,9 @@ def test_farm_probe_finds_what_each_ipmi_sim_needs(ipmi_sims, tmp_path):
     assert "suite 17 administrator refused  auth: login refused: suite 17 at administrator: " \
            "Open Session: invalid authentication algorithm (0x04)" in out.stdout
     assert "settings needed: none (farm's defaults work)" in out.stdout
+    # asked before a session as an IPMI 1.5 message, ipmi_sim lists its suites (not 17)
+    listed = re.search(r"Get Channel Cipher Suites: the BMC lists \[([\d, ]+)\]", out.stdout)
+    assert listed and "3" in listed.group(1).split(", ") and "17" not in listed.group(1)
 
     out = probe(limited, secret)
     assert out.returncode == 0, out.stderr

@@ -72,4 +72,5 @@ def test_farm_probe_names_the_workaround_a_bmc_needs(make_sim, tmp_path):
     assert "suite 17 administrator ok       power on (needs workaround nochecksumcheck)" \
         in out.stdout
     assert out.stdout.rstrip().endswith("workarounds: [nochecksumcheck]}")
+    assert "Get Channel Cipher Suites: the BMC lists [17, 3]" in out.stdout
     assert sim.password not in out.stdout + out.stderr and out.stderr == ""

@@ -91,3 +91,16 @@ def test_rakp_proofs_follow_the_spec(number, digest):
     with pytest.raises(errors.BmcAuthError):
         r.check_message2(bytes([3, 0, 0, 0]) + struct.pack("<I", 0x11223344) + rm + guid
                          + bytes(digest().digest_size), 3)
+
+
+def test_cipher_suite_records_and_session_less_framing():
+    from farm.bmc import rmcp
+    standard = bytes([0xC0, 3, 0x01, 0x41, 0x81, 0xC0, 17, 0x03, 0x44, 0x81])
+    oem = bytes([0xC1, 0x80, 0x57, 0x01, 0x00, 0x01, 0x41])
+    assert rmcp.cipher_suite_ids(standard) == [3, 17]
+    assert rmcp.cipher_suite_ids(standard + oem) == [3, 17, 0x80]
+    assert rmcp.cipher_suite_ids(b"") == []
+    message = rmcp.ipmi_request(0x06, 0x54, 1, b"\x0e\x00\x80")
+    assert rmcp.ipmi15_unwrap(rmcp.ipmi15_wrap(message)) == message
+    with pytest.raises(errors.BmcProtocolError):
+        rmcp.ipmi15_unwrap(rmcp.ipmi15_wrap(message)[:-2])
