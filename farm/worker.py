@@ -19,8 +19,9 @@ import time
 import click
 
 from farm import conf, control, daemon, errors, placement
+from farm.acting import Actor
 from farm.bmc.engine import SESSION_HINT
-from farm.bmc.rmcp import PRIVILEGES
+from farm.bmc.negotiation import level_name
 from farm.credentials import Credentials
 from farm.executors import ByDriver, ChildPool, InProcess
 from farm.identity import groups, member_id
@@ -32,7 +33,6 @@ from farm.store import Store
 from farm.tasks import load_tasks, programs, redfish_programs
 
 LOG = logging.getLogger("farm.worker")
-PRIVILEGE_NAMES = {v: k for k, v in PRIVILEGES.items()}
 TICK = 1.0  # the safety-net re-read; pub/sub makes changes reach us sooner
 TALLY_EVERY = 2.0  # seconds between this worker's counts for `farm status`
 CREDENTIALS_RETRY = 30.0  # seconds between attempts to open passwords that did not open
@@ -66,10 +66,6 @@ class Worker:
             self._on_results, timeouts=engine.timeouts, keep_alive=settings.redfish.keep_alive))
         self.wheels = {name: Wheel(t.interval, width=0.05) for name, t in self.tasks.items()}
         self.scheduler = Scheduler(self.wheels, self._dispatch)
-        self.enforcer = control.Enforcer(settings.power.max_retries, settings.power.settle_time)
-        c = settings.coordination
-        self.lease = ActingLease(acting_bound(c.membership_timeout), time.monotonic)
-        self.tick = renew_every(self.lease.bound, TICK)
         self._reread_assignment = False
         self.control_version = None
         self.sel_cursors = {}  # name -> the SEL cursor of the last pass written or read
@@ -84,6 +80,11 @@ class Worker:
         self._by_name = {}
         self.metrics = metrics or WorkerMetrics(per_node=settings.metrics.per_node_series,
                                                 per_sensor=settings.metrics.per_sensor_series)
+        c = settings.coordination
+        self.actor = Actor(self.my_id, settings.power, ActingLease(
+            acting_bound(c.membership_timeout), time.monotonic), self.executor, self.writer,
+            store, self.metrics)
+        self.tick = renew_every(self.actor.lease.bound, TICK)
         self.clock_skew = 0.0
         self._inventory_retry_at = 0.0
         self._tally, self._tallied_at = None, 0.0
@@ -107,7 +108,7 @@ class Worker:
             task = self.tasks.get(outcome.task)
             if task is None:
                 if outcome.task in control.COMMAND_PROGRAMS.values():
-                    self._command_done(outcome)
+                    self.actor.command_done(outcome)
                 continue
             if outcome.error_kind == errors.Stopping.kind:
                 continue  # cut short by our own stop: the node's last result stands
@@ -121,14 +122,14 @@ class Worker:
         self.writer.add_many(results)
         self.metrics.observe_many(power, self._driver_of)
         self.metrics.observe_tasks(r for r in results if r.kind != "power")
-        if power and self.enforcer.controls:
-            self._enforce(power)
+        if power and self.actor.enforcer.controls:
+            self.actor.enforce(power)
 
     def _note_login(self, name, login):
         """What a BMC accepted (suite, privilege): counted, and kept in Redis
         when it changed, so a restarted worker asks for it first."""
         suite, privilege = login
-        self.metrics.session_logins.labels(str(suite), PRIVILEGE_NAMES.get(privilege, "?")).inc()
+        self.metrics.session_logins.labels(str(suite), level_name(privilege)).inc()
         if self.ipmi_sessions.get(name) != login:
             self.ipmi_sessions[name] = login
             self.writer.defer(lambda store, learned: store.record_ipmi_sessions(learned),
@@ -138,110 +139,6 @@ class Worker:
         node = self._by_name.get(name)
         return node.driver if node is not None else "ipmi"
 
-    # -- the power state farm keeps, and operators' commands -------------------
-    def _enforce(self, results):
-        now = self.lease.clock()
-        if not self.lease.valid(now):
-            self._note_fenced(now)
-            return  # no decision at all while fenced: none counts toward maintenance
-        until = self.lease.until()
-        for r in results:
-            power = r.power_state.value if r.power_state else None
-            verdict = self.enforcer.decide(r.node, r.ok, power, now)
-            if isinstance(verdict, control.Correct):
-                node = self._by_name.get(r.node)
-                if node is not None:
-                    LOG.warning("%s is %s, desired %s: powering it %s (attempt %d of %d)",
-                                r.node, power, verdict.action, verdict.action,
-                                verdict.attempt, self.settings.power.max_retries)
-                    self.executor.submit([("power-action", node, control.Action(
-                        verdict.action, "", control.ENFORCER, until))])
-            elif isinstance(verdict, control.Maintenance):
-                LOG.error("%s: %s; in maintenance now, farm stops acting on it", r.node,
-                          verdict.reason)
-                self.metrics.actions.labels("maintenance", "set", "farm").inc()
-                self.writer.defer(lambda store, name, why, owner: store.set_control(
-                    name, "maintenance", control.ENFORCER, owner=owner, maintenance=why),
-                    r.node, verdict.reason, self._owner(r.node))
-
-    def _owner(self, name):
-        """(this worker, the node's partition, partitions) for writes that
-        must land only while the assignment still gives us the node."""
-        owners = self.assignment["placement"] if self.assignment else ()
-        return (self.my_id, placement.partition_of(name, len(owners)) if owners else 0,
-                len(owners))
-
-    def _note_fenced(self, now=None):
-        """Log once, and show in metrics, that the acting lease ran out."""
-        if self.lease.check(now):
-            LOG.error("fenced: %s; farm stops acting on power (polling goes on) until it "
-                      "has read the assignment again", self.lease.reason)
-        self.metrics.fenced.set(0 if self.lease.valid(now) else 1)
-
-    def _watch_lease(self):
-        """Notice a run-out lease within half a second, even while the loop
-        that would renew it is blocked on Redis."""
-        while not self.stopping.wait(0.5):
-            if self.lease.confirmed_at is not None:
-                self._note_fenced()
-
-    def _command_done(self, outcome):
-        action, command_id, who = outcome.arg[:3]
-        ok = outcome.ok
-        if outcome.error_kind == errors.Fenced.kind:
-            # nothing reached the BMC: no event, no count toward maintenance
-            self.metrics.actions.labels(action, "fenced", "farm" if who == control.ENFORCER
-                                        else "operator").inc()
-            self.enforcer.forget(outcome.node)
-            if command_id:
-                self.writer.defer(lambda store, cid, reply: store.reply(cid, reply), command_id,
-                                  {"ok": False, "node": outcome.node, "action": action,
-                                   "worker": self.my_id, "error": outcome.error})
-            return
-        if not ok and who == control.ENFORCER:
-            if outcome.error_kind == errors.BmcPrivilegeError.kind:
-                LOG.error("%s: %s; farm stops keeping its power state until its control "
-                          "changes", outcome.node, outcome.error)
-                self.enforcer.cannot_act(outcome.node, outcome.error)
-            else:
-                self.enforcer.failed(outcome.node)
-        kind = "sel-clear" if outcome.task == "sel-clear" else "power"
-        self.metrics.actions.labels(action, "ok" if ok else "failed",
-                                    "farm" if who == control.ENFORCER else "operator").inc()
-        event = {"node": outcome.node, "type": "action", "action": action, "by": who,
-                 "outcome": "ok" if ok else "failed", "worker": self.my_id,
-                 "error": outcome.error or "", "latency": f"{outcome.latency:.3f}"}
-        reply = {"ok": ok, "node": outcome.node, "action": action, "kind": kind,
-                 "worker": self.my_id, "error": outcome.error, "latency": outcome.latency}
-
-        def record(store, event, command_id, reply, owner):
-            store.append_owned_event(event, owner)
-            if command_id:
-                store.reply(command_id, reply)
-        self.writer.defer(record, event, command_id, reply, self._owner(outcome.node))
-
-    def _take_command(self, command, redis_now):
-        """Run a command from the CLI, or say at once why not."""
-        why = control.check_command(command, self._by_name, redis_now)
-        if why is None and command["kind"] == "power" and "power" not in self.tasks:
-            why = "the power task is not enabled on this worker"
-        if why is None and not self.lease.valid():
-            self._note_fenced()
-            why = (f"this worker cannot confirm it still owns {command['node']} "
-                   f"(fenced: {self.lease.reason})")
-        if why is not None:
-            LOG.warning("command %s refused: %s", command.get("id"), why)
-            self.store.reply(command.get("id", "?"), {"ok": False, "error": why,
-                                                      "node": command.get("node"),
-                                                      "worker": self.my_id})
-            return
-        action = command.get("action") or "sel-clear"
-        LOG.info("%s asked for %s on %s", command.get("by"), action, command["node"])
-        self.executor.submit([(control.COMMAND_PROGRAMS[command["kind"]],
-                               self._by_name[command["node"]],
-                               control.Action(action, command["id"], command.get("by") or "unknown",
-                                              self.lease.until()))])
-
     def _watch_commands(self):
         """Take the commands the CLI queues for this worker, one at a time."""
         backoff = 0.5
@@ -250,7 +147,8 @@ class Worker:
                 command = self.store.next_command(self.my_id, timeout=1.0)
                 backoff = 0.5
                 if command is not None:
-                    self._take_command(command, time.time() - self.clock_skew)
+                    self.actor.take_command(command, time.time() - self.clock_skew,
+                                            "power" in self.tasks)
             except Exception:  # Redis away: keep trying, the CLI's wait is bounded
                 LOG.debug("command queue unavailable", exc_info=True)
                 self.stopping.wait(backoff)
@@ -294,9 +192,9 @@ class Worker:
         """Stay in the group; follow inventory and assignment changes. True if
         the set of polled nodes changed. A pass that read the assignment we
         act on renews the acting lease from the moment it began."""
-        began = self.lease.clock()
+        began = self.actor.lease.clock()
         changed = self._sync()
-        self.lease.confirm(began)
+        self.actor.lease.confirm(began)
         self.metrics.fenced.set(0)
         return changed
 
@@ -321,9 +219,9 @@ class Worker:
         self._note_skew(sent + (time.time() - sent) / 2 - server_now)
         if control_version != self.control_version:
             self.control_version, controls = self.store.controls()
-            self.enforcer.set_controls(controls)
+            self.actor.enforcer.set_controls(controls)
             self.metrics.maintenance.set(sum(1 for c in controls.values() if c.get("maintenance")))
-        if self.lease.fenced_since is not None:
+        if self.actor.lease.fenced_since is not None:
             # fenced: know which nodes are still ours before acting again
             self._reread_assignment = True
         if (version == self.inventory_version and generation == self.generation
@@ -336,7 +234,7 @@ class Worker:
             assignment = self.store.assignment()
             if assignment is not None or self.assignment is None:
                 # no assignment after having one = Redis lost it: keep ours
-                self.assignment = assignment
+                self.assignment = self.actor.assignment = assignment
             self.generation = generation
         owned = (len(placement.owned(self.assignment["placement"], self.my_id))
                  if self.assignment else "all")
@@ -361,7 +259,7 @@ class Worker:
         for name, wheel in self.wheels.items():
             drivers = self.tasks[name].drivers
             wheel.set_nodes([n for n in nodes if n.driver in drivers])
-        self._by_name = {n.name: n for n in nodes}
+        self._by_name = self.actor.by_name = {n.name: n for n in nodes}
         self.executor.retain(self._by_name)
         self.sel_cursors = {n: c for n, c in self.sel_cursors.items() if n in self._by_name}
         LOG.info("polling %d nodes (inventory version %d, assignment generation %s, "
@@ -406,7 +304,8 @@ class Worker:
         threading.Thread(target=self._watch_assignments, name="farm-assignments",
                          daemon=True).start()
         threading.Thread(target=self._watch_commands, name="farm-commands", daemon=True).start()
-        threading.Thread(target=self._watch_lease, name="farm-lease", daemon=True).start()
+        threading.Thread(target=self.actor.watch_lease, args=(self.stopping,), name="farm-lease",
+                         daemon=True).start()
         daemon.keep_running(self.sync, self._wait, self.stopping.is_set, self.tick,
                             lambda: f"cannot reach Redis, polling the last {len(self.nodes)} nodes known")
 

@@ -14,6 +14,7 @@ import struct
 
 from farm import errors
 from farm.bmc import codes, rmcp
+from farm.bmc.negotiation import hint, known_first, level_name
 
 LOG = logging.getLogger(__name__)
 IDLE, OPENING, RAKP1_SENT, RAKP3_SENT, PRIVILEGE, ACTIVE = range(6)
@@ -126,8 +127,8 @@ class Session:
                 needed = getattr(job.program, "privilege", 0)
                 if needed > self.granted:
                     raise errors.BmcPrivilegeError(
-                        f"the BMC grants this account {_level(self.granted)} privilege; "
-                        f"{job.task} needs {_level(needed)}")
+                        f"the BMC grants this account {level_name(self.granted)} privilege; "
+                        f"{job.task} needs {level_name(needed)}")
                 job.gen = job.program(job.node, self.memos.setdefault(job.task, {}), job.arg)
                 request = next(job.gen)
             else:
@@ -192,7 +193,7 @@ class Session:
         self.job.logins += 1
         self.keys = None
         self.refusals = []
-        self.suites = _known_first(self.suite_known, self.job.node.cipher_suites
+        self.suites = known_first(self.suite_known, self.job.node.cipher_suites
                                    or self.engine.config.cipher_suites)
         self.privileges = self._privilege_order(self.job.node)
         self._open(self.suites[0], self.privileges[0])
@@ -203,7 +204,7 @@ class Session:
         if node.privilege:
             return (rmcp.PRIVILEGES[node.privilege],)
         top = self.engine.config.privilege
-        return _known_first(self.privilege_known, tuple(range(top, 1, -1)) or (top,))
+        return known_first(self.privilege_known, tuple(range(top, 1, -1)) or (top,))
 
     def _open(self, suite_number, privilege):
         self.state = OPENING
@@ -217,7 +218,7 @@ class Session:
     def _refused(self, exc):
         """A login step refused: try the next suite or privilege level the
         refusal points at, or end the job naming every refusal."""
-        self.refusals.append(f"suite {self.suite.number} at {_level(self.privilege)}: {exc}")
+        self.refusals.append(f"suite {self.suite.number} at {level_name(self.privilege)}: {exc}")
         suites = self.suites[self.suites.index(self.suite.number) + 1:]
         levels = self.privileges[self.privileges.index(self.privilege) + 1:]
         privilege_refusal = (exc.status in rmcp.PRIVILEGE_REFUSALS if exc.step == "Open Session"
@@ -229,7 +230,7 @@ class Session:
         else:
             self.state = IDLE
             self._finish(error=errors.BmcAuthError(
-                "login refused: " + "; ".join(self.refusals) + _hint(self.refusals)))
+                "login refused: " + "; ".join(self.refusals) + hint(self.refusals)))
 
     def received(self, packet, now):
         """A datagram from this BMC's endpoint."""
@@ -297,7 +298,7 @@ class Session:
         """Set Session Privilege Level refused (0x80: not available to this
         user, 0x81: over the user's limit): ask for the next lower level in
         the same session, or end the job."""
-        self.refusals.append(f"Set Session Privilege Level {_level(self.privilege)}: "
+        self.refusals.append(f"Set Session Privilege Level {level_name(self.privilege)}: "
                              f"{codes.completion(code)}")
         levels = self.privileges[self.privileges.index(self.privilege) + 1:]
         if code in (0x80, 0x81, 0xD4) and levels:
@@ -306,7 +307,7 @@ class Session:
             return
         self._abandon()
         self._finish(error=errors.BmcAuthError(
-            "login refused: " + "; ".join(self.refusals) + _hint(self.refusals)))
+            "login refused: " + "; ".join(self.refusals) + hint(self.refusals)))
 
     def _logged_in(self):
         self.suite_known, self.privilege_known = self.suite.number, self.privilege
@@ -316,9 +317,9 @@ class Session:
             # once per BMC: every login after this one starts at the level granted
             LOG.warning("%s: the BMC does not grant %s (%s); farm uses %s, the highest it "
                         "grants (set privilege: %s on the node to say so)",
-                        self.job.node.name, _level(wanted),
+                        self.job.node.name, level_name(wanted),
                         "; ".join(r for r in self.refusals if "rivilege" in r or "role" in r),
-                        _level(self.privilege), _level(self.privilege))
+                        level_name(self.privilege), level_name(self.privilege))
             self.fallback_logged = True
 
     def _response(self, payload):
@@ -421,26 +422,3 @@ class Session:
         self.state = IDLE
         return rmcp.wrap(rmcp.IPMI, message, self.bmc_sid, self.seq_out, self.keys)
 
-
-def _known_first(known, order):
-    return (known,) + tuple(x for x in order if x != known) if known in order else tuple(order)
-
-
-def _level(privilege):
-    return _LEVELS.get(privilege, str(privilege))
-
-
-def _hint(refusals):
-    """What an operator can change, for the refusals seen."""
-    text = " ".join(refusals)
-    if "(0x0d)" in text and all("(0x0d)" in r for r in refusals if "RAKP 2" in r):
-        return " (no level knows this user name: check the node's username)"
-    if "(0x01)" in text:
-        return (" (0x01 can mean no free session on the BMC, or a suite it lacks: "
-                "check its sessions, or set cipher_suites on the node)")
-    if any(code in text for code in ("(0x09)", "(0x0a)", "(0x0b)", "(0x80)", "(0x81)")):
-        return " (lower the node's privilege, or raise the account's on the BMC)"
-    return ""
-
-
-_LEVELS = {v: k for k, v in rmcp.PRIVILEGES.items()}

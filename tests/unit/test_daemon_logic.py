@@ -188,27 +188,27 @@ def test_a_fenced_worker_decides_nothing_and_rereads_the_assignment(tmp_path):
     store.control_version = 1
     w = worker(tmp_path, store)
     clock = [50.0]
-    w.lease = ActingLease(w.lease.bound, lambda: clock[0])
-    w.executor = Recorder()
+    w.actor.lease = ActingLease(w.actor.lease.bound, lambda: clock[0])
+    w.executor = w.actor.executor = Recorder()
     off = [PollResult(n.name, 1.0, 0.01, PowerState.OFF) for n in NODES[:4]]
-    w._enforce(off)
+    w.actor.enforce(off)
     assert w.executor.jobs == []          # never confirmed: no action
     w.sync()
-    w._enforce(off[:1])
+    w.actor.enforce(off[:1])
     (job,) = w.executor.jobs
     assert job[0] == "power-action" and job[2].action == "on"
-    assert job[2].not_after == 50.0 + w.lease.bound  # the lease it was decided under
-    clock[0] += w.lease.bound              # no round trip since: fenced
-    w._enforce(off[1:])
-    assert len(w.executor.jobs) == 1 and w.lease.fenced_since is not None
-    assert all(w.enforcer.attempts.get(n.name) is None for n in NODES[1:4])  # none counted
+    assert job[2].not_after == 50.0 + w.actor.lease.bound  # the lease it was decided under
+    clock[0] += w.actor.lease.bound              # no round trip since: fenced
+    w.actor.enforce(off[1:])
+    assert len(w.executor.jobs) == 1 and w.actor.lease.fenced_since is not None
+    assert all(w.actor.enforcer.attempts.get(n.name) is None for n in NODES[1:4])  # none counted
     # back: the assignment itself is read again, not just its generation (here
     # Redis lost it and a new leader's first one has the same number)
     store.publish(["w2"], tuple("w2" for _ in range(16)))
     store.generation -= 1
     store._assignment["generation"] = store.generation
     assert w.sync() is True and w.nodes == []
-    w._enforce(off[1:])
+    w.actor.enforce(off[1:])
     assert len(w.executor.jobs) == 1       # none of them is ours any more
 
 
@@ -217,12 +217,12 @@ def test_what_a_bmc_accepted_is_kept_and_seeds_the_next_worker(tmp_path):
     store = MemoryStore()
     store.set_nodes(NODES[:3])
     w = worker(tmp_path, store)
-    w.executor = Recorder()
+    w.executor = w.actor.executor = Recorder()
     w.sync()
     w._on_results([Outcome("power", "n1", PowerState.ON, None, None, 0.01, 1.0, None, (3, 2))])
     w.writer.flush()
     assert store.learned == {"n1": (3, 2)}
     fresh = worker(tmp_path, store, "w9")
-    fresh.executor = Recorder()
+    fresh.executor = fresh.actor.executor = Recorder()
     fresh.sync()
     assert [(j[0], j[1].name, j[2]) for j in fresh.executor.jobs] == [(SESSION_HINT, "n1", (3, 2))]

@@ -104,3 +104,13 @@ def test_cipher_suite_records_and_session_less_framing():
     assert rmcp.ipmi15_unwrap(rmcp.ipmi15_wrap(message)) == message
     with pytest.raises(errors.BmcProtocolError):
         rmcp.ipmi15_unwrap(rmcp.ipmi15_wrap(message)[:-2])
+
+
+def test_negotiation_order_and_hints():
+    from farm.bmc.negotiation import hint, known_first, level_name
+    assert known_first(3, (17, 3)) == (3, 17) and known_first(None, (17, 3)) == (17, 3)
+    assert known_first(9, (17, 3)) == (17, 3) and level_name(3) == "operator"
+    assert "user name" in hint(["suite 3 at administrator: RAKP 2: unauthorized name (0x0d)"])
+    assert "privilege" in hint(["suite 3 at administrator: Open Session: x (0x0a)"])
+    assert "free session" in hint(["suite 17 at administrator: Open Session: x (0x01)"])
+    assert hint(["suite 17 at administrator: Open Session: x (0x04)"]) == ""
