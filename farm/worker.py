@@ -192,10 +192,15 @@ class Worker:
         """Stay in the group; follow inventory and assignment changes. True if
         the set of polled nodes changed. A pass that read the assignment we
         act on renews the acting lease from the moment it began."""
-        began = self.actor.lease.clock()
+        lease = self.actor.lease
+        began, was_fenced = lease.clock(), lease.fenced_since is not None
         changed = self._sync()
-        self.actor.lease.confirm(began)
-        self.metrics.fenced.set(0)
+        lease.confirm(began)
+        valid = lease.valid()
+        self.metrics.fenced.set(0 if valid else 1)
+        if was_fenced and valid:
+            LOG.warning("no longer fenced: the assignment was read again; acting on the %d "
+                        "nodes it gives this worker", len(self.nodes))
         return changed
 
     def _sync(self):

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from farm.lease import acting_bound
+from farm.placement import partition_of
 from tests.conftest import script, wait_for, write_config
 from tests.integration.test_openipmi import import_inventory, ipmi_sims  # noqa: F401 (fixture)
 from tests.integration.test_tasks import events, farm
@@ -18,7 +19,10 @@ from tests.integration.test_worker import start_worker, stop_worker
 from tests.netcut import NetCut
 
 MEMBERSHIP = 3.0  # bound = 1 s: a takeover within seconds
-COORD = {"membership_timeout": MEMBERSHIP, "leader_timeout": 2, "partitions": 16}
+# the default 1,024 partitions: each worker owns about half of the 10 nodes
+# (16 partitions left a worker with none of 8 nodes now and then)
+COORD = {"membership_timeout": MEMBERSHIP, "leader_timeout": 2}
+COUNT = 10
 POWER = {"power": {"settle_time": 1, "max_retries": 3}}
 
 
@@ -35,14 +39,10 @@ def _fenced_at(log):
     return stamp + int(line[20:23]) / 1000
 
 
-def owners(store, names):
-    return {n: s.get("worker") for n, s in store.node_states(names).items()}
-
-
 @pytest.mark.parametrize("cut", ["blackhole", "sigstop"])
 def test_a_worker_cut_off_from_redis_never_acts_after_its_lease(
         cut, ipmi_sims, store, redis_server, namespace, tmp_path):  # noqa: F811
-    bmcs = ipmi_sims(8, power_on=False)
+    bmcs = ipmi_sims(COUNT, power_on=False)
     proxy = NetCut("127.0.0.1", redis_server.port).start()
     direct = write_config(tmp_path / "direct.conf", redis_server.url, namespace, COORD,
                           sections=POWER, poll_interval=0.5, bmc_timeout=2)
@@ -58,10 +58,20 @@ def test_a_worker_cut_off_from_redis_never_acts_after_its_lease(
     w2, log2 = start_worker(tmp_path, direct, "w2.log")
     try:
         id1, id2 = worker_id(log1), worker_id(log2)
-        # both workers poll their share
-        theirs = wait_for(lambda: (o := owners(store, names)) and set(o.values()) == {id1, id2}
-                          and o, 60, what="both workers polling")
+        # both workers poll their share of a published assignment (before it
+        # each polls everything, as a lone worker does)
+        def settled():
+            a = store.assignment()
+            if not a or set(a["members"]) != {id1, id2}:
+                return None
+            owner = {n: a["placement"][partition_of(n, len(a["placement"]))] for n in names}
+            states = store.node_states(names)
+            return all(states[n].get("worker") == owner[n]
+                       and float(states[n].get("polled_at", 0)) > a["published_at"]
+                       for n in names) and owner
+        theirs = wait_for(settled, 60, what="both workers polling their share")
         w1_nodes = [n for n, w in theirs.items() if w == id1]
+        assert w1_nodes and len(w1_nodes) < len(names), theirs
 
         # the operator's command sent just before the cut, to one of W1's nodes
         # (whose desired state it first lets go of, so farm does not undo it)
@@ -106,6 +116,7 @@ def test_a_worker_cut_off_from_redis_never_acts_after_its_lease(
         wait_for(lambda: any(s.get("worker") == id1 and float(s.get("polled_at", 0)) > t_heal
                              for s in store.node_states(names).values()), 90,
                  what="W1 polling again after the heal")
+        wait_for(lambda: "no longer fenced" in log1.read_text(), 30, what="W1 acting again")
         wait_for(lambda: all(float(s.get("polled_at", 0)) > time.time() - 2
                              for s in store.node_states(names).values())
                  and time.time() > t_heal + 5, 60, what="polls for a while after the heal")
