@@ -28,8 +28,9 @@ coordination_opts = [
     cfg.FloatOpt("membership_timeout", default=10.0, min=1.0,
                  help="Seconds without a heartbeat after which a worker is out of "
                       "the group and its partitions move. A worker acts on power only "
-                      "within membership_timeout - 2 s of its last round trip to Redis "
-                      "(at least 0.5 s; docs/architecture.md, who may act)."),
+                      "within membership_timeout - ceil(leader_timeout / 2) - 1 s of its "
+                      "last round trip to Redis (4 s with the defaults; at least 0.5 s: "
+                      "docs/architecture.md, who may act)."),
     cfg.FloatOpt("leader_timeout", default=10.0, min=2.0,
                  help="Seconds within which a standby coordinator takes over from "
                       "a leader that died."),
@@ -333,13 +334,14 @@ def default_files():
 
 def _check_acting_bound(c):
     from farm import lease
-    bound = lease.acting_bound(c["membership_timeout"])
+    bound = lease.acting_bound(c["membership_timeout"], c["leader_timeout"])
     if bound < lease.MIN_BOUND:
         raise errors.ConfigError(
             f"invalid configuration: [coordination] membership_timeout "
             f"{c['membership_timeout']:g} s leaves a worker {bound:g} s to act after it last "
             f"heard from Redis (membership_timeout - tooz's heartbeat "
-            f"{lease.tooz_heartbeat(c['membership_timeout']):g} s - {lease.MARGIN:g} s); it "
+            f"{lease.tooz_heartbeat(c['membership_timeout'], c['leader_timeout']):g} s - "
+            f"{lease.MARGIN:g} s); it "
             f"needs at least {lease.MIN_BOUND:g} s: raise membership_timeout")
 
 

@@ -7,10 +7,9 @@ minute) cannot learn that its nodes moved; the coordinator moves them only
 after the worker's tooz membership expires. So the bound must run out before
 the earliest moment that can happen, counted from the worker's side:
 
-- a worker's tooz heartbeat refreshes its membership key every `heartbeat`
-  seconds (tooz's Redis driver beats every min(lock_timeout,
-  membership_timeout); workers hold no tooz lock, so theirs is set to 1 s),
-  each time with a TTL of `membership_timeout`;
+- tooz refreshes a worker's membership key every `heartbeat` seconds (its
+  Redis driver beats every min(lock_timeout, membership_timeout)), each time
+  with a TTL of `membership_timeout`;
 - the last refresh Redis saw may have come up to `heartbeat` seconds *before*
   the worker's last confirmed round trip began, so the key can expire as
   early as `membership_timeout - heartbeat` after that moment;
@@ -19,25 +18,34 @@ the earliest moment that can happen, counted from the worker's side:
 
     bound = membership_timeout - heartbeat - margin
 
-With farm's defaults (membership_timeout 10 s): bound = 10 - 1 - 1 = 8 s,
-renewed every second (more often when the bound is short). The check is on a
-monotonic clock and never waits for a Redis call to fail; no packet of a power
-action leaves after the lease it was decided under ran out.
+The heartbeat is what it always was, ceil(leader_timeout / 2) (so a dead
+worker's nodes move as fast as before), shortened only where that would
+leave less than MIN_BOUND. With farm's defaults (membership_timeout and
+leader_timeout 10 s): heartbeat 5 s, bound = 10 - 5 - 1 = 4 s, renewed
+every second. The check is on a monotonic clock and never waits for a Redis
+call to fail; no packet of a power action leaves after the lease it was
+decided under ran out.
 """
+
+import math
 
 MARGIN = 1.0      # seconds kept for tooz's heartbeat scheduling and the call itself
 MIN_BOUND = 0.5   # below this a worker would renew more often than it can talk to Redis
-WORKER_HEARTBEAT = 1  # tooz lock_timeout of workers (an integer for tooz): their beat
 
 
-def tooz_heartbeat(membership_timeout):
-    """How often tooz refreshes a worker's membership key."""
-    return min(WORKER_HEARTBEAT, membership_timeout)
+def tooz_heartbeat(membership_timeout, leader_timeout):
+    """How often tooz refreshes a worker's membership key: its lock_timeout
+    (an integer for tooz), ceil(leader_timeout / 2) as for every farm member,
+    lowered (to 1 s at least) where that would leave the bound under
+    MIN_BOUND."""
+    usual = max(1, math.ceil(leader_timeout / 2))
+    room = math.floor(membership_timeout - MARGIN - MIN_BOUND)
+    return min(usual, max(1, room), membership_timeout)
 
 
-def acting_bound(membership_timeout, margin=MARGIN):
+def acting_bound(membership_timeout, leader_timeout, margin=MARGIN):
     """Seconds a confirmed round trip lets a worker act (pure)."""
-    return membership_timeout - tooz_heartbeat(membership_timeout) - margin
+    return membership_timeout - tooz_heartbeat(membership_timeout, leader_timeout) - margin
 
 
 def renew_every(bound, tick=1.0):

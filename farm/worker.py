@@ -25,7 +25,7 @@ from farm.bmc.negotiation import level_name
 from farm.credentials import Credentials
 from farm.executors import ByDriver, ChildPool, InProcess
 from farm.identity import groups, member_id
-from farm.lease import WORKER_HEARTBEAT, ActingLease, acting_bound, renew_every
+from farm.lease import ActingLease, acting_bound, renew_every, tooz_heartbeat
 from farm.metrics import WorkerMetrics
 from farm.results import ResultWriter
 from farm.scheduling import Scheduler, Wheel
@@ -82,7 +82,8 @@ class Worker:
                                                 per_sensor=settings.metrics.per_sensor_series)
         c = settings.coordination
         self.actor = Actor(self.my_id, settings.power, ActingLease(
-            acting_bound(c.membership_timeout), time.monotonic), self.executor, self.writer,
+            acting_bound(c.membership_timeout, c.leader_timeout), time.monotonic), self.executor,
+            self.writer,
             store, self.metrics)
         self.tick = renew_every(self.actor.lease.bound, TICK)
         self.clock_skew = 0.0
@@ -368,8 +369,9 @@ def main(config_file, config_dir, executor, metrics_port):
                       events_max_len=settings.events.max_len, sel_recent=settings.sel.recent)
     except errors.ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    worker = Worker(settings, store, daemon.membership(settings, my_id, 3, WORKER_HEARTBEAT),
-                    my_id)
+    c = settings.coordination
+    heartbeat = tooz_heartbeat(c.membership_timeout, c.leader_timeout)
+    worker = Worker(settings, store, daemon.membership(settings, my_id, 3, heartbeat), my_id)
     daemon.serve_metrics(worker.metrics.registry, settings, settings.metrics.port)
     daemon.on_stop_signals(worker.stop, budget=settings.worker.bmc_timeout + STOP_MARGIN)
     LOG.info("farm-worker %s starting (executor=%s, in flight<=%d, interval=%gs, bmc_timeout=%gs)",

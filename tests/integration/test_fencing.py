@@ -133,7 +133,8 @@ def test_a_worker_cut_off_from_redis_never_acts_after_its_lease(
         acted = [e for e in events(direct, "--type", "action") if e.get("action") == "off"]
         assert acted == [], acted
         fenced_after = _fenced_at(log1) - t_cut if cut == "blackhole" else None
-        print(f"cut to fenced: {fenced_after} s (bound {acting_bound(MEMBERSHIP):g} s)")
+        bound = acting_bound(MEMBERSHIP, COORD["leader_timeout"])
+        print(f"cut to fenced: {fenced_after} s (bound {bound:g} s)")
         assert "Traceback" not in log1.read_text()
     finally:
         if cut == "sigstop":

@@ -7,24 +7,29 @@ from hypothesis import strategies as st
 from farm.lease import MIN_BOUND, ActingLease, acting_bound, renew_every, tooz_heartbeat
 
 
-@given(membership=st.floats(2.5, 120), confirm=st.floats(0, 1000), share=st.floats(0, 1),
-       late=st.floats(0, 0.99))
-def test_the_bound_ends_before_the_membership_can_expire(membership, confirm, share, late):
+@given(membership=st.floats(2.5, 120), leader=st.floats(2, 120), confirm=st.floats(0, 1000),
+       share=st.floats(0, 1), late=st.floats(0, 0.99))
+def test_the_bound_ends_before_the_membership_can_expire(membership, leader, confirm, share,
+                                                         late):
     """tooz beats every `hb` s, each beat up to `late` s behind schedule, so
     the last beat Redis saw before a round trip confirmed at `confirm` is at
     most hb + late older. The member cannot be dropped before that beat plus
     membership_timeout; the lease must be over by then."""
-    hb = tooz_heartbeat(membership)
+    hb = tooz_heartbeat(membership, leader)
     last_beat = confirm - share * (hb + late)
     earliest_drop = last_beat + membership
-    bound = acting_bound(membership)
+    bound = acting_bound(membership, leader)
     assert bound >= MIN_BOUND
     assert confirm + bound < earliest_drop
 
 
 def test_defaults():
-    assert acting_bound(10.0) == 8.0 and renew_every(8.0) == 1.0
-    assert acting_bound(3.0) == 1.0 and abs(renew_every(1.0) - 1 / 3) < 1e-9
+    # the defaults: tooz's beat unchanged (5 s), so a dead worker's nodes move as fast as before
+    assert tooz_heartbeat(10.0, 10.0) == 5 and acting_bound(10.0, 10.0) == 4.0
+    assert renew_every(4.0) == 1.0
+    # short timeouts: the beat comes down so the bound stays usable
+    assert tooz_heartbeat(3.0, 4.0) == 1 and acting_bound(3.0, 4.0) == 1.0
+    assert abs(renew_every(1.0) - 1 / 3) < 1e-9
 
 
 def test_fences_once_and_renews():
