@@ -1,0 +1,156 @@
+"""Node selections, as operators write them in xCAT's and confluent's
+noderange (pure: no Redis, no click).
+
+    selection := item ("," item)*          union, left to right
+    item      := ["-"] term ("@" term)*    a leading "-" takes the item away
+                                           from what came before; "@" intersects
+    term      := "all"
+               | key "=" value | key "!=" value | key "=~" regex    labels
+               | name with ranges: rack1-[01-40], n[1,3,5-9]       zero padding kept
+
+A name (after its ranges are expanded) that matches no node is an error that
+names it: xCAT silently drops unknown names, which turns a typo into a
+partial action. A selection that selects nothing is an error too.
+"""
+
+import re
+
+from farm.errors import FarmError
+
+MAX_EXPANDED = 1_000_000  # names one selection may expand to before it is refused
+_RANGE = re.compile(r"\[([^\]]*)\]")
+_PART = re.compile(r"^(\d+)(?:-(\d+))?$")
+_LABEL = re.compile(r"^([A-Za-z][A-Za-z0-9_.-]{0,62})(=~|!=|=)(.*)$", re.S)
+
+
+class SelectionError(FarmError):
+    """A selection that cannot be read, or that names nodes that do not exist."""
+
+
+def parse(text):
+    """[(exclude, [term, ...])] for `text`; raises SelectionError."""
+    if not isinstance(text, str) or not text.strip():
+        raise SelectionError("an empty selection")
+    items = []
+    for raw in _split(text.strip(), ","):
+        item = raw.strip()
+        exclude = item.startswith("-")
+        if exclude:
+            item = item[1:].strip()
+        if not item:
+            raise SelectionError(f"an empty item in {text!r}")
+        terms = [_term(t.strip(), text) for t in _split(item, "@")]
+        items.append((exclude, terms))
+    if items[0][0]:
+        items.insert(0, (False, [("all",)]))  # "-n1" alone means all but n1
+    return items
+
+
+def _split(text, sep):
+    """Split on `sep` outside brackets (a range may hold commas)."""
+    out, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+            if depth < 0:
+                raise SelectionError(f"an unmatched ']' in {text!r}")
+        elif ch == sep and depth == 0:
+            out.append(text[start:i])
+            start = i + 1
+    if depth:
+        raise SelectionError(f"an unmatched '[' in {text!r}")
+    out.append(text[start:])
+    return out
+
+
+def _term(term, text):
+    if not term:
+        raise SelectionError(f"an empty term in {text!r}")
+    if term == "all":
+        return ("all",)
+    label = _LABEL.match(term)
+    if label and "[" not in label.group(1):
+        key, op, value = label.groups()
+        if op == "=~":
+            try:
+                return ("match", key, re.compile(value))
+            except re.error as exc:
+                raise SelectionError(f"{term!r}: not a regular expression ({exc})") from None
+        return ("label", key, op, value)
+    if any(ch in term for ch in "=~!"):
+        raise SelectionError(f"{term!r}: a label term is key=value, key!=value or key=~regex")
+    return ("names", tuple(expand(term)))
+
+
+def expand(pattern):
+    """The names a pattern with [a-b,c] ranges stands for, in order."""
+    parts = _RANGE.split(pattern)
+    names = [parts[0]]
+    for i in range(1, len(parts), 2):
+        choices = _range(parts[i], pattern)
+        names = [n + c + parts[i + 1] for n in names for c in choices]
+        if len(names) > MAX_EXPANDED:
+            raise SelectionError(f"{pattern!r} expands to more than {MAX_EXPANDED:,} names")
+    return names
+
+
+def _range(spec, pattern):
+    out = []
+    for piece in spec.split(","):
+        m = _PART.match(piece.strip())
+        if not m:
+            raise SelectionError(f"{pattern!r}: [{spec}] is not a range like [01-40] or [1,3,5-9]")
+        first, last = m.group(1), m.group(2) or m.group(1)
+        if int(last) < int(first):
+            raise SelectionError(f"{pattern!r}: {piece.strip()} runs backwards")
+        if int(last) - int(first) >= MAX_EXPANDED:
+            raise SelectionError(f"{pattern!r}: {piece.strip()} is too long a range")
+        # zero padding kept: [01-10] gives 01..10, [1-10] gives 1..10
+        width = len(first) if first.startswith("0") else 0
+        out += [str(n).zfill(width) for n in range(int(first), int(last) + 1)]
+    return out
+
+
+def needs_labels(items):
+    """Whether resolving `items` reads any node's labels."""
+    return any(t[0] in ("label", "match") for _, terms in items for t in terms)
+
+
+def resolve(items, names, labels_of=None):
+    """The sorted names `items` select among `names` (an iterable of every
+    node's name). `labels_of(name)` gives a node's labels (a dict); needed
+    only when needs_labels(items). Raises SelectionError naming unknown
+    names, or when nothing is selected."""
+    known = set(names)
+    unknown = [n for _, terms in items for t in terms if t[0] == "names"
+               for n in t[1] if n not in known]
+    if unknown:
+        shown = ", ".join(unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10
+                                           else "")
+        raise SelectionError(f"no node named {shown}")
+    chosen = set()
+    for exclude, terms in items:
+        found = _term_set(terms[0], known, labels_of)
+        for t in terms[1:]:
+            found &= _term_set(t, known, labels_of)
+        chosen = chosen - found if exclude else chosen | found
+    if not chosen:
+        raise SelectionError("the selection selects no node")
+    return sorted(chosen)
+
+
+def _term_set(term, known, labels_of):
+    kind = term[0]
+    if kind == "all":
+        return set(known)
+    if kind == "names":
+        return set(term[1])
+    if kind == "label":
+        _, key, op, value = term
+        if op == "=":
+            return {n for n in known if labels_of(n).get(key) == value}
+        return {n for n in known if labels_of(n).get(key) != value}
+    _, key, regex = term
+    return {n for n in known if (v := labels_of(n).get(key)) is not None and regex.fullmatch(v)}
