@@ -11,7 +11,7 @@ import click
 from farm import conf, errors, inventory
 from farm.credentials import Credentials, generate_key_file, read_keys
 from farm.store import Store
-from farm.views import list_rows, status_report, summary
+from farm.views import list_rows, select, status_report, summary
 
 PROGRESS_FROM = 10_000  # nodes; smaller imports finish before a bar helps
 BACKEND_ERRORS = (errors.BackendUnavailable, errors.BackendRefused)
@@ -124,15 +124,25 @@ def keys_rotate(config_file, new_key_file):
 
 @nodes.command("remove")
 @_config_option
-@click.argument("names", nargs=-1, required=True)
-def remove(config_file, names):
-    """Remove nodes by name (their state too); workers drop them without a restart."""
+@click.argument("selections", nargs=-1, required=True)
+def remove(config_file, selections):
+    """Remove the selected nodes (their state too); workers drop them
+    without a restart. Each argument is a selection."""
     ctx = _Ctx(config_file)
     try:
-        removed = ctx.store.remove_nodes(list(names))
+        names = sorted({n for text in selections for n in _select(ctx, text)})
+        removed = ctx.store.remove_nodes(names)
     except BACKEND_ERRORS as exc:
         raise click.ClickException(f"{exc}; nothing removed") from None
     click.echo(f"{removed} of {len(names)} nodes removed")
+
+
+def _select(ctx, text):
+    from farm.selection import SelectionError
+    try:
+        return select(ctx.store, text)
+    except SelectionError as exc:
+        raise click.ClickException(f"{exc}; nothing changed") from None
 
 
 def _now(store):
@@ -154,15 +164,18 @@ def _age(ts, now):
 @click.option("--limit", type=click.IntRange(0), default=1000, show_default=True,
               help="Nodes per page, sorted by name (0: all).")
 @click.option("--after", metavar="NAME", help="Start after this node name (the next page).")
-def list_(config_file, as_json, state, stale, limit, after):
-    """Show nodes with their last power state and the age of their last poll,
-    a page at a time. --stale reads only the stale nodes (the poll index);
-    --state alone reads every node's state."""
+@click.argument("selection", required=False)
+def list_(config_file, as_json, state, stale, limit, after, selection):
+    """Show nodes (all, or a SELECTION) with their last power state, the age
+    of their last poll and their labels, a page at a time. --stale reads
+    only the stale nodes (the poll index); --state alone reads every node's
+    state."""
     ctx = _Ctx(config_file)
     try:
         now = _now(ctx.store)
+        chosen = _select(ctx, selection) if selection else None
         rows, total = list_rows(ctx.store, now, state, stale,
-                                2 * ctx.settings.worker.poll_interval, after, limit)
+                                2 * ctx.settings.worker.poll_interval, after, limit, chosen)
     except BACKEND_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
     if total is not None and len(rows) < total and rows:
@@ -171,11 +184,13 @@ def list_(config_file, as_json, state, stale, limit, after):
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
-    click.echo(f"{'NAME':<24} {'ADDRESS':<24} {'PORT':>5} {'POWER':<6} {'POLLED':>9}  ERROR")
+    click.echo(f"{'NAME':<24} {'ADDRESS':<24} {'PORT':>5} {'POWER':<6} {'POLLED':>9}  "
+               f"LABELS / ERROR")
     for r in rows:
+        labels = ",".join(f"{k}={v}" for k, v in sorted((r.get("labels") or {}).items()))
         click.echo(f"{r['name']:<24} {r['address']:<24} {r['port'] or '-':>5} "
                    f"{r['power_state'] or '-':<6} {_age(r['last_polled_at'], now):>9}  "
-                   f"{r['last_error'] or ''}")
+                   f"{'  '.join(x for x in (labels, r['last_error'] or '') if x)}")
 
 
 @nodes.command("summary")

@@ -12,7 +12,8 @@ import click
 
 from farm import errors
 from farm.control import POWER_ACTIONS
-from farm.views import EVENT_TYPES, event_matches, owner_of, recent_events
+from farm.selection import SelectionError
+from farm.views import EVENT_TYPES, event_matches, owner_of, recent_events, select
 
 BACKEND_ERRORS = (errors.BackendUnavailable, errors.BackendRefused)
 
@@ -34,88 +35,96 @@ def register(main, nodes, make_ctx, config_option):
     @nodes.command("show")
     @config_option
     @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
-    @click.argument("name")
-    def show(config_file, as_json, name):
-        """Everything farm knows of one node: inventory (no password), power and
-        desired state, maintenance, sensor readings, recent SEL entries, and
-        each task's last error."""
+    @click.argument("selection")
+    def show(config_file, as_json, selection):
+        """Everything farm knows of the selected nodes: inventory (no password),
+        labels, power and desired state, maintenance, sensor readings, recent
+        SEL entries, and each task's last error. SELECTION: a name, a range
+        (rack1-[01-40]), all, key=value labels; ',' union, '-' excludes, '@'
+        intersects."""
         ctx = make_ctx(config_file)
         try:
-            detail = ctx.store.node_detail(name)
+            details = [ctx.store.node_detail(n) for n in _select(ctx, selection)]
         except BACKEND_ERRORS as exc:
             raise click.ClickException(str(exc)) from None
-        if detail is None:
-            raise click.ClickException(f"no node named {name}")
+        details = [d for d in details if d is not None]  # removed meanwhile
         if as_json:
-            click.echo(json.dumps(detail, indent=1, sort_keys=True))
+            one = details[0] if len(details) == 1 else details
+            click.echo(json.dumps(one, indent=1, sort_keys=True))
             return
-        click.echo(render_detail(detail))
+        click.echo("\n\n".join(render_detail(d) for d in details))
 
     @nodes.command("desired")
     @config_option
-    @click.argument("name")
+    @click.argument("selection")
     @click.argument("state", type=click.Choice(["on", "off", "none"]))
-    def desired(config_file, name, state):
-        """Record the power state farm keeps NAME in (none: stop keeping one).
-        The owning worker corrects the hardware when a poll reads the
-        opposite; never on an unknown read, and not in maintenance."""
+    def desired(config_file, selection, state):
+        """Record the power state farm keeps the selected nodes in (none: stop
+        keeping one). The owning worker corrects the hardware when a poll
+        reads the opposite; never on an unknown read, and not in maintenance."""
         ctx = make_ctx(config_file)
         value = "" if state == "none" else state
         try:
-            done = ctx.store.set_control(name, "desired", who(), desired=value)
-            control = ctx.store.controls()[1].get(name, {}) if done else {}
+            names = _select(ctx, selection)
+            done = ctx.store.set_controls(names, "desired", who(), desired=value)
+            controls = ctx.store.controls()[1]
         except BACKEND_ERRORS as exc:
             raise click.ClickException(f"{exc}; nothing changed") from None
-        if not done:
-            raise click.ClickException(f"no node named {name}; nothing changed")
-        note = (f"; it is in maintenance ({control['maintenance']}): farm will not act until "
-                f"`farm nodes maintenance {name} off`" if control.get("maintenance") else "")
-        click.echo(f"{name}: desired power state {state}{note}")
+        held = [n for n in names if controls.get(n, {}).get("maintenance")]
+        note = (f"; {len(held)} in maintenance ({', '.join(held[:5])}"
+                f"{', ...' if len(held) > 5 else ''}): farm will not act on them until "
+                f"`farm nodes maintenance NAME off`" if held else "")
+        what = names[0] if len(names) == 1 else f"{done} nodes"
+        click.echo(f"{what}: desired power state {state}{note}")
 
     @nodes.command("maintenance")
     @config_option
     @click.option("--reason", default="", help="Why (shown by `farm nodes show`).")
-    @click.argument("name")
+    @click.argument("selection")
     @click.argument("switch", type=click.Choice(["on", "off"]))
-    def maintenance(config_file, reason, name, switch):
-        """Put NAME in maintenance (farm stops enforcing its power state) or
-        take it out (enforcement resumes, its failure count starts afresh)."""
+    def maintenance(config_file, reason, selection, switch):
+        """Put the selected nodes in maintenance (farm stops enforcing their
+        power state) or take them out (enforcement resumes, failure counts
+        start afresh)."""
         ctx = make_ctx(config_file)
         value = (reason or f"set by {who()}") if switch == "on" else ""
         try:
-            done = ctx.store.set_control(name, "maintenance", who(), maintenance=value)
+            names = _select(ctx, selection)
+            done = ctx.store.set_controls(names, "maintenance", who(), maintenance=value)
         except BACKEND_ERRORS as exc:
             raise click.ClickException(f"{exc}; nothing changed") from None
-        if not done:
-            raise click.ClickException(f"no node named {name}; nothing changed")
-        click.echo(f"{name}: maintenance {switch}")
+        what = names[0] if len(names) == 1 else f"{done} nodes"
+        click.echo(f"{what}: maintenance {switch}")
 
     @nodes.command("power")
     @config_option
     @click.option("--no-wait", is_flag=True, help="Return once the command is queued.")
     @click.option("--timeout", type=click.FloatRange(1, 600), default=30.0, show_default=True,
                   help="Seconds to wait for the outcome; the command expires unrun after this.")
-    @click.argument("name")
+    @click.argument("selection")
     @click.argument("action", type=click.Choice(POWER_ACTIONS))
-    def power(config_file, no_wait, timeout, name, action):
-        """Power NAME on, off, cycle or reset now, through the worker that owns
-        it (this host needs no BMC access)."""
-        _command(make_ctx(config_file), "power", name, action, timeout, no_wait)
+    def power(config_file, no_wait, timeout, selection, action):
+        """Power a node on, off, cycle or reset now, through the worker that
+        owns it (this host needs no BMC access). The selection must name one
+        node: staggered power for many is not here yet."""
+        ctx = make_ctx(config_file)
+        _command(ctx, "power", _one(ctx, selection), action, timeout, no_wait)
 
     @nodes.command("sel-clear")
     @config_option
     @click.option("--no-wait", is_flag=True, help="Return once the command is queued.")
     @click.option("--timeout", type=click.FloatRange(1, 600), default=30.0, show_default=True)
     @click.confirmation_option(prompt="Erase this BMC's System Event Log?")
-    @click.argument("name")
-    def sel_clear(config_file, no_wait, timeout, name):
-        """Erase NAME's System Event Log (farm never does on its own)."""
-        _command(make_ctx(config_file), "sel-clear", name, None, timeout, no_wait)
+    @click.argument("selection")
+    def sel_clear(config_file, no_wait, timeout, selection):
+        """Erase one node's System Event Log (farm never does on its own)."""
+        ctx = make_ctx(config_file)
+        _command(ctx, "sel-clear", _one(ctx, selection), None, timeout, no_wait)
 
     @main.command()
     @config_option
     @click.option("--follow", "-f", is_flag=True, help="Keep printing new events until Ctrl-C.")
-    @click.option("--node", help="Only this node's events.")
+    @click.option("--node", help="Only the events of these nodes (a selection).")
     @click.option("--type", "kind", type=click.Choice(sorted(EVENT_TYPES)),
                   help="power (power, failing, recovered), sensor, sel (sel, sel-cleared), "
                        "action (action, desired, maintenance).")
@@ -127,6 +136,8 @@ def register(main, nodes, make_ctx, config_option):
         crossings, SEL entries, actions. Capped at [events] max_len."""
         ctx = make_ctx(config_file)
         try:
+            if node is not None:
+                node = set(_select(ctx, node))
             shown = recent_events(ctx.store, limit, node, kind)
             last = shown[-1][0] if shown else None
             for entry in shown:
@@ -143,6 +154,22 @@ def register(main, nodes, make_ctx, config_option):
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt:
             pass
+
+
+def _select(ctx, text):
+    """The names a selection picks, or a clear error (nothing changed)."""
+    try:
+        return select(ctx.store, text)
+    except SelectionError as exc:
+        raise click.ClickException(f"{exc}; nothing changed") from None
+
+
+def _one(ctx, text):
+    names = _select(ctx, text)
+    if len(names) != 1:
+        raise click.ClickException(f"the selection picks {len(names)} nodes; this command acts "
+                                   f"on one (staggered bulk power is not in farm yet)")
+    return names[0]
 
 
 def _command(ctx, kind, name, action, timeout, no_wait):

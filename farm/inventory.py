@@ -20,10 +20,15 @@ from farm.bmc.rmcp import SUITES, WORKAROUNDS
 from farm.errors import InventoryError
 from farm.model import Node
 
-NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+# a name never begins with '-': in a selection that means "all but"
+NAME_RE = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,127}$")
+LABEL_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$")
+# values: no ',', '@', '=', '~', '!', '[' or spaces, which selections use
+LABEL_VALUE_RE = re.compile(r"^[A-Za-z0-9_.:/+-]{1,128}$")
+MAX_LABELS = 32
 _LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 FIELDS = ("name", "address", "port", "username", "password", "password_file", "driver",
-          "system_id", "verify_tls", "cipher_suites", "privilege", "kg", "workarounds")
+          "system_id", "verify_tls", "cipher_suites", "privilege", "kg", "workarounds", "labels")
 IPMI_ONLY = ("cipher_suites", "privilege", "kg", "workarounds")
 PRIVILEGES = ("user", "operator", "administrator")
 KG_MAX = 20  # bytes: K_g is a 20-byte key (IPMI 2.0 section 13.31), given in hex
@@ -94,7 +99,8 @@ def _validate(where, raw, problems):
     name = raw.get("name")
     if not isinstance(name, str) or not NAME_RE.match(name):
         problems.append(f"{where}: field 'name' must be 1-128 characters of "
-                        f"[A-Za-z0-9._-], got {_show(name)}")
+                        f"[A-Za-z0-9._-], not beginning with '-', got {_show(name)}")
+    labels = _labels(where, raw.get("labels"), problems)
     driver = raw.get("driver") or "ipmi"
     if driver not in DRIVERS:
         problems.append(f"{where}: field 'driver' must be ipmi or redfish, got {_show(driver)}")
@@ -128,7 +134,40 @@ def _validate(where, raw, problems):
         return None
     return Node(name=name, address=address.strip(), port=port, username=raw["username"],
                 password=raw.get("password") or "", password_file=raw.get("password_file") or "",
-                **settings)
+                labels=labels, **settings)
+
+
+def _labels(where, value, problems):
+    """((key, value), ...) sorted, from a YAML mapping or a CSV cell
+    'rack=r12;pdu=r12-a'."""
+    if value in (None, "", {}):
+        return ()
+    if isinstance(value, str):
+        pairs = []
+        for item in value.split(";"):
+            key, sep, val = item.strip().partition("=")
+            if not sep:
+                problems.append(f"{where}: field 'labels' must be key=value;key=value, got "
+                                f"{_show(value)}")
+                return ()
+            pairs.append((key.strip(), val.strip()))
+    elif isinstance(value, dict):
+        pairs = [(str(k), v if isinstance(v, str) else str(v) if isinstance(v, int) else v)
+                 for k, v in value.items()]
+    else:
+        problems.append(f"{where}: field 'labels' must be a mapping, got {_show(value)}")
+        return ()
+    if len(pairs) > MAX_LABELS or len({k for k, _ in pairs}) != len(pairs):
+        problems.append(f"{where}: field 'labels' must have at most {MAX_LABELS} distinct keys")
+        return ()
+    for key, val in pairs:
+        if not LABEL_KEY_RE.match(key):
+            problems.append(f"{where}: field 'labels': key {_show(key)} must be a letter then "
+                            f"up to 62 of [A-Za-z0-9_.-]")
+        elif not isinstance(val, str) or not LABEL_VALUE_RE.match(val):
+            problems.append(f"{where}: field 'labels': {key}'s value {_show(val)} must be 1-128 "
+                            f"of [A-Za-z0-9_.:/+-]")
+    return tuple(sorted(pairs))
 
 
 def _listed(value):
@@ -198,6 +237,7 @@ def _validate_redfish(where, raw, problems, before):
     for field in IPMI_ONLY:
         if raw.get(field) not in (None, "", []):
             problems.append(f"{where}: field '{field}' is for ipmi nodes only")
+    labels = _labels(where, raw.get("labels"), problems)
     system_id = raw.get("system_id")
     if system_id not in (None, "") and (not isinstance(system_id, str)
                                         or not _SYSTEM_ID_RE.match(system_id)):
@@ -217,7 +257,7 @@ def _validate_redfish(where, raw, problems, before):
     return Node(name=raw["name"], address=address.strip().rstrip("/"), port=0,
                 username=raw["username"], password=raw.get("password") or "",
                 password_file=raw.get("password_file") or "", driver="redfish",
-                system_id=system_id or "", verify_tls=verify)
+                system_id=system_id or "", verify_tls=verify, labels=labels)
 
 
 def _check_unique(entries, problems):
@@ -273,7 +313,7 @@ def _parse_csv(text):
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = [h.strip() for h in (reader.fieldnames or [])]
     optional = ("port", "password", "password_file", "driver", "system_id", "verify_tls",
-                *IPMI_ONLY)
+                "labels", *IPMI_ONLY)
     missing = [f for f in FIELDS if f not in optional and f not in header]
     if "password" not in header and "password_file" not in header:
         missing.append("password (or password_file)")

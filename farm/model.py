@@ -24,6 +24,7 @@ class Node:
     privilege: str = ""      # ipmi: exact session level ("": the fleet's, with fallback)
     kg: str = dataclasses.field(default="", repr=False)  # ipmi: the BMC key K_g, hex
     workarounds: tuple = ()  # ipmi: FreeIPMI-named workarounds for this BMC
+    labels: tuple = ()       # ((key, value), ...) sorted: where it is, what it is for
 
     IPMI_SETTINGS = ("cipher_suites", "privilege", "workarounds")
     def public(self):
@@ -35,6 +36,8 @@ class Node:
                        verify_tls=self.verify_tls or "true")
         out.update({k: list(v) if isinstance(v, tuple) else v
                     for k, v in self.extra().items() if k in self.IPMI_SETTINGS})
+        if self.labels:
+            out["labels"] = dict(self.labels)
         if self.kg:
             out["kg"] = "(set)"  # never the key itself
         return out
@@ -47,7 +50,8 @@ class Node:
                              ("verify_tls", self.verify_tls),
                              ("cipher_suites", self.cipher_suites),
                              ("privilege", self.privilege), ("workarounds", self.workarounds))
-                if v and not (k == "driver" and v == "ipmi")}
+                if v and not (k == "driver" and v == "ipmi")} | (
+            {"labels": dict(self.labels)} if self.labels else {})
 
 
 class _Result:

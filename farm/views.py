@@ -5,12 +5,23 @@ them. Nothing here reads a password."""
 
 import collections
 
+from farm import selection
+
 
 def as_float(value):
     try:
         return float(value) if value not in (None, "") else None
     except ValueError:
         return None
+
+
+def select(store, text):
+    """The sorted names a selection picks (farm.selection), reading the name
+    index, and the label index only when the selection has label terms."""
+    items = selection.parse(text)
+    store.upgrade()  # an older farm gets its name index first
+    labels = store.labels() if selection.needs_labels(items) else {}
+    return selection.resolve(items, store.all_names(), lambda n: labels.get(n, {}))
 
 
 def node_rows(store, names=None):
@@ -58,10 +69,17 @@ def filter_rows(rows, state=None, stale=False, stale_after=None, now=None):
     return rows
 
 
-def list_rows(store, now, state=None, stale=False, stale_after=None, after=None, limit=1000):
+def list_rows(store, now, state=None, stale=False, stale_after=None, after=None, limit=1000,
+              chosen=None):
     """`farm nodes list`: (the rows of one page, the node count or None when
     filtered). A plain page is a range of the name index; --stale reads the
-    poll index's stale names; --state alone reads every node."""
+    poll index's stale names; --state alone reads every node; `chosen` (the
+    names of a selection) reads only those."""
+    if chosen is not None:
+        names = [n for n in chosen if after is None or n > after]
+        rows = filter_rows(node_rows(store, names if (state or stale) or not limit
+                                     else names[:limit]), state, stale, stale_after, now)
+        return (rows[:limit] if limit else rows), len(chosen)
     if not (stale or state is not None):
         names, total = page_names(store, after, limit)
         return node_rows(store, names), total
@@ -172,8 +190,10 @@ EVENT_TYPES = {"power": ("power", "recovered", "failing"), "sensor": ("sensor",)
 
 
 def event_matches(fields, node=None, kind=None):
-    """Whether an event passes `farm events --node/--type` (pure)."""
-    if node is not None and fields.get("node") != node:
+    """Whether an event passes `farm events --node/--type` (pure): `node` is
+    a name or a set of names."""
+    if node is not None and fields.get("node") not in (node if isinstance(node, set)
+                                                       else (node,)):
         return False
     return kind is None or fields.get("type") in EVENT_TYPES[kind]
 

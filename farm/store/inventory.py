@@ -25,7 +25,8 @@ def node_from_entry(name, fields, password, kg=""):
                 verify_tls=fields.get("verify_tls", ""),
                 cipher_suites=tuple(fields.get("cipher_suites", ())),
                 privilege=fields.get("privilege", ""), kg=kg,
-                workarounds=tuple(fields.get("workarounds", ())))
+                workarounds=tuple(fields.get("workarounds", ())),
+                labels=tuple(sorted(fields.get("labels", {}).items())))
 
 
 class Inventory:
@@ -60,6 +61,14 @@ class Inventory:
                     progress(len(names[i:i + 1000]))
             for i in range(0, len(added), 1000):
                 pipe.zadd(self._key("names"), dict.fromkeys(added[i:i + 1000], 0))
+            # the label index beside the name index: name -> labels JSON
+            labelled = {n: json.dumps(dict(given[n].labels), sort_keys=True)
+                        for n in names if given[n].labels}
+            unlabelled = [n for n in updated if not given[n].labels]
+            if labelled:
+                pipe.hset(self._key("labels"), mapping=labelled)
+            if unlabelled:
+                pipe.hdel(self._key("labels"), *unlabelled)
             for i in range(0, len(removed), 1000):
                 self._remove(removed[i:i + 1000], pipe)
             if changed:
@@ -137,7 +146,8 @@ class Inventory:
         """remove_nodes.lua on `names`, directly or queued on a pipeline."""
         keys = [self._key(k) for k in ("inventory", "control", "counts", "polled", "names")]
         return self._scripts["remove_nodes"](
-            keys=keys + [self._key("inventory", "version")] + self._node_keys(names),
+            keys=keys + [self._key("inventory", "version"), self._key("labels")]
+            + self._node_keys(names),
             args=list(names), client=client)
 
     def inventory_version(self):
@@ -176,6 +186,15 @@ class Inventory:
     def _node_keys(self, names):
         """Every per-node key of `names` (dropped with the node)."""
         return [self._key(kind, n) for n in names for kind in ("state", "sensors", "sel")]
+
+    def all_names(self):
+        """Every node's name, sorted (the name index)."""
+        return self._do("inventory read", self._redis.zrange, self._key("names"), 0, -1)
+
+    def labels(self):
+        """name -> labels (a dict) of every node that has any (the label index)."""
+        raw = self._do("inventory read", self._redis.hgetall, self._key("labels"))
+        return {n: json.loads(v) for n, v in raw.items()}
 
     def node_count(self):
         return self._do("inventory read", self._redis.hlen, self._key("inventory"))

@@ -130,8 +130,12 @@ def test_stale_nodes_come_from_the_poll_index(tmp_path, redis_server, namespace,
 def test_remove_nodes(cfg, tmp_path):
     farm("nodes", "import", "--config-file", cfg,
          write_csv(tmp_path, ["n1,::1,18356,a,p", "n2,::1,5022,a,p"]))
+    # a name that matches no node is an error that names it, and changes nothing
     result = farm("nodes", "remove", "--config-file", cfg, "n1", "nope")
-    assert result.returncode == 0 and "1 of 2 nodes removed" in result.stdout
+    assert result.returncode != 0 and "no node named nope; nothing changed" in result.stderr
+    assert set(listed(cfg)) == {"n1", "n2"}
+    result = farm("nodes", "remove", "--config-file", cfg, "n[1]")
+    assert result.returncode == 0 and "1 of 1 nodes removed" in result.stdout
     assert set(listed(cfg)) == {"n2"}
 
 

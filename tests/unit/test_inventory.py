@@ -94,7 +94,7 @@ def test_name_length_limit():
         inventory.parse(f"name,address,username,password\n{ok}a,::1,a,b\n", "x.csv")
 
 
-names = st.from_regex(r"[A-Za-z0-9._-]{1,20}", fullmatch=True)
+names = st.from_regex(r"[A-Za-z0-9._][A-Za-z0-9._-]{0,19}", fullmatch=True)
 nodes_strategy = st.lists(
     st.builds(Node, name=names, address=st.sampled_from(["127.0.0.1", "::1", "bmc.example"]),
               port=st.integers(1, 65535), username=st.text("abc", min_size=1, max_size=5),
@@ -102,7 +102,8 @@ nodes_strategy = st.lists(
               cipher_suites=st.sampled_from([(), (3,), (17, 3), (3, 17)]),
               privilege=st.sampled_from(["", "user", "operator", "administrator"]),
               kg=st.sampled_from(["", "00", "0102030405060708090a0b0c0d0e0f1011121314"]),
-              workarounds=st.sampled_from([(), ("intel20",), ("opensesspriv", "sun20")])),
+              workarounds=st.sampled_from([(), ("intel20",), ("opensesspriv", "sun20")]),
+              labels=st.sampled_from([(), (("rack", "r12"),), (("pdu", "r12-a"), ("rack", "r12"))])),
     unique_by=(lambda n: n.name.casefold(), lambda n: (n.address, n.port)), max_size=20)
 
 
@@ -240,3 +241,23 @@ def test_ipmi_settings_refused_on_redfish_nodes():
             "password: p, privilege: user}\n")
     with pytest.raises(InventoryError, match="'privilege' is for ipmi nodes only"):
         inventory.parse(text, "x.yaml")
+
+
+def test_labels_yaml_and_csv_and_their_errors():
+    (a,) = inventory.parse("nodes:\n- {name: a, address: 10.0.0.1, username: u, password: p, "
+                           "labels: {rack: r12, pdu: r12-a, unit: 7}}\n", "x.yaml")
+    assert a.labels == (("pdu", "r12-a"), ("rack", "r12"), ("unit", "7"))
+    assert a.public()["labels"] == {"pdu": "r12-a", "rack": "r12", "unit": "7"}
+    (b,) = inventory.parse("name,address,username,password,labels\n"
+                           "b,10.0.0.2,u,p,rack=r12;role=compute\n", "x.csv")
+    assert b.labels == (("rack", "r12"), ("role", "compute"))
+    for bad, words in (("{rack: 'r 12'}", "rack's value"), ("{1rack: r1}", "key"),
+                       ("'rack'", "key=value"), ("[rack]", "a mapping")):
+        with pytest.raises(InventoryError, match=words):
+            inventory.parse("nodes:\n- {name: a, address: 10.0.0.1, username: u, password: p, "
+                            f"labels: {bad}}}\n", "x.yaml")
+
+
+def test_names_may_not_begin_with_a_dash():
+    with pytest.raises(InventoryError, match="not beginning with '-'"):
+        inventory.parse("name,address,username,password\n-n1,10.0.0.1,u,p\n", "x.csv")

@@ -1,0 +1,67 @@
+"""Labels and selections through the real CLI and a real Redis: the label
+index kept beside the name index, every command that took a name taking a
+selection, and an unknown name changing nothing."""
+
+import json
+
+import yaml
+
+from tests.conftest import write_config
+from tests.integration.test_tasks import events, farm
+
+
+def inventory(path, nodes):
+    path.write_text(yaml.safe_dump({"nodes": nodes}))
+    return str(path)
+
+
+def node(i, rack, role, **labels):
+    return {"name": f"n{i:02d}", "address": "127.0.0.1", "port": 20000 + i, "username": "u",
+            "password": "p", "labels": {"rack": rack, "role": role, **labels}}
+
+
+def test_labels_and_selections(store, redis_server, namespace, tmp_path):
+    cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace)
+    nodes = [node(i, f"r{1 + i // 6}", "compute" if i % 2 else "storage", pdu=f"p{i % 3}")
+             for i in range(12)]
+    assert farm(cfg, "nodes", "import", inventory(tmp_path / "a.yaml", nodes)).returncode == 0
+    assert store.labels()["n07"] == {"rack": "r2", "role": "compute", "pdu": "p1"}
+
+    out = farm(cfg, "nodes", "list", "rack=r1", "--json")
+    rows = json.loads(out.stdout)
+    assert [r["name"] for r in rows] == [f"n{i:02d}" for i in range(6)]
+    assert rows[0]["labels"] == {"pdu": "p0", "rack": "r1", "role": "storage"}
+    shown = json.loads(farm(cfg, "nodes", "show", "rack=r2@role=compute", "--json").stdout)
+    assert [d["node"]["name"] for d in shown] == ["n07", "n09", "n11"]
+    text = farm(cfg, "nodes", "list", "n[00-01]").stdout
+    assert "rack=r1" in text and "n01" in text and "n02" not in text
+
+    # bulk desired state and maintenance: exactly the selected nodes
+    out = farm(cfg, "nodes", "desired", "rack=r1,-pdu=p0", "on")
+    assert out.returncode == 0 and "4 nodes: desired power state on" in out.stdout
+    controls = store.controls()[1]
+    assert sorted(n for n, c in controls.items() if c.get("desired") == "on") == [
+        "n01", "n02", "n04", "n05"]
+    assert farm(cfg, "nodes", "maintenance", "n[10-11]", "on", "--reason", "rma").returncode == 0
+    assert store.controls()[1]["n11"]["maintenance"] == "rma"
+    acted = {e["node"] for e in events(cfg, "--type", "action", "--node", "rack=r1")}
+    assert acted == {"n01", "n02", "n04", "n05"}
+
+    # an unknown name anywhere in a selection changes nothing
+    before = store.controls()
+    out = farm(cfg, "nodes", "desired", "n[00-12]", "off")
+    assert out.returncode != 0 and "no node named n12; nothing changed" in out.stderr
+    assert store.controls() == before
+    out = farm(cfg, "nodes", "power", "rack=r1", "on")
+    assert out.returncode != 0 and "picks 6 nodes" in out.stderr
+
+    # --replace updates the label index; removal drops its entries
+    nodes[0]["labels"] = {"rack": "r9"}
+    del nodes[1]["labels"]
+    assert farm(cfg, "nodes", "import", "--replace",
+                inventory(tmp_path / "b.yaml", nodes[:10])).returncode == 0
+    labels = store.labels()
+    assert labels["n00"] == {"rack": "r9"} and "n01" not in labels and "n10" not in labels
+    assert json.loads(farm(cfg, "nodes", "list", "rack=r9", "--json").stdout)[0]["name"] == "n00"
+    assert farm(cfg, "nodes", "remove", "rack=r9").returncode == 0
+    assert "n00" not in store.labels() and len(store.labels()) == 8
