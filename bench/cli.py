@@ -1,5 +1,6 @@
 """The operator's commands at fleet size: wall time of `farm status`,
-`farm nodes summary` and `farm nodes list` over COUNT nodes, each polled once.
+`farm nodes summary` and `farm nodes list` over COUNT nodes, each polled once,
+and `farm nodes list SELECTION` by a name range and by labels.
 
     python -m bench cli [--count 100000] [--repeats 3] [--write-docs]
 
@@ -33,7 +34,14 @@ COMMANDS = [("farm status --json", ["status", "--json"]),
             ("farm nodes summary", ["nodes", "summary"]),
             ("farm nodes list --json (its first page: 1,000 nodes)", ["nodes", "list", "--json"]),
             ("farm nodes list --stale --json (1,000 never polled)",
-             ["nodes", "list", "--stale", "--json"])]
+             ["nodes", "list", "--stale", "--json"]),
+            # selections: the name index alone, then the label index too
+            ("farm nodes list 'node-0[10000-10999]' --json (a range: 1,000 names)",
+             ["nodes", "list", "node-0[10000-10999]", "--json"]),
+            ("farm nodes list rack=r0042 --json (a label: 100 nodes)",
+             ["nodes", "list", "rack=r0042", "--json"]),
+            ("farm nodes list 'all,-role=compute@rack=~r00[0-4].' --json --limit 10",
+             ["nodes", "list", "all,-role=compute@rack=~r00[0-4].", "--json", "--limit", "10"])]
 
 
 def write_all(store, nodes):
@@ -64,8 +72,12 @@ def main():
     work = tempfile.mkdtemp(prefix="farm-cli-")
     with PrivateRedis(work) as redis:
         store = redis.store
+        # labels as a datacenter has them: 100 nodes a rack, two PDUs a rack
         nodes = [Node(f"node-{i:06d}", f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", 623,
-                      "admin", "bench-password") for i in range(a.count)]
+                      "admin", "bench-password",
+                      labels=(("pdu", f"r{i // 100:04d}-{'ab'[i % 2]}"), ("rack", f"r{i // 100:04d}"),
+                              ("role", "compute" if i % 10 else "storage")))
+                 for i in range(a.count)]
         store.import_nodes(nodes)
         write_all(store, nodes)  # the first results: every state is new
         cpu = redis_cpu(redis.url)

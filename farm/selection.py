@@ -113,6 +113,14 @@ def _range(spec, pattern):
     return out
 
 
+def named(items):
+    """Every name a selection of names only mentions, or None when it has
+    other terms (all, labels) and so needs every node's name."""
+    if any(t[0] != "names" for _, terms in items for t in terms):
+        return None
+    return {n for _, terms in items for t in terms for n in t[1]}
+
+
 def needs_labels(items):
     """Whether resolving `items` reads any node's labels."""
     return any(t[0] in ("label", "match") for _, terms in items for t in terms)
