@@ -126,11 +126,31 @@ def needs_labels(items):
     return any(t[0] in ("label", "match") for _, terms in items for t in terms)
 
 
-def resolve(items, names, labels_of=None):
-    """The sorted names `items` select among `names` (an iterable of every
-    node's name). `labels_of(name)` gives a node's labels (a dict); needed
-    only when needs_labels(items). Raises SelectionError naming unknown
-    names, or when nothing is selected."""
+class LabelsOf:
+    """The two label look-ups resolve() needs, from a function name ->
+    labels (dict), for tests; the Store answers the same two questions
+    (members, values) from its label index in Redis."""
+
+    def __init__(self, names, labels_of):
+        self._sets = {}
+        for name in names:
+            for key, value in labels_of(name).items():
+                self._sets.setdefault(key, {}).setdefault(value, set()).add(name)
+
+    def members(self, key, value):
+        return set(self._sets.get(key, {}).get(value, ()))
+
+    def values(self, key):
+        return set(self._sets.get(key, {}))
+
+
+def resolve(items, names, labels=None):
+    """The sorted names `items` select among `names` (those to choose from:
+    every node's name, or for a selection of names alone those of them that
+    exist). `labels` answers members(key, value) (the names with that label)
+    and values(key) (the values a key has); needed only when
+    needs_labels(items). Raises SelectionError naming unknown names, or when
+    nothing is selected."""
     known = set(names)
     unknown = [n for _, terms in items for t in terms if t[0] == "names"
                for n in t[1] if n not in known]
@@ -140,16 +160,16 @@ def resolve(items, names, labels_of=None):
         raise SelectionError(f"no node named {shown}")
     chosen = set()
     for exclude, terms in items:
-        found = _term_set(terms[0], known, labels_of)
+        found = _term_set(terms[0], known, labels)
         for t in terms[1:]:
-            found &= _term_set(t, known, labels_of)
+            found &= _term_set(t, known, labels)
         chosen = chosen - found if exclude else chosen | found
     if not chosen:
         raise SelectionError("the selection selects no node")
     return sorted(chosen)
 
 
-def _term_set(term, known, labels_of):
+def _term_set(term, known, labels):
     kind = term[0]
     if kind == "all":
         return set(known)
@@ -157,8 +177,12 @@ def _term_set(term, known, labels_of):
         return set(term[1])
     if kind == "label":
         _, key, op, value = term
-        if op == "=":
-            return {n for n in known if labels_of(n).get(key) == value}
-        return {n for n in known if labels_of(n).get(key) != value}
+        with_it = labels.members(key, value) & known
+        # !=: every node but those with that value (nodes without the key included)
+        return with_it if op == "=" else known - with_it
     _, key, regex = term
-    return {n for n in known if (v := labels_of(n).get(key)) is not None and regex.fullmatch(v)}
+    found = set()
+    for value in labels.values(key):
+        if regex.fullmatch(value):
+            found |= labels.members(key, value)
+    return found & known

@@ -23,8 +23,14 @@ def select(store, text):
     named = selection.named(items)
     # names alone: look up only those (a range of 1,000 is 1,000 look-ups, not 100,000)
     known = store.existing_names(named) if named is not None else store.all_names()
-    labels = store.labels() if selection.needs_labels(items) else {}
-    return selection.resolve(items, known, lambda n: labels.get(n, {}))
+    return selection.resolve(items, known, _StoreLabels(store))
+
+
+class _StoreLabels:
+    """resolve()'s label look-ups, from the Store's key=value sets."""
+
+    def __init__(self, store):
+        self.members, self.values = store.label_members, store.label_values
 
 
 def node_rows(store, names=None):

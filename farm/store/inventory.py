@@ -61,7 +61,8 @@ class Inventory:
                     progress(len(names[i:i + 1000]))
             for i in range(0, len(added), 1000):
                 pipe.zadd(self._key("names"), dict.fromkeys(added[i:i + 1000], 0))
-            # the label index beside the name index: name -> labels JSON
+            # the label index beside the name index: name -> labels JSON, and
+            # a set of names per key=value (what a selection's label term reads)
             labelled = {n: json.dumps(dict(given[n].labels), sort_keys=True)
                         for n in names if given[n].labels}
             unlabelled = [n for n in updated if not given[n].labels]
@@ -69,6 +70,10 @@ class Inventory:
                 pipe.hset(self._key("labels"), mapping=labelled)
             if unlabelled:
                 pipe.hdel(self._key("labels"), *unlabelled)
+            for n in names:
+                self._relabel(pipe, n, _labels_of(current.get(n)), dict(given[n].labels))
+            for n in removed:
+                self._relabel(pipe, n, _labels_of(current[n]), {})
             for i in range(0, len(removed), 1000):
                 self._remove(removed[i:i + 1000], pipe)
             if changed:
@@ -139,8 +144,40 @@ class Inventory:
         return count["n"]
 
     def remove_nodes(self, names):
-        """Remove nodes and their state, atomically; the count removed."""
-        return self._do("node removal", self._remove, names)
+        """Remove nodes and their state, atomically (their labels' index
+        entries too); the count removed."""
+        inv = self._key("inventory")
+        out = {}
+
+        def txn(pipe):
+            entries = pipe.hmget(inv, names) if names else []
+            pipe.multi()
+            for name, entry in zip(names, entries, strict=True):
+                self._relabel(pipe, name, _labels_of(entry), {})
+            self._remove(names, pipe)
+        results = self._do("node removal", self._redis.transaction, txn, inv)
+        out["removed"] = results[-1] if results else 0
+        return int(out["removed"])
+
+    def _relabel(self, pipe, name, old, new):
+        """Move `name` in the key=value sets from labels `old` to `new` (queued)."""
+        for key, value in old.items():
+            if new.get(key) != value:
+                pipe.srem(self._key("label", f"{key}={value}"), name)
+        for key, value in new.items():
+            if old.get(key) != value:
+                pipe.sadd(self._key("label", f"{key}={value}"), name)
+                pipe.sadd(self._key("label-values", key), value)
+
+    def label_members(self, key, value):
+        """The names with label key=value."""
+        return set(self._do("label read", self._redis.smembers,
+                            self._key("label", f"{key}={value}")))
+
+    def label_values(self, key):
+        """The values label `key` has had (a value whose last node left may
+        stay: it then selects nobody)."""
+        return set(self._do("label read", self._redis.smembers, self._key("label-values", key)))
 
     def _remove(self, names, client=None):
         """remove_nodes.lua on `names`, directly or queued on a pipeline."""
@@ -273,3 +310,8 @@ class Inventory:
                 return True
         raise BackendUnavailable(f"the inventory changed during each of {attempts} recounts; "
                                  f"retry when imports are done")
+
+
+def _labels_of(entry):
+    """The labels (a dict) of a stored inventory entry, or {} (None: no entry)."""
+    return json.loads(entry).get("labels", {}) if entry else {}

@@ -62,6 +62,14 @@ def test_labels_and_selections(store, redis_server, namespace, tmp_path):
                 inventory(tmp_path / "b.yaml", nodes[:10])).returncode == 0
     labels = store.labels()
     assert labels["n00"] == {"rack": "r9"} and "n01" not in labels and "n10" not in labels
+    # the key=value sets a label term reads follow the same changes
+    assert store.label_members("rack", "r1") == {f"n{i:02d}" for i in range(2, 6)}
+    assert store.label_members("rack", "r9") == {"n00"}
+    assert store.label_members("rack", "r2") == {f"n{i:02d}" for i in range(6, 10)}
+    assert store.label_members("pdu", "p0") == {"n03", "n06", "n09"}
     assert json.loads(farm(cfg, "nodes", "list", "rack=r9", "--json").stdout)[0]["name"] == "n00"
     assert farm(cfg, "nodes", "remove", "rack=r9").returncode == 0
     assert "n00" not in store.labels() and len(store.labels()) == 8
+    assert store.label_members("rack", "r9") == set()
+    out = farm(cfg, "nodes", "list", "rack=~r[0-9]", "--json")
+    assert len(json.loads(out.stdout)) == 8

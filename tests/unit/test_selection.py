@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from farm.selection import SelectionError, expand, needs_labels, parse, resolve
+from farm.selection import LabelsOf, SelectionError, expand, needs_labels, parse, resolve
 
 NODES = [f"rack{r}-{i:02d}" for r in (1, 2) for i in range(1, 41)] + ["n1", "n3", "n5", "n7"]
 LABELS = {n: {"rack": n[4] if n.startswith("rack") else "0",
@@ -14,7 +14,7 @@ LABELS = {n: {"rack": n[4] if n.startswith("rack") else "0",
 
 
 def select(text):
-    return resolve(parse(text), NODES, LABELS.__getitem__)
+    return resolve(parse(text), NODES, LabelsOf(NODES, LABELS.__getitem__))
 
 
 def test_ranges_keep_padding():
