@@ -114,11 +114,12 @@ def _range(spec, pattern):
 
 
 def named(items):
-    """Every name a selection of names only mentions, or None when it has
-    other terms (all, labels) and so needs every node's name."""
-    if any(t[0] != "names" for _, terms in items for t in terms):
+    """Every name the selection's name terms mention, or None when a term
+    (all, key!=value) needs every node's name."""
+    if any(t[0] == "all" or (t[0] == "label" and t[2] == "!=")
+           for _, terms in items for t in terms):
         return None
-    return {n for _, terms in items for t in terms for n in t[1]}
+    return {n for _, terms in items for t in terms if t[0] == "names" for n in t[1]}
 
 
 def needs_labels(items):
@@ -145,13 +146,13 @@ class LabelsOf:
 
 
 def resolve(items, names, labels=None):
-    """The sorted names `items` select among `names` (those to choose from:
-    every node's name, or for a selection of names alone those of them that
-    exist). `labels` answers members(key, value) (the names with that label)
+    """The sorted names `items` select among `names`: every node's name, or,
+    when named(items) is not None, those of the named ones that exist. `labels` answers members(key, value) (the names with that label)
     and values(key) (the values a key has); needed only when
     needs_labels(items). Raises SelectionError naming unknown names, or when
     nothing is selected."""
     known = set(names)
+    universe = named(items) is None  # `names` is every node's, not just those named
     unknown = [n for _, terms in items for t in terms if t[0] == "names"
                for n in t[1] if n not in known]
     if unknown:
@@ -160,16 +161,18 @@ def resolve(items, names, labels=None):
         raise SelectionError(f"no node named {shown}")
     chosen = set()
     for exclude, terms in items:
-        found = _term_set(terms[0], known, labels)
+        found = _term_set(terms[0], known, labels, universe)
         for t in terms[1:]:
-            found &= _term_set(t, known, labels)
+            found &= _term_set(t, known, labels, universe)
         chosen = chosen - found if exclude else chosen | found
     if not chosen:
         raise SelectionError("the selection selects no node")
     return sorted(chosen)
 
 
-def _term_set(term, known, labels):
+def _term_set(term, known, labels, universe):
+    """The names one term picks. A label's sets come from an index kept with
+    the inventory: trusted as they are unless every name is at hand anyway."""
     kind = term[0]
     if kind == "all":
         return set(known)
@@ -177,7 +180,8 @@ def _term_set(term, known, labels):
         return set(term[1])
     if kind == "label":
         _, key, op, value = term
-        with_it = labels.members(key, value) & known
+        with_it = labels.members(key, value)
+        with_it = with_it & known if universe else with_it
         # !=: every node but those with that value (nodes without the key included)
         return with_it if op == "=" else known - with_it
     _, key, regex = term
@@ -185,4 +189,4 @@ def _term_set(term, known, labels):
     for value in labels.values(key):
         if regex.fullmatch(value):
             found |= labels.members(key, value)
-    return found & known
+    return found & known if universe else found

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from farm.selection import LabelsOf, SelectionError, expand, needs_labels, parse, resolve
+from farm.selection import LabelsOf, SelectionError, expand, named, needs_labels, parse, resolve
 
 NODES = [f"rack{r}-{i:02d}" for r in (1, 2) for i in range(1, 41)] + ["n1", "n3", "n5", "n7"]
 LABELS = {n: {"rack": n[4] if n.startswith("rack") else "0",
@@ -14,7 +14,11 @@ LABELS = {n: {"rack": n[4] if n.startswith("rack") else "0",
 
 
 def select(text):
-    return resolve(parse(text), NODES, LabelsOf(NODES, LABELS.__getitem__))
+    """As farm.views.select does: every name only when a term needs it."""
+    items = parse(text)
+    mentioned = named(items)
+    names = NODES if mentioned is None else [n for n in NODES if n in mentioned]
+    return resolve(items, names, LabelsOf(NODES, LABELS.__getitem__))
 
 
 def test_ranges_keep_padding():
