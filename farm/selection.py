@@ -147,10 +147,10 @@ class LabelsOf:
 
 def resolve(items, names, labels=None):
     """The sorted names `items` select among `names`: every node's name, or,
-    when named(items) is not None, those of the named ones that exist. `labels` answers members(key, value) (the names with that label)
-    and values(key) (the values a key has); needed only when
-    needs_labels(items). Raises SelectionError naming unknown names, or when
-    nothing is selected."""
+    when named(items) is not None, those of the named ones that exist.
+    `labels` answers members(key, value) (the names with that label) and
+    values(key) (the values a key has); needed only when needs_labels(items).
+    Raises SelectionError naming unknown names, or when nothing is selected."""
     known = set(names)
     universe = named(items) is None  # `names` is every node's, not just those named
     unknown = [n for _, terms in items for t in terms if t[0] == "names"
