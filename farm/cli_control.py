@@ -221,6 +221,8 @@ def render_detail(d):
              f"{control.get('desired') or 'none'}   maintenance: {control.get('maintenance') or 'off'}",
              f"polled: {_when(state.get('seen_at') or state.get('polled_at'))}   "
              f"last ok: {_when(state.get('last_ok_at'))}   worker: {state.get('worker') or '-'}"]
+    if node.get("labels"):
+        lines.append("labels: " + " ".join(f"{k}={v}" for k, v in sorted(node["labels"].items())))
     settings = [f"{k.replace('_', ' ')} {','.join(map(str, v)) if isinstance(v, list) else v}"
                 for k, v in node.items() if k in ("cipher_suites", "privilege", "workarounds", "kg")]
     session = state.get("ipmi_session", "").split()

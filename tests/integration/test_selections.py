@@ -35,6 +35,8 @@ def test_labels_and_selections(store, redis_server, namespace, tmp_path):
     assert [d["node"]["name"] for d in shown] == ["n07", "n09", "n11"]
     text = farm(cfg, "nodes", "list", "n[00-01]").stdout
     assert "rack=r1" in text and "n01" in text and "n02" not in text
+    text = farm(cfg, "nodes", "show", "n07").stdout
+    assert "labels: pdu=p1 rack=r2 role=compute" in text
 
     # bulk desired state and maintenance: exactly the selected nodes
     out = farm(cfg, "nodes", "desired", "rack=r1,-pdu=p0", "on")
