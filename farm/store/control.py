@@ -12,14 +12,18 @@ class Control:
         of type `event` by `who`. False if the node is not in the inventory,
         or if `owner` (worker id, partition, partitions: a worker's own
         decision) no longer owns it in the current assignment."""
+        got = self._do("control write", self._scripts["set_control"],
+                       **self._control_call(name, event, who, owner, fields))
+        return int(got) >= 0
+
+    def _control_call(self, name, event, who, owner, fields):
+        """set_control.lua's keys and arguments for one node."""
         args = [name, self.events_max_len, event, who, *(owner or ("", 0, 0))]
         for field, value in fields.items():
             args += [field, value]
-        got = self._do("control write", self._scripts["set_control"],
-                       keys=[self._key("inventory"), self._key("control"),
-                             self._key("control", "version"), self._key("events"),
-                             self._key("assignment")], args=args)
-        return int(got) >= 0
+        return {"keys": [self._key("inventory"), self._key("control"),
+                         self._key("control", "version"), self._key("events"),
+                         self._key("assignment")], "args": args}
 
     def set_controls(self, names, event, who, **fields):
         """set_control for many nodes, one round trip per 1,000: how many
@@ -28,13 +32,8 @@ class Control:
         for i in range(0, len(names), 1000):
             pipe = self._redis.pipeline(transaction=False)
             for name in names[i:i + 1000]:
-                args = [name, self.events_max_len, event, who, "", 0, 0]
-                for field, value in fields.items():
-                    args += [field, value]
                 self._scripts["set_control"](
-                    keys=[self._key("inventory"), self._key("control"),
-                          self._key("control", "version"), self._key("events"),
-                          self._key("assignment")], args=args, client=pipe)
+                    **self._control_call(name, event, who, None, fields), client=pipe)
             done += sum(1 for got in self._do("control write", pipe.execute) if int(got) >= 0)
         return done
 
