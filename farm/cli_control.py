@@ -10,7 +10,7 @@ import uuid
 
 import click
 
-from farm import errors
+from farm import errors, plan
 from farm.control import POWER_ACTIONS
 from farm.selection import SelectionError
 from farm.views import EVENT_TYPES, event_matches, owner_of, recent_events, select
@@ -101,14 +101,39 @@ def register(main, nodes, make_ctx, config_option):
     @click.option("--no-wait", is_flag=True, help="Return once the command is queued.")
     @click.option("--timeout", type=click.FloatRange(1, 600), default=30.0, show_default=True,
                   help="Seconds to wait for the outcome; the command expires unrun after this.")
+    @click.option("--dry-run", is_flag=True,
+                  help="Print the plan (waves, times, nodes) and act on nothing.")
+    @click.option("--batch", type=click.IntRange(1), metavar="N",
+                  help="At most N nodes a wave ([power] wave_size for on, cycle, reset; "
+                       "off: all at once).")
+    @click.option("--interval", type=click.FloatRange(0), metavar="S",
+                  help="Seconds between waves ([power] wave_interval).")
+    @click.option("--spread-by", metavar="LABEL",
+                  help="Fill each wave round-robin across this label's values (pdu).")
+    @click.option("--json", "as_json", is_flag=True, help="With --dry-run: one object a node.")
     @click.argument("selection")
     @click.argument("action", type=click.Choice(POWER_ACTIONS))
-    def power(config_file, no_wait, timeout, selection, action):
-        """Power a node on, off, cycle or reset now, through the worker that
-        owns it (this host needs no BMC access). The selection must name one
-        node: staggered power for many is not here yet."""
+    def power(config_file, no_wait, timeout, dry_run, batch, interval, spread_by, as_json,
+              selection, action):
+        """Power nodes on, off, cycle or reset, through the workers that own
+        them (this host needs no BMC access). Many nodes: --dry-run shows the
+        waves they would go in; running them is not in farm yet, so without
+        --dry-run the selection must pick one node."""
         ctx = make_ctx(config_file)
-        _command(ctx, "power", _one(ctx, selection), action, timeout, no_wait)
+        if not dry_run:
+            _command(ctx, "power", _one(ctx, selection), action, timeout, no_wait)
+            return
+        names = _select(ctx, selection)
+        p = ctx.settings.power
+        staggered = action != "off"
+        batch = batch or (p.wave_size if staggered else len(names))
+        interval = p.wave_interval if interval is None else interval
+        try:
+            labels = ctx.store.labels_of(names) if spread_by else {}
+        except BACKEND_ERRORS as exc:
+            raise click.ClickException(str(exc)) from None
+        steps = plan.waves(names, batch, interval, time.time(), spread_by, labels.get)
+        _print_plan(steps, action, batch, interval, spread_by, labels, as_json)
 
     @nodes.command("sel-clear")
     @config_option
@@ -154,6 +179,25 @@ def register(main, nodes, make_ctx, config_option):
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt:
             pass
+
+
+def _print_plan(steps, action, batch, interval, spread_by, labels, as_json):
+    if as_json:
+        for s in steps:
+            click.echo(json.dumps({"node": s.node, "action": action, "wave": s.wave,
+                                   "not_before": round(s.not_before, 3)}))
+        return
+    count, nodes, span = plan.summary(steps)
+    click.echo(f"dry run: power {action} on {nodes} nodes in {count} waves of at most {batch}, "
+               f"{interval:g} s apart ({span:g} s in all){f', spread by {spread_by}' if spread_by else ''}; "
+               f"nothing was sent")
+    for wave in range(count):
+        members = [s for s in steps if s.wave == wave]
+        shown = ", ".join(s.node + (f" ({labels.get(s.node, {}).get(spread_by, '-')})"
+                                    if spread_by else "") for s in members[:8])
+        more = f" and {len(members) - 8} more" if len(members) > 8 else ""
+        click.echo(f"  wave {wave + 1:>3}  {_when(members[0].not_before)}  {len(members):>4} nodes: "
+                   f"{shown}{more}")
 
 
 def _select(ctx, text):

@@ -103,6 +103,12 @@ power_opts = [
     cfg.FloatOpt("settle_time", default=30.0, min=0.0,
                  help="Seconds a power correction may take to show in the polled "
                       "state before farm counts it as failed and tries again."),
+    cfg.IntOpt("wave_size", default=50, min=1,
+               help="Bulk power on, cycle and reset: at most this many nodes a wave "
+                    "(xCAT's syspowermaxnodes); `farm nodes power --batch` overrides it."),
+    cfg.FloatOpt("wave_interval", default=10.0, min=0.0,
+                 help="Bulk power on, cycle and reset: seconds between two waves "
+                      "(xCAT's syspowerinterval); `--interval` overrides it."),
 ]
 
 sensors_opts = [
@@ -268,6 +274,8 @@ class Tasks:
 class Power:
     max_retries: int = 3
     settle_time: float = 30.0
+    wave_size: int = 50
+    wave_interval: float = 10.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -237,6 +237,13 @@ class Inventory:
             found += [n for n, score in zip(chunk, scores, strict=True) if score is not None]
         return found
 
+    def labels_of(self, names):
+        """name -> labels (a dict) of `names` ({} for a node without)."""
+        if not names:
+            return {}
+        raw = self._do("inventory read", self._redis.hmget, self._key("labels"), names)
+        return {n: json.loads(v) if v else {} for n, v in zip(names, raw, strict=True)}
+
     def labels(self):
         """name -> labels (a dict) of every node that has any (the label index)."""
         raw = self._do("inventory read", self._redis.hgetall, self._key("labels"))

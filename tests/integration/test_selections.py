@@ -57,6 +57,25 @@ def test_labels_and_selections(store, redis_server, namespace, tmp_path):
     out = farm(cfg, "nodes", "power", "rack=r1", "on")
     assert out.returncode != 0 and "picks 6 nodes" in out.stderr
 
+    # --dry-run: the waves, spread across PDUs, and nothing sent
+    before_events = len(events(cfg))
+    out = farm(cfg, "nodes", "power", "all", "on", "--dry-run", "--batch", "4", "--interval", "2",
+               "--spread-by", "pdu", "--json")
+    assert out.returncode == 0, out.stderr
+    plan = [json.loads(line) for line in out.stdout.splitlines()]
+    assert sorted(p["node"] for p in plan) == [f"n{i:02d}" for i in range(12)]
+    assert [sum(1 for p in plan if p["wave"] == w) for w in range(3)] == [4, 4, 4]
+    pdus = {n["name"]: n["labels"]["pdu"] for n in nodes}
+    first = sorted(pdus[p["node"]] for p in plan if p["wave"] == 0)
+    assert len(set(first)) == 3, first  # three PDUs share the first wave
+    times = sorted({p["not_before"] for p in plan})
+    assert [round(b - a, 3) for a, b in zip(times, times[1:])] == [2.0, 2.0]
+    text = farm(cfg, "nodes", "power", "rack=r2", "off", "--dry-run").stdout
+    assert "power off on 6 nodes in 1 waves" in text and "nothing was sent" in text
+    assert len(events(cfg)) == before_events
+    import redis
+    assert redis.Redis(port=redis_server.port).keys(f"{namespace}*commands*") == []
+
     # --replace updates the label index; removal drops its entries
     nodes[0]["labels"] = {"rack": "r9"}
     del nodes[1]["labels"]
