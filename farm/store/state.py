@@ -65,13 +65,17 @@ class State:
             if kind in by_kind:
                 write(by_kind[kind], worker)
 
-    def sel_cursors(self, names):
-        """name -> the stored SEL cursor (a tuple) of those that have one."""
+    def _state_field(self, names, field):
+        """name -> one field of each node's state (None where absent), in one pipeline."""
         pipe = self._redis.pipeline(transaction=False)
         for name in names:
-            pipe.hget(self._key("state", name), "sel_cursor")
+            pipe.hget(self._key("state", name), field)
+        return dict(zip(names, self._do("state read", pipe.execute), strict=True))
+
+    def sel_cursors(self, names):
+        """name -> the stored SEL cursor (a tuple) of those that have one."""
         out = {}
-        for name, raw in zip(names, self._do("state read", pipe.execute), strict=True):
+        for name, raw in self._state_field(names, "sel_cursor").items():
             cursor = json.loads(raw) if raw else None
             if cursor:
                 out[name] = tuple(cursor)
@@ -79,11 +83,8 @@ class State:
 
     def ipmi_sessions(self, names):
         """name -> (cipher suite, privilege level) each BMC last accepted."""
-        pipe = self._redis.pipeline(transaction=False)
-        for name in names:
-            pipe.hget(self._key("state", name), "ipmi_session")
         out = {}
-        for name, raw in zip(names, self._do("state read", pipe.execute), strict=True):
+        for name, raw in self._state_field(names, "ipmi_session").items():
             parts = (raw or "").split()
             if len(parts) == 2 and all(p.isdigit() for p in parts):
                 out[name] = (int(parts[0]), int(parts[1]))
