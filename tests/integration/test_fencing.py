@@ -116,7 +116,10 @@ def test_a_worker_cut_off_from_redis_never_acts_after_its_lease(
         wait_for(lambda: any(s.get("worker") == id1 and float(s.get("polled_at", 0)) > t_heal
                              for s in store.node_states(names).values()), 90,
                  what="W1 polling again after the heal")
-        wait_for(lambda: "no longer fenced" in log1.read_text(), 30, what="W1 acting again")
+        if cut == "blackhole":
+            # (a SIGSTOPped worker may renew its lease before its watcher
+            # notices it ran out; its renewal reads the generation all the same)
+            wait_for(lambda: "no longer fenced" in log1.read_text(), 30, what="W1 acting again")
         wait_for(lambda: all(float(s.get("polled_at", 0)) > time.time() - 2
                              for s in store.node_states(names).values())
                  and time.time() > t_heal + 5, 60, what="polls for a while after the heal")
