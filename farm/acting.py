@@ -23,6 +23,7 @@ class Actor:
         self.enforcer = control.Enforcer(power.max_retries, power.settle_time)
         self.by_name = {}       # the nodes the worker polls now
         self.assignment = None  # the assignment they come from (None: no coordinator yet)
+        self.steps = None       # farm.steps.StepRunner: actions' steps, spaced corrections
 
     def enforce(self, results):
         """Keep desired power states after these power polls, within the lease."""
@@ -32,6 +33,8 @@ class Actor:
             return  # no decision at all while fenced: none counts toward maintenance
         until = self.lease.until()
         for r in results:
+            if self.steps is not None and self.steps.busy(r.node):
+                continue  # an action (or a correction) is on its way: never fight it
             power = r.power_state.value if r.power_state else None
             verdict = self.enforcer.decide(r.node, r.ok, power, now)
             if isinstance(verdict, control.Correct):
@@ -40,6 +43,9 @@ class Actor:
                     LOG.warning("%s is %s, desired %s: powering it %s (attempt %d of %d)",
                                 r.node, power, verdict.action, verdict.action,
                                 verdict.attempt, self.power.max_retries)
+                    if verdict.action == "on" and self.steps is not None:
+                        self.steps.correct(r.node, verdict.action)  # waits for a fleet-wide slot
+                        continue
                     self.executor.submit([("power-action", node, control.Action(
                         verdict.action, "", control.ENFORCER, until))])
             elif isinstance(verdict, control.Maintenance):
@@ -75,6 +81,10 @@ class Actor:
         """A power action or SEL clear ended: count it, record it, reply."""
         action, command_id, who = outcome.arg[:3]
         ok = outcome.ok
+        step = getattr(outcome.arg, "step", None)
+        if step is not None:
+            self.step_done(outcome, action, *step)
+            return
         if outcome.error_kind == errors.Fenced.kind:
             # nothing reached the BMC: no event, no count toward maintenance
             self.metrics.actions.labels(action, "fenced", "farm" if who == control.ENFORCER
@@ -106,6 +116,25 @@ class Actor:
             if command_id:
                 store.reply(command_id, reply)
         self.writer.defer(record, event, command_id, reply, self.owner(outcome.node))
+
+    def step_done(self, outcome, action, action_id, attempt):
+        """An action's step ended: its outcome to the plan in Redis; one that
+        never left (fenced) goes back to wait for the node's owner."""
+        name = outcome.node
+        self.steps.ended(name)
+        if outcome.error_kind == errors.Fenced.kind:
+            result, error = "pending", ""
+        else:
+            result, error = ("done" if outcome.ok else "failed"), outcome.error or ""
+            if action in ("cycle", "reset"):
+                self.enforcer.settle(name, self.lease.clock())
+        self.metrics.actions.labels(action, {"pending": "fenced", "done": "ok"}.get(result, result),
+                                    "operator").inc()
+        after = getattr(outcome.value, "value", "") if outcome.ok else ""
+        self.writer.defer(lambda store, *a: store.finish_step(*a), action_id, name, self.my_id,
+                          attempt, result, error, after or "", outcome.latency)
+        if result == "pending":  # after the write: the re-read then finds it waiting
+            self.writer.defer(lambda store: self.steps.reload())
 
     def take_command(self, command, redis_now, power_enabled=True):
         """Run a command from the CLI, or say at once why not."""

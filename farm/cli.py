@@ -306,8 +306,9 @@ def _first_line(path):
 
 
 def _register_control():
-    from farm import cli_control
+    from farm import cli_actions, cli_control
     cli_control.register(main, nodes, _Ctx, _config_option)
+    cli_actions.register(main, _Ctx, _config_option, cli_control.who)
 
 
 _register_control()

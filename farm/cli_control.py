@@ -5,15 +5,16 @@ the node, through Redis), and the event stream. Registered on farm.cli."""
 import getpass
 import json
 import socket
+import sys
 import time
 import uuid
 
 import click
 
-from farm import errors, plan
+from farm import cli_actions, errors, plan
 from farm.control import POWER_ACTIONS
 from farm.selection import SelectionError
-from farm.views import EVENT_TYPES, event_matches, owner_of, recent_events, select
+from farm.views import EVENT_TYPES, event_matches, owner_of, owners, recent_events, select
 
 BACKEND_ERRORS = (errors.BackendUnavailable, errors.BackendRefused)
 
@@ -98,9 +99,11 @@ def register(main, nodes, make_ctx, config_option):
 
     @nodes.command("power")
     @config_option
-    @click.option("--no-wait", is_flag=True, help="Return once the command is queued.")
+    @click.option("--no-wait", is_flag=True,
+                  help="Return once the command or plan is in Redis (a plan: print its id).")
     @click.option("--timeout", type=click.FloatRange(1, 600), default=30.0, show_default=True,
-                  help="Seconds to wait for the outcome; the command expires unrun after this.")
+                  help="One node: seconds to wait for the outcome (the command expires unrun "
+                       "after this). Many: seconds past the last wave to wait for the last steps.")
     @click.option("--dry-run", is_flag=True,
                   help="Print the plan (waves, times, nodes) and act on nothing.")
     @click.option("--batch", type=click.IntRange(1), metavar="N",
@@ -110,41 +113,53 @@ def register(main, nodes, make_ctx, config_option):
                   help="Seconds between waves ([power] wave_interval).")
     @click.option("--spread-by", metavar="LABEL",
                   help="Fill each wave round-robin across this label's values (pdu).")
-    @click.option("--json", "as_json", is_flag=True, help="With --dry-run: one object a node.")
+    @click.option("--yes", "-y", is_flag=True,
+                  help="Do not ask for confirmation (asked over [power] confirm_over nodes).")
+    @click.option("--json", "as_json", is_flag=True, help="One JSON object a node.")
     @click.argument("selection")
     @click.argument("action", type=click.Choice(POWER_ACTIONS))
-    def power(config_file, no_wait, timeout, dry_run, batch, interval, spread_by, as_json,
+    def power(config_file, no_wait, timeout, dry_run, batch, interval, spread_by, yes, as_json,
               selection, action):
         """Power nodes on, off, cycle or reset, through the workers that own
-        them (this host needs no BMC access). Many nodes: --dry-run shows the
-        waves they would go in; running them is not in farm yet, so without
-        --dry-run the selection must pick one node."""
+        them (this host needs no BMC access). One node: at once. Several (or
+        --batch/--interval/--spread-by): a plan in waves, kept in Redis and
+        run by the workers, which goes on if this command exits; `farm
+        actions` lists, shows and cancels plans."""
         ctx = make_ctx(config_file)
-        if not dry_run:
-            _command(ctx, "power", _one(ctx, selection), action, timeout, no_wait)
-            return
         names = _select(ctx, selection)
+        if len(names) == 1 and not (dry_run or batch or interval is not None or spread_by):
+            _command(ctx, "power", names[0], action, timeout, no_wait)
+            return
         p = ctx.settings.power
         staggered = action != "off"
         batch = batch or (p.wave_size if staggered else len(names))
-        interval = p.wave_interval if interval is None else interval
+        interval = (p.wave_interval if staggered else 0.0) if interval is None else interval
         try:
             labels = ctx.store.labels_of(names) if spread_by else {}
         except BACKEND_ERRORS as exc:
             raise click.ClickException(str(exc)) from None
-        steps = plan.waves(names, batch, interval, time.time(), spread_by, labels.get)
-        _print_plan(steps, action, batch, interval, spread_by, labels, as_json)
+        if dry_run:
+            steps = plan.waves(names, batch, interval, time.time(), spread_by, labels.get)
+            _print_plan(steps, action, batch, interval, spread_by, labels, as_json)
+            return
+        cli_actions.start(ctx, names, action, batch, interval, spread_by, labels, yes, no_wait,
+                          as_json, timeout, who())
 
     @nodes.command("sel-clear")
     @config_option
-    @click.option("--no-wait", is_flag=True, help="Return once the command is queued.")
+    @click.option("--no-wait", is_flag=True, help="Return once the commands are queued.")
     @click.option("--timeout", type=click.FloatRange(1, 600), default=30.0, show_default=True)
-    @click.confirmation_option(prompt="Erase this BMC's System Event Log?")
+    @click.confirmation_option(prompt="Erase the System Event Log of these BMCs?")
     @click.argument("selection")
     def sel_clear(config_file, no_wait, timeout, selection):
-        """Erase one node's System Event Log (farm never does on its own)."""
+        """Erase the selected nodes' System Event Logs (farm never does on
+        its own), each through the worker that owns the node."""
         ctx = make_ctx(config_file)
-        _command(ctx, "sel-clear", _one(ctx, selection), None, timeout, no_wait)
+        names = _select(ctx, selection)
+        if len(names) == 1:
+            _command(ctx, "sel-clear", names[0], None, timeout, no_wait)
+            return
+        _commands(ctx, "sel-clear", names, timeout, no_wait)
 
     @main.command()
     @config_option
@@ -208,12 +223,39 @@ def _select(ctx, text):
         raise click.ClickException(f"{exc}; nothing changed") from None
 
 
-def _one(ctx, text):
-    names = _select(ctx, text)
-    if len(names) != 1:
-        raise click.ClickException(f"the selection picks {len(names)} nodes; this command acts "
-                                   f"on one (staggered bulk power is not in farm yet)")
-    return names[0]
+def _commands(ctx, kind, names, timeout, no_wait):
+    """One command a node, all sent before any reply is awaited; a table of
+    the failures, and exit 1 if any."""
+    store, sent, failed = ctx.store, {}, {}
+    try:
+        now = store.server_time()
+        owned = owners(store, names)
+        for name in names:
+            owner, why = owned[name]
+            if owner is None:
+                failed[name] = why
+                continue
+            command = {"id": uuid.uuid4().hex, "kind": kind, "action": None, "node": name,
+                       "by": who(), "issued": now, "expires": now + timeout}
+            store.send_command(owner, command, timeout)
+            sent[name] = command["id"]
+        if not no_wait:
+            deadline = time.monotonic() + timeout
+            for name, command_id in sent.items():
+                reply = store.wait_reply(command_id, max(1.0, deadline - time.monotonic()))
+                if reply is None:
+                    failed[name] = f"no answer within {timeout:g} s"
+                elif not reply.get("ok"):
+                    failed[name] = reply.get("error")
+    except BACKEND_ERRORS as exc:
+        raise click.ClickException(f"{exc}; {len(sent)} commands were sent") from None
+    ok = sum(1 for n in sent if n not in failed)
+    click.echo(f"{kind}: {ok} of {len(names)} nodes {'sent' if no_wait else 'done'}")
+    if failed:
+        click.echo(f"{'NODE':<24} ERROR")
+        for name, why in sorted(failed.items()):
+            click.echo(f"{name:<24} {why}")
+        sys.exit(1)
 
 
 def _command(ctx, kind, name, action, timeout, no_wait):

@@ -108,7 +108,12 @@ power_opts = [
                     "(xCAT's syspowermaxnodes); `farm nodes power --batch` overrides it."),
     cfg.FloatOpt("wave_interval", default=10.0, min=0.0,
                  help="Bulk power on, cycle and reset: seconds between two waves "
-                      "(xCAT's syspowerinterval); `--interval` overrides it."),
+                      "(xCAT's syspowerinterval); `--interval` overrides it. Farm's own "
+                      "corrections to on are spaced the same way, fleet-wide: at most "
+                      "wave_size in any wave_interval."),
+    cfg.IntOpt("confirm_over", default=20, min=1,
+               help="`farm nodes power` asks for confirmation before acting on more "
+                    "nodes than this, unless --yes is given."),
 ]
 
 sensors_opts = [
@@ -276,6 +281,7 @@ class Power:
     settle_time: float = 30.0
     wave_size: int = 50
     wave_interval: float = 10.0
+    confirm_over: int = 20
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,13 +25,15 @@ ENFORCER = "farm (desired state)"
 
 class Action(typing.NamedTuple):
     """A power action or SEL clear as its BMC program gets it: what, the
-    operator command's id ('' for farm's own), who asked, and the monotonic
+    operator command's id ('' for farm's own), who asked, the monotonic
     time after which no packet of it may leave (the acting lease; None: no
-    limit, for the CLI's and tests' own engines)."""
+    limit, for the CLI's and tests' own engines), and for a bulk action's
+    step (farm.steps) its (action id, attempt)."""
     action: str
     command_id: str
     who: str
     not_after: float | None = None
+    step: tuple | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +96,12 @@ class Enforcer:
         self.attempts[name] = made + 1
         self.settling[name] = now + self.settle_time
         return Correct(desired, made + 1)
+
+    def settle(self, name, now):
+        """A power change just went out for `name` (a correction that waited
+        for its slot, an action's cycle or reset): give it `settle_time` to
+        show before judging the node's power."""
+        self.settling[name] = now + self.settle_time
 
     def failed(self, name):
         """The BMC refused a correction: let the next poll try again at once."""

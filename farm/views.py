@@ -175,23 +175,35 @@ def status_report(store, poll_interval, now):
 def owner_of(store, name):
     """(the id of the worker that polls `name`, None) or (None, why none
     does): what `farm nodes power` and `sel-clear` send their command to."""
+    return owners(store, [name])[name]
+
+
+def owners(store, names):
+    """owner_of for many names, from one read of the reports and the
+    assignment: name -> (worker id or None, why none)."""
     from farm.placement import partition_of
     reports = store.worker_reports()
     assignment = store.assignment()
-    if assignment is not None:
-        placement = assignment["placement"]
+    if assignment is None:
+        if not reports:
+            why = "no worker is running"
+        elif len(reports) > 1:
+            why = (f"no coordinator has published an assignment, so all {len(reports)} workers "
+                   f"poll every node: start a coordinator")
+        else:
+            return {name: (next(iter(reports)), None) for name in names}
+        return {name: (None, why) for name in names}
+    placement, out = assignment["placement"], {}
+    for name in names:
         owner = placement[partition_of(name, len(placement))] if placement else None
         if owner is None:
-            return None, "the assignment gives it to no worker (are any running?)"
-        if owner not in reports:
-            return None, f"its worker {owner} is not reporting (stopped or cut off from Redis?)"
-        return owner, None
-    if not reports:
-        return None, "no worker is running"
-    if len(reports) > 1:
-        return None, (f"no coordinator has published an assignment, so all {len(reports)} workers "
-                      f"poll every node: start a coordinator")
-    return next(iter(reports)), None
+            out[name] = (None, "the assignment gives it to no worker (are any running?)")
+        elif owner not in reports:
+            out[name] = (None, f"its worker {owner} is not reporting (stopped or cut off "
+                               f"from Redis?)")
+        else:
+            out[name] = (owner, None)
+    return out
 
 
 EVENT_TYPES = {"power": ("power", "recovered", "failing"), "sensor": ("sensor",),

@@ -29,6 +29,7 @@ from farm.lease import ActingLease, acting_bound, renew_every, tooz_heartbeat
 from farm.metrics import WorkerMetrics
 from farm.results import ResultWriter
 from farm.scheduling import Scheduler, Wheel
+from farm.steps import StepRunner
 from farm.store import Store
 from farm.tasks import load_tasks, programs, redfish_programs
 
@@ -38,6 +39,8 @@ TALLY_EVERY = 2.0  # seconds between this worker's counts for `farm status`
 CREDENTIALS_RETRY = 30.0  # seconds between attempts to open passwords that did not open
 CLOCK_SKEW_WARN = 2.0  # seconds between our clock and Redis's worth a warning
 STOP_MARGIN = 12.0  # exit budget beyond bmc_timeout: steps (7 s), loop grace (2 s), slack
+STEP_HOLD = 3.0  # seconds beyond bmc_timeout an action's step may run before another worker
+#                  may take it over (its not_after ends any packet of it sooner)
 
 
 class Worker:
@@ -85,6 +88,9 @@ class Worker:
             acting_bound(c.membership_timeout, c.leader_timeout), time.monotonic), self.executor,
             self.writer,
             store, self.metrics)
+        self.steps = self.actor.steps = StepRunner(
+            self.actor, store, lambda: time.time() - self.clock_skew, w.bmc_timeout + STEP_HOLD)
+        self.actions_version = None
         self.tick = renew_every(self.actor.lease.bound, TICK)
         self.clock_skew = 0.0
         self._inventory_retry_at = 0.0
@@ -110,6 +116,10 @@ class Worker:
             if task is None:
                 if outcome.task in control.COMMAND_PROGRAMS.values():
                     self.actor.command_done(outcome)
+                    read_back = self._read_back(outcome)
+                    if read_back is not None:
+                        results.append(read_back)
+                        power.append(read_back)
                 continue
             if outcome.error_kind == errors.Stopping.kind:
                 continue  # cut short by our own stop: the node's last result stands
@@ -125,6 +135,14 @@ class Worker:
         self.metrics.observe_tasks(r for r in results if r.kind != "power")
         if power and self.actor.enforcer.controls:
             self.actor.enforce(power)
+
+    def _read_back(self, outcome):
+        """The power state read right after an on or off, as a power result:
+        a correction that took ends its node's settle window at once."""
+        if (outcome.task != "power-action" or not outcome.ok or "power" not in self.tasks
+                or outcome.arg[0] not in ("on", "off") or outcome.value is None):
+            return None
+        return self.tasks["power"].to_result(outcome)
 
     def _note_login(self, name, login):
         """What a BMC accepted (suite, privilege): counted, and kept in Redis
@@ -218,11 +236,14 @@ class Worker:
             self._tally, self._tallied_at = self.metrics.tally(
                 sent, 2 * self.settings.worker.poll_interval), sent
         tally = self._tally
-        version, generation, server_now, control_version = self.store.report_worker(
+        version, generation, server_now, control_version, actions = self.store.report_worker(
             self.my_id, dict(self.capabilities, nodes=len(self.nodes), last_heartbeat=sent,
                              clock_skew=round(self.clock_skew, 3), tally=tally),
             ttl=self.settings.coordination.membership_timeout)
         self._note_skew(sent + (time.time() - sent) / 2 - server_now)
+        if actions != self.actions_version:
+            self.actions_version = actions
+            self.steps.reload()
         if control_version != self.control_version:
             self.control_version, controls = self.store.controls()
             self.actor.enforcer.set_controls(controls)
@@ -272,6 +293,7 @@ class Worker:
                  "partitions %s) on the %s executor", len(nodes), self.inventory_version,
                  self.generation or "none", owned, self.settings.worker.executor)
         self.nodes = nodes
+        self.steps.reload()
         self.metrics.own([n.name for n in nodes], time.time())
         return True
 
@@ -288,14 +310,19 @@ class Worker:
 
     # -- loops ----------------------------------------------------------------
     def _watch_assignments(self):
-        """Wake the main loop as soon as a new generation is published."""
+        """Wake the main loop as soon as a new generation is published, and
+        the step runner as soon as an action's steps appear or go."""
         backoff = 0.5
+        actions = self.store.actions_channel()
         while not self.stopping.is_set():
             try:
                 pubsub = self.store.subscribe_assignments()
                 backoff = 0.5
                 while not self.stopping.is_set():
-                    if pubsub.get_message(timeout=1.0):
+                    message = pubsub.get_message(timeout=1.0)
+                    if message and message.get("channel") == actions:
+                        self.steps.reload()
+                    elif message:
                         self.wake.set()
             except Exception:  # Redis away: the main loop's re-read covers us
                 self.stopping.wait(backoff)
@@ -310,6 +337,8 @@ class Worker:
         threading.Thread(target=self._watch_assignments, name="farm-assignments",
                          daemon=True).start()
         threading.Thread(target=self._watch_commands, name="farm-commands", daemon=True).start()
+        threading.Thread(target=self.steps.run, args=(self.stopping,), name="farm-steps",
+                         daemon=True).start()
         threading.Thread(target=self.actor.watch_lease, args=(self.stopping,), name="farm-lease",
                          daemon=True).start()
         daemon.keep_running(self.sync, self._wait, self.stopping.is_set, self.tick,
@@ -323,6 +352,7 @@ class Worker:
     def stop(self):
         self.stopping.set()
         self.wake.set()
+        self.steps.wake.set()
 
     def shutdown(self):
         """In order: stop taking new polls; end in-flight ones and log out of

@@ -76,7 +76,7 @@ class Sim:
                 "--inventory", self.inventory]
         for key in ("delay", "hung_fraction", "off_fraction", "session_timeout", "engine",
                     "power_delay", "sensor_period", "hot_fraction", "sel_interval", "protocol",
-                    "quirk", "quirk_fraction"):
+                    "quirk", "quirk_fraction", "control_log"):
             if key in self.options:
                 args += ["--" + key.replace("_", "-"), str(self.options[key])]
         if self.options.get("tls"):

@@ -37,7 +37,11 @@ class MemoryStore:
     def report_worker(self, member_id, info, ttl):
         self._check()
         self.reports[member_id] = info
-        return self.version, self.generation, self.now, self.control_version
+        return self.version, self.generation, self.now, self.control_version, 0
+
+    def fleet_steps(self):
+        self._check()
+        return {}
 
     def controls(self):
         self._check()

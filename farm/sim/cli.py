@@ -11,6 +11,7 @@ import click
 
 from farm import inventory
 from farm.sim.fleet import Fleet
+from farm.sim.hardware import ControlJournal
 from farm.sim.lean import LeanFleet
 from farm.sim.quirks import parse as parse_quirks
 
@@ -59,11 +60,13 @@ from farm.sim.quirks import parse as parse_quirks
                    "(farm.sim.quirks says which boards and how).")
 @click.option("--quirk-fraction", type=click.FloatRange(0, 1), default=1.0, show_default=True,
               help="The fraction of the BMCs that have the quirks.")
+@click.option("--control-log", type=click.Path(dir_okay=False),
+              help="Append a line per Chassis Control received: epoch seconds, BMC name, action.")
 @click.option("--inventory", "inventory_file", type=click.Path(dir_okay=False),
               help="Write the fleet's inventory here (YAML, for `farm nodes import`).")
 def main(count, protocol, tls, engine, address, base_port, username, password, delay, hung_fraction,
          off_fraction, session_timeout, power_delay, sensor_period, hot_fraction, sel_interval,
-         name_prefix, quirk_names, quirk_fraction, inventory_file):
+         name_prefix, quirk_names, quirk_fraction, control_log, inventory_file):
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s farm-sim %(levelname)s %(message)s")
     if base_port + count - 1 > 65535:
         raise click.BadParameter("base-port + count - 1 exceeds 65535", param_hint="--count")
@@ -80,6 +83,8 @@ def main(count, protocol, tls, engine, address, base_port, username, password, d
         raise click.BadParameter("quirks need --engine lean (IPMI)", param_hint="--quirk")
     hardware = {"power_delay": power_delay, "sensor_period": sensor_period,
                 "hot_fraction": hot_fraction, "sel_interval": sel_interval}
+    if control_log:
+        hardware["journal"] = ControlJournal(control_log)
     try:
         if protocol == "redfish":
             from farm.sim.redfish import RedfishFleet

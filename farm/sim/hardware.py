@@ -15,6 +15,7 @@ BMC between requests), which keeps 100,000 simulated BMCs cheap.
 import dataclasses
 import math
 import struct
+import threading
 import time
 import zlib
 
@@ -86,6 +87,28 @@ def sdr_record(record_id, spec):
 SDR_RECORDS = [(s.number, sdr_record(s.number, s)) for s in SENSORS]  # the same on every BMC
 
 
+class ControlJournal:
+    """Every Chassis Control the simulated BMCs receive, one line each,
+    `<epoch seconds> <bmc name> <action>`, written as it arrives: what the
+    BMCs saw, for tests and benchmarks to count (not what farm says it sent)."""
+
+    NAMES = {0: "off", 1: "on", 2: "cycle", 3: "reset", 5: "soft"}
+
+    def __init__(self, path):
+        self._file = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 (kept open)
+        self._lock = threading.Lock()
+
+    def __call__(self, name, action):
+        with self._lock:
+            self._file.write(f"{time.time():.6f} {name} {self.NAMES.get(action, action)}\n")
+
+    @staticmethod
+    def read(path):
+        """[(epoch seconds, bmc name, action)] from a journal file."""
+        with open(path, encoding="utf-8") as f:
+            return [(float(t), name, action) for t, name, action in (line.split() for line in f)]
+
+
 class Hardware:
     """One BMC's chassis, sensors and event log.
 
@@ -96,8 +119,9 @@ class Hardware:
     log gains by itself (0: only on power changes and clears)."""
 
     def __init__(self, name, powered=True, power_delay=0.0, sensor_period=600.0, hot=False,
-                 sel_interval=0.0, clock=time.time):
+                 sel_interval=0.0, clock=time.time, journal=None):
         self.name = name
+        self.journal = journal     # ControlJournal: every Chassis Control received
         self.clock = clock
         self.powered = powered
         self.power_delay = power_delay
@@ -129,6 +153,8 @@ class Hardware:
     def control(self, action):
         """Chassis Control: 0 off, 1 on, 2 cycle, 3 reset, 5 soft off."""
         now = self.clock()
+        if self.journal is not None:
+            self.journal(self.name, action)
         current = self.power_state()
         target = {0: False, 1: True, 2: True, 3: current, 5: False}.get(action)
         if target is None:

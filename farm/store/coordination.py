@@ -55,23 +55,26 @@ class Coordination:
         return self._key("assignment")
 
     def subscribe_assignments(self):
-        """A redis PubSub on the assignment channel (messages carry the generation)."""
+        """A redis PubSub on the assignment channel (messages carry the
+        generation) and the actions channel (an action's id when its steps
+        appear or go)."""
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        self._do("subscribe", pubsub.subscribe, self._key("assignment"))
+        self._do("subscribe", pubsub.subscribe, self._key("assignment"), self._key("actions"))
         return pubsub
 
     def report_worker(self, member_id, info, ttl):
         """Refresh a worker's own report and read what it follows, in one round
         trip (a worker does this every second): (inventory version, generation,
-        Redis's clock, control version)."""
+        Redis's clock, control version, actions version)."""
         fields = [x for k, v in info.items() for x in (k, json.dumps(v))]
         keys = [self._key("worker", member_id), self._key("workers"),
                 self._key("inventory", "version"), self._key("assignment"),
-                self._key("control", "version")]
-        version, generation, sec, usec, control = self._do(
+                self._key("control", "version"), self._key("actions", "version")]
+        version, generation, sec, usec, control, actions = self._do(
             "worker report", self._scripts["report_worker"], keys=keys,
             args=[int(ttl * 1000), member_id, *fields])
-        return int(version), int(generation), int(sec) + int(usec) / 1e6, int(control)
+        return (int(version), int(generation), int(sec) + int(usec) / 1e6, int(control),
+                int(actions))
 
     def forget_worker(self, member_id):
         pipe = self._redis.pipeline(transaction=True)

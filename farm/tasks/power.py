@@ -23,12 +23,17 @@ def read_power(node, memo, arg):
 
 
 def act(node, memo, arg):
-    """Chassis Control; `arg` = (action, ...) with action one of ACTIONS."""
+    """Chassis Control, then the state read back at once (as Ironic reads it
+    after a change): the power state after, or None if the read failed.
+    `arg` = (action, ...) with action one of ACTIONS."""
     action = arg[0]
     response = yield Request(NETFN_CHASSIS, CHASSIS_CONTROL, bytes([ACTIONS[action]]))
     if response.code:
         raise codes.refused(f"power {action}", response.code)
-    return action
+    response = yield Request(NETFN_CHASSIS, GET_CHASSIS_STATUS)
+    if response.code or not response.data:
+        return None  # the action was taken; the next poll reads the state
+    return PowerState.ON if response.data[0] & 1 else PowerState.OFF
 
 
 act.privilege = OPERATOR  # Chassis Control: the session refuses it below operator
@@ -39,7 +44,11 @@ def redfish_power(bmc, arg):
 
 
 def redfish_act(bmc, arg):
-    return bmc.reset(arg[0], getattr(arg, "not_after", None))
+    bmc.reset(arg[0], getattr(arg, "not_after", None))
+    try:
+        return bmc.power_state()
+    except errors.BmcError:
+        return None  # the reset was taken; the next poll reads the state
 
 
 class PowerPoll:

@@ -55,7 +55,10 @@ def test_labels_and_selections(store, redis_server, namespace, tmp_path):
     assert out.returncode != 0 and "no node named n12; nothing changed" in out.stderr
     assert store.controls() == before
     out = farm(cfg, "nodes", "power", "rack=r1", "on")
-    assert out.returncode != 0 and "picks 6 nodes" in out.stderr
+    assert out.returncode != 0 and "no live worker owns any of them" in out.stderr
+    out = farm(cfg, "nodes", "power", "rack=r1,n12", "on", "--yes")
+    assert out.returncode != 0 and "no node named n12; nothing changed" in out.stderr
+    assert store.actions() == []
 
     # --dry-run: the waves, spread across PDUs, and nothing sent
     before_events = len(events(cfg))

@@ -184,22 +184,22 @@ def test_a_fenced_worker_decides_nothing_and_rereads_the_assignment(tmp_path):
     from farm.lease import ActingLease
     store = MemoryStore()
     store.set_nodes(NODES[:4])
-    store.control = {n.name: {"desired": "on"} for n in NODES[:4]}
+    store.control = {n.name: {"desired": "off"} for n in NODES[:4]}  # off: sent at once
     store.control_version = 1
     w = worker(tmp_path, store)
     clock = [50.0]
     w.actor.lease = ActingLease(w.actor.lease.bound, lambda: clock[0])
     w.executor = w.actor.executor = Recorder()
-    off = [PollResult(n.name, 1.0, 0.01, PowerState.OFF) for n in NODES[:4]]
-    w.actor.enforce(off)
+    on = [PollResult(n.name, 1.0, 0.01, PowerState.ON) for n in NODES[:4]]
+    w.actor.enforce(on)
     assert w.executor.jobs == []          # never confirmed: no action
     w.sync()
-    w.actor.enforce(off[:1])
+    w.actor.enforce(on[:1])
     (job,) = w.executor.jobs
-    assert job[0] == "power-action" and job[2].action == "on"
+    assert job[0] == "power-action" and job[2].action == "off"
     assert job[2].not_after == 50.0 + w.actor.lease.bound  # the lease it was decided under
     clock[0] += w.actor.lease.bound              # no round trip since: fenced
-    w.actor.enforce(off[1:])
+    w.actor.enforce(on[1:])
     assert len(w.executor.jobs) == 1 and w.actor.lease.fenced_since is not None
     assert all(w.actor.enforcer.attempts.get(n.name) is None for n in NODES[1:4])  # none counted
     # back: the assignment itself is read again, not just its generation (here
@@ -208,7 +208,7 @@ def test_a_fenced_worker_decides_nothing_and_rereads_the_assignment(tmp_path):
     store.generation -= 1
     store._assignment["generation"] = store.generation
     assert w.sync() is True and w.nodes == []
-    w.actor.enforce(off[1:])
+    w.actor.enforce(on[1:])
     assert len(w.executor.jobs) == 1       # none of them is ours any more
 
 

@@ -1,0 +1,183 @@
+"""Bulk power actions with real processes: the CLI writes a plan into a real
+Redis, real workers run its steps against farm-sim, and the simulator's own
+journal of Chassis Control commands (what the BMCs received, not what farm
+says it sent) is the oracle for spacing, spreading and cancelling."""
+
+import json
+import os
+import signal
+import subprocess
+
+import pytest
+
+from farm.sim.hardware import ControlJournal
+from tests.conftest import script, wait_for, write_config
+from tests.integration.test_tasks import events, farm
+from tests.integration.test_worker import import_sim, start_worker, stop_worker
+
+
+def journal(path):
+    return ControlJournal.read(path) if os.path.exists(path) else []
+
+
+def label(store, nodes, **labels_of):
+    """Re-import the sim's nodes with labels (name -> dict)."""
+    import dataclasses
+    store.import_nodes([dataclasses.replace(n, labels=tuple(sorted(labels_of[n.name].items())))
+                        for n in nodes])
+
+
+@pytest.fixture
+def fleet(make_sim, store, redis_server, namespace, tmp_path):
+    """12 BMCs, all off, journaling; one worker polling them."""
+    log = str(tmp_path / "controls.log")
+    sim = make_sim(12, engine="lean", off_fraction=1.0, control_log=log)
+    nodes = import_sim(sim, store)
+    cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, poll_interval=1,
+                       bmc_timeout=1)
+    proc, wlog = start_worker(tmp_path, cfg)
+    wait_for(lambda: len([s for s in store.node_states([n.name for n in nodes]).values()
+                          if s.get("power_state") == "off"]) == 12, 30, what="every node polled")
+    yield sim, nodes, cfg, log, proc
+    assert stop_worker(proc) == 0, wlog.read_text()[-3000:]
+
+
+def test_waves_keep_their_spacing_as_the_bmcs_see_it(fleet, store):
+    sim, nodes, cfg, log, _ = fleet
+    pdu = {n.name: {"pdu": f"p{i % 3}"} for i, n in enumerate(nodes)}
+    label(store, nodes, **pdu)
+    out = farm(cfg, "nodes", "power", "all", "on", "--batch", "3", "--interval", "1.5",
+               "--spread-by", "pdu", "--json", timeout=90)
+    assert out.returncode == 0, out.stderr
+    steps = [json.loads(line) for line in out.stdout.splitlines()]
+    assert sorted(s["node"] for s in steps) == sorted(n.name for n in nodes)
+    assert {s["state"] for s in steps} == {"done"} and {s["power_after"] for s in steps} == {"on"}
+    seen = journal(log)
+    assert sorted(name for _, name, _ in seen) == sorted(n.name for n in nodes)
+    assert {a for _, _, a in seen} == {"on"}
+    # no 1.5 s window holds more than 3 commands, as the BMCs received them
+    times = sorted(t for t, _, _ in seen)
+    assert all(times[i + 3] - times[i] >= 1.5 - 0.05 for i in range(len(times) - 3)), times
+    # no wave went out before its time
+    at = {name: t for t, name, _ in seen}
+    assert all(at[s["node"]] >= s["not_before"] - 0.05 for s in steps)
+    # --spread-by: every wave holds three different PDUs
+    for wave in range(4):
+        members = [s["node"] for s in steps if s["wave"] == wave]
+        assert len({pdu[m]["pdu"] for m in members}) == 3, members
+    action_id = steps[0]["action_id"]
+    shown = json.loads(farm(cfg, "actions", "show", action_id, "--json").stdout)
+    assert shown["action"]["state"] == "done" and shown["action"]["done"] == 12
+    listed = farm(cfg, "actions", "list").stdout
+    assert action_id in listed and "done" in listed
+    assert {e["node"] for e in events(cfg, "--type", "action") if e.get("action_id") == action_id} \
+        == {n.name for n in nodes}
+
+
+def test_the_plan_completes_when_the_cli_is_killed(fleet, store):
+    sim, nodes, cfg, log, _ = fleet
+    cli = subprocess.Popen([script("farm"), "--config-file", cfg, "nodes", "power", "all", "on",
+                            "--batch", "4", "--interval", "1", "--yes"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: len(journal(log)) >= 1, 30, what="the first wave at the BMCs")
+    cli.send_signal(signal.SIGKILL)
+    cli.wait(10)
+    (record,) = store.actions()
+    assert record["pending"] > 0, record  # killed mid-plan
+    done = wait_for(lambda: (r := store.action(record["id"]))["state"] == "done" and r, 60,
+                    what="the plan to complete without its CLI")
+    assert done["done"] == 12
+    assert sorted(name for _, name, _ in journal(log)) == sorted(n.name for n in nodes)
+
+
+def test_cancel_drops_the_waves_not_started(fleet, store):
+    sim, nodes, cfg, log, _ = fleet
+    out = farm(cfg, "nodes", "power", "all", "on", "--batch", "2", "--interval", "3", "--yes",
+               "--no-wait")
+    assert out.returncode == 0, out.stderr
+    action_id = out.stdout.strip()
+    wait_for(lambda: store.action(action_id)["done"] >= 2, 30, what="the first wave")
+    out = farm(cfg, "actions", "cancel", action_id)
+    assert out.returncode == 0 and "steps dropped" in out.stdout, out.stderr
+    record = wait_for(lambda: (r := store.action(action_id))["running"] == 0 and r, 30,
+                      what="the running steps to end")
+    assert record["state"] == "cancelled" and record["cancelled"] >= 6
+    steps = store.action_steps(action_id)
+    cancelled = sorted(n for n, s in steps.items() if s["state"] == "cancelled")
+    last = max(s["not_before"] for s in steps.values())
+    # positive signal: a later action, due after every cancelled wave, is done
+    wait_for(lambda: store.server_time() > last + 1, 30, what="the cancelled waves' time to pass")
+    later = farm(cfg, "nodes", "power", cancelled[-1], "off", "--interval", "0", "--yes")
+    assert later.returncode == 0, later.stderr
+    reached = {name for _, name, action in journal(log) if action == "on"}
+    assert not reached & set(cancelled), reached & set(cancelled)
+    assert farm(cfg, "actions", "cancel", action_id).returncode != 0  # not running any more
+    out = farm(cfg, "actions", "wait", action_id)
+    assert out.returncode == 1  # some nodes were cancelled
+
+
+def test_late_waves_do_not_stack(fleet, store):
+    """Waves that fell due while their worker was stopped still go out at
+    most `batch` in any `interval`: Redis spaces them, not the schedule."""
+    sim, nodes, cfg, log, worker = fleet
+    worker.send_signal(signal.SIGSTOP)
+    try:
+        out = farm(cfg, "nodes", "power", "all", "on", "--batch", "3", "--interval", "1",
+                   "--yes", "--no-wait")
+        assert out.returncode == 0, out.stderr
+        action_id = out.stdout.strip()
+        last = store.action(action_id)["last_at"]
+        wait_for(lambda: store.server_time() > last + 0.5, 30, what="every wave to fall due")
+    finally:
+        worker.send_signal(signal.SIGCONT)
+    wait_for(lambda: store.action(action_id)["state"] == "done", 60, what="the late plan to end")
+    times = sorted(t for t, _, _ in journal(log))
+    assert len(times) == 12
+    assert all(times[i + 3] - times[i] >= 1 - 0.05 for i in range(len(times) - 3)), times
+
+
+def test_a_killed_workers_steps_run_on_the_new_owner(make_sim, store, redis_server, namespace,
+                                                     tmp_path):
+    from farm.placement import partition_of
+    from tests.integration.test_fencing import COORD, worker_id
+    log = str(tmp_path / "controls.log")
+    sim = make_sim(12, engine="lean", off_fraction=1.0, control_log=log)
+    nodes = import_sim(sim, store)
+    cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, COORD,
+                       poll_interval=0.5, bmc_timeout=1)
+    coord_log = open(tmp_path / "coordinator.log", "w")
+    coordinator = subprocess.Popen([script("farm-coordinator"), "--config-file", cfg],
+                                   stdout=coord_log, stderr=subprocess.STDOUT)
+    w1, log1 = start_worker(tmp_path, cfg, "w1.log")
+    w2, log2 = start_worker(tmp_path, cfg, "w2.log")
+    try:
+        id1, id2 = worker_id(log1), worker_id(log2)
+        wait_for(lambda: (a := store.assignment()) and set(a["members"]) == {id1, id2}, 60,
+                 what="both workers in the assignment")
+        out = farm(cfg, "nodes", "power", "all", "on", "--batch", "2", "--interval", "2",
+                   "--yes", "--no-wait")
+        assert out.returncode == 0, out.stderr
+        action_id = out.stdout.strip()
+        wait_for(lambda: store.action(action_id)["done"] >= 2, 30, what="the first wave")
+        steps, a = store.action_steps(action_id), store.assignment()
+        owner = {n: a["placement"][partition_of(n, len(a["placement"]))]
+                 for n in steps}
+        left_by_w1 = {n for n, s in steps.items() if s["state"] == "pending" and owner[n] == id1}
+        assert left_by_w1, (owner, steps)
+        w1.send_signal(signal.SIGKILL)
+        w1.wait(10)
+        record = wait_for(lambda: (r := store.action(action_id))["state"] == "done" and r, 90,
+                          what="the plan to end without W1")
+        assert record["done"] == 12, store.action_steps(action_id)
+        steps = store.action_steps(action_id)
+        assert {steps[n]["worker"] for n in left_by_w1} == {id2}  # moved with their nodes
+        a = store.assignment()
+        assert a["members"] == [id2]
+        assert sorted(name for _, name, _ in journal(log)) == sorted(n.name for n in nodes)
+    finally:
+        for p in (w1, w2):
+            if p.poll() is None:
+                stop_worker(p)
+        coordinator.send_signal(signal.SIGTERM)
+        coordinator.wait(20)
+        coord_log.close()
