@@ -10,6 +10,7 @@
   cli             farm status, nodes summary and nodes list at 100,000 nodes
   faults          takeover after a worker's SIGKILL, leader failover, longest gap
   login           what negotiation costs a first login (ipmi_sim and farm-sim), and later ones
+  actions         a staggered power-on of 10,000 nodes as the BMCs see it: lateness, spacing
 """
 
 import runpy
@@ -18,7 +19,7 @@ import sys
 MODULES = {"compare": "bench.compare", "engine": "bench.engine", "scale": "bench.scale",
            "churn": "bench.churn", "cli": "bench.cli", "scaleout": "bench.scaleout",
            "faults": "bench.faults", "tasks": "bench.tasks", "redfish": "bench.redfish",
-           "login": "bench.login"}
+           "login": "bench.login", "actions": "bench.actions"}
 
 if len(sys.argv) < 2 or sys.argv[1] not in MODULES:
     print(__doc__.strip(), file=sys.stderr)

@@ -122,6 +122,9 @@ class Actor:
         never left (fenced) goes back to wait for the node's owner."""
         name = outcome.node
         self.steps.ended(name)
+        if outcome.error_kind == errors.Stopping.kind:
+            return  # cut short by our stop, sent or not: left running, its hold runs out and
+            #         the node's next owner takes it over as if this worker had died
         if outcome.error_kind == errors.Fenced.kind:
             result, error = "pending", ""
         else:

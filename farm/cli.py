@@ -10,7 +10,7 @@ import click
 
 from farm import conf, errors, inventory
 from farm.credentials import Credentials, generate_key_file, read_keys
-from farm.store import Store
+from farm.store import ActionConflict, Store
 from farm.views import list_rows, select, status_report, summary
 
 PROGRESS_FROM = 10_000  # nodes; smaller imports finish before a bar helps
@@ -132,7 +132,7 @@ def remove(config_file, selections):
     try:
         names = sorted({n for text in selections for n in _select(ctx, text)})
         removed = ctx.store.remove_nodes(names)
-    except BACKEND_ERRORS as exc:
+    except (ActionConflict, *BACKEND_ERRORS) as exc:
         raise click.ClickException(f"{exc}; nothing removed") from None
     click.echo(f"{removed} of {len(names)} nodes removed")
 

@@ -7,6 +7,7 @@ import json
 from farm.credentials import Credentials
 from farm.errors import BackendUnavailable, CredentialsError
 from farm.model import Node
+from farm.store.actions import ActionConflict
 
 # 2: counts, polled and names kept beside the inventory and state; a farm
 # written by an older version gets them built once (Inventory.upgrade)
@@ -145,17 +146,23 @@ class Inventory:
 
     def remove_nodes(self, names):
         """Remove nodes and their state, atomically (their labels' index
-        entries too); the count removed."""
-        inv = self._key("inventory")
+        entries too); the count removed. Nothing is removed if one is in an
+        unfinished bulk action (ActionConflict names it)."""
+        inv, step_of = self._key("inventory"), self._key("step-of")
         out = {}
 
         def txn(pipe):
             entries = pipe.hmget(inv, names) if names else []
+            busy = [(n, a) for n, a in zip(names, pipe.hmget(step_of, names) if names else [],
+                                           strict=True) if a]
+            if busy:
+                raise ActionConflict(f"{busy[0][0]} is in action {busy[0][1]}, not finished "
+                                     f"(`farm actions cancel {busy[0][1]}`, or wait for it)")
             pipe.multi()
             for name, entry in zip(names, entries, strict=True):
                 self._relabel(pipe, name, _labels_of(entry), {})
             self._remove(names, pipe)
-        results = self._do("node removal", self._redis.transaction, txn, inv)
+        results = self._do("node removal", self._redis.transaction, txn, inv, step_of)
         out["removed"] = results[-1] if results else 0
         return int(out["removed"])
 

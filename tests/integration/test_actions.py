@@ -97,6 +97,10 @@ def test_cancel_drops_the_waves_not_started(fleet, store):
     assert out.returncode == 0, out.stderr
     action_id = out.stdout.strip()
     wait_for(lambda: store.action(action_id)["done"] >= 2, 30, what="the first wave")
+    waiting = [n for n, s in store.action_steps(action_id).items() if s["state"] == "pending"]
+    out = farm(cfg, "nodes", "remove", waiting[0])
+    assert out.returncode != 0 and f"is in action {action_id}" in out.stderr
+    assert waiting[0] in store.all_names()
     out = farm(cfg, "actions", "cancel", action_id)
     assert out.returncode == 0 and "steps dropped" in out.stdout, out.stderr
     record = wait_for(lambda: (r := store.action(action_id))["running"] == 0 and r, 30,
@@ -181,3 +185,29 @@ def test_a_killed_workers_steps_run_on_the_new_owner(make_sim, store, redis_serv
         coordinator.send_signal(signal.SIGTERM)
         coordinator.wait(20)
         coord_log.close()
+
+
+def test_a_fleet_wide_desired_on_is_staggered(make_sim, store, redis_server, namespace, tmp_path):
+    """After an outage, `desired on` for every node: farm's own corrections
+    go out at most wave_size in any wave_interval, as the BMCs count them."""
+    log = str(tmp_path / "controls.log")
+    sim = make_sim(12, engine="lean", off_fraction=1.0, control_log=log)
+    nodes = import_sim(sim, store)
+    cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, poll_interval=0.5,
+                       bmc_timeout=1, sections={"power": {"wave_size": 3, "wave_interval": 1.5}})
+    proc, wlog = start_worker(tmp_path, cfg)
+    names = [n.name for n in nodes]
+    try:
+        wait_for(lambda: all(s.get("power_state") == "off"
+                             for s in store.node_states(names).values()), 30,
+                 what="every node polled off")
+        assert farm(cfg, "nodes", "desired", "all", "on").returncode == 0
+        wait_for(lambda: all(s.get("power_state") == "on"
+                             for s in store.node_states(names).values()), 60,
+                 what="every node on")
+        times = sorted(t for t, _, _ in journal(log))
+        assert len(times) == 12, times  # one correction each: none repeated while waiting
+        assert all(times[i + 3] - times[i] >= 1.5 - 0.05 for i in range(len(times) - 3)), times
+        assert store.controls()[1][names[0]].get("maintenance") is None
+    finally:
+        assert stop_worker(proc) == 0, wlog.read_text()[-3000:]

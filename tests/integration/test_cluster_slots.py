@@ -67,6 +67,19 @@ def every_operation(store):
     assert store.publish_assignment("c", epoch, ["w"], ["w"] * 16, 1.0) >= 1
     assert store.report_worker("w", {"host": "h"}, 5)[1] >= 1
     assert "w" in store.worker_reports()
+    # a bulk action, its step taken, finished; another cancelled; a slot
+    from farm.plan import Step
+    now = store.server_time()
+    store.create_action("a1", {"action": "on", "by": "me", "batch": 2, "interval": 1,
+                               "waves": 1}, [Step("n0", 0, now - 1)])
+    assert store.fleet_steps()["n0"][:2] == ("a1", "on")
+    assert store.claim_steps("a1", "w", 16, [("n0", 0)], 5)[0] == [("n0", 1)]
+    assert store.finish_step("a1", "n0", "w", 1, "done", power_after="on")
+    assert store.action("a1")["state"] == "done" and store.actions()[0]["id"] == "a1"
+    store.create_action("a2", {"action": "off", "by": "me", "batch": 2, "interval": 1,
+                               "waves": 1}, [Step("n9", 0, now + 60)])
+    assert store.cancel_action("a2", "me") == ("running", 1)
+    assert store.take_slots(3, 2, 1, "w:1")[0] == 2
     store.release_lease("c")
     assert store.remove_nodes(["n1"]) == 1
 

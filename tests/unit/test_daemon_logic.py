@@ -226,3 +226,26 @@ def test_what_a_bmc_accepted_is_kept_and_seeds_the_next_worker(tmp_path):
     fresh.executor = fresh.actor.executor = Recorder()
     fresh.sync()
     assert [(j[0], j[1].name, j[2]) for j in fresh.executor.jobs] == [(SESSION_HINT, "n1", (3, 2))]
+
+
+def test_a_correction_read_back_ends_its_settle_window(tmp_path):
+    """The state read right after a correction that took clears the settle
+    window: a change out of band before the next poll is corrected at once,
+    not settle_time later."""
+    from farm.bmc.engine import Outcome
+    from farm.control import Action
+    store = MemoryStore()
+    store.set_nodes(NODES[:1])
+    store.control = {"n0": {"desired": "off"}}
+    store.control_version = 1
+    w = worker(tmp_path, store)
+    w.executor = w.actor.executor = Recorder()
+    w.sync()
+    on = PollResult("n0", 1.0, 0.01, PowerState.ON)
+    w.actor.enforce([on])
+    (job,) = w.executor.jobs
+    assert job[2].action == "off"
+    w._on_results([Outcome("power-action", "n0", PowerState.OFF, None, None, 0.01, 2.0,
+                           Action("off", "", job[2].who, job[2].not_after))])
+    w.actor.enforce([on])  # switched on out of band before the next poll
+    assert [j[2].action for j in w.executor.jobs] == ["off", "off"]
