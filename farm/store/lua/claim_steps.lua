@@ -68,6 +68,7 @@ for i = 6, #ARGV, 2 do
     redis.call('HSET', KEYS[6], name, cjson.encode(step))
     redis.call('ZADD', KEYS[4], now + tonumber(ARGV[3]), name)
     redis.call('ZADD', KEYS[7], now, name .. ':' .. step.attempt)
+    redis.call('EXPIRE', KEYS[7], math.ceil(interval) + 60)  -- a cancelled action leaves none
     table.insert(out, name)
     table.insert(out, step.attempt)
   end
