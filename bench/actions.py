@@ -99,6 +99,8 @@ def main():
                 last.append(at[-1] - due)
             first.sort()
             last.sort()
+            # the workers' own part: arrival at the BMC against the moment Redis set
+            sent = sorted(seen[s["node"]] - s["started_at"] for s in steps if s["node"] in seen)
             most = busiest_window(list(seen.values()), a.interval)
             after = sum(1 for s in steps if s.get("power_after") == "on")
             show = [farm(conf, "actions", "show", action_id)[1] for _ in range(3)]
@@ -121,6 +123,9 @@ def main():
              f"{ms(percentile(first, 0.5))} / {ms(percentile(first, 0.99))} / {ms(first[-1])}"],
             ["lateness of a wave's last command at a BMC, p50 / p99 / max (ms)",
              f"{ms(percentile(last, 0.5))} / {ms(percentile(last, 0.99))} / {ms(last[-1])}"],
+            ["a command's arrival at its BMC after the moment Redis set for it, p50 / p99 / "
+             "max (ms)", f"{ms(percentile(sent, 0.5))} / {ms(percentile(sent, 0.99))} / "
+                         f"{ms(sent[-1])}"],
             [f"most Chassis Control commands in any {a.interval:g} s window (BMCs' clock; "
              f"limit {a.batch})", most],
             ["Chassis Control commands the BMCs received", len(seen)],

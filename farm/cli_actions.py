@@ -16,7 +16,8 @@ from farm.store import ActionConflict
 from farm.views import owners
 
 BACKEND_ERRORS = (errors.BackendUnavailable, errors.BackendRefused)
-LEAD = 1.0     # seconds from writing a plan to its first wave: the workers hear of it first
+LEAD = 2.0     # seconds from writing a plan to its first wave: the workers hear of it, read
+#                their steps and take the first ones a second ahead (farm.steps.LEAD)
 FOLLOW = 0.5   # seconds between two looks at a running action
 
 

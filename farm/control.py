@@ -27,13 +27,15 @@ class Action(typing.NamedTuple):
     """A power action or SEL clear as its BMC program gets it: what, the
     operator command's id ('' for farm's own), who asked, the monotonic
     time after which no packet of it may leave (the acting lease; None: no
-    limit, for the CLI's and tests' own engines), and for a bulk action's
-    step (farm.steps) its (action id, attempt)."""
+    limit, for the CLI's and tests' own engines), for a bulk action's step
+    (farm.steps) its (action id, attempt), and the monotonic time before
+    which its command may not leave (a step's send time)."""
     action: str
     command_id: str
     who: str
     not_after: float | None = None
     step: tuple | None = None
+    start_at: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)

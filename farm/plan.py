@@ -10,6 +10,15 @@ wait; nodes without the label form one group of their own.
 
 import dataclasses
 
+# Seconds added between waves. Workers send each command at the moment Redis
+# set for it, give or take some milliseconds (a busy engine, two cores).
+# Redis keeps the send moments of any `interval + GUARD / 2` seconds to at
+# most `batch` (farm.steps), so a command that arrives up to GUARD / 2 late
+# still leaves every `interval`-second window at the BMCs with `batch` at
+# most; the other half lets a wave whose first commands went a little late
+# start the next one on time instead of pushing every later wave back.
+GUARD = 0.1
+
 
 @dataclasses.dataclass(frozen=True)
 class Step:
@@ -20,7 +29,8 @@ class Step:
 
 def waves(names, batch, interval, start, spread_by=None, labels_of=None):
     """[Step] for `names` (each once): waves of at most `batch`, `interval`
-    seconds apart from `start`; round-robin across `spread_by`'s values."""
+    seconds apart from `start` (plus GUARD); round-robin across
+    `spread_by`'s values."""
     if batch < 1:
         raise ValueError("batch must be at least 1")
     if interval < 0:
@@ -39,7 +49,7 @@ def waves(names, batch, interval, start, spread_by=None, labels_of=None):
             queue = queues[turn % len(queues)]
             turn += 1
             if queue:
-                steps.append(Step(queue.pop(), wave, start + wave * interval))
+                steps.append(Step(queue.pop(), wave, start + wave * (interval + GUARD)))
                 taken += 1
                 left -= 1
         wave += 1

@@ -21,10 +21,15 @@ import itertools
 import logging
 import threading
 
-from farm import control
+from farm import control, plan
 
 LOG = logging.getLogger("farm.worker")
 IDLE = 1.0  # seconds between looks when nothing is due (a wake comes sooner)
+# Seconds before its time a step is taken, so that it leaves at the moment
+# Redis set even when the claim itself runs late (a busy process): up to a
+# second, and at most a third of the acting lease, which must still hold
+# when the command leaves.
+LEAD = 1.0
 
 
 class StepRunner:
@@ -34,6 +39,7 @@ class StepRunner:
         may take it over (the BMC timeout and some)."""
         self.actor, self.store, self.server_now = actor, store, server_now
         self.hold_extra = hold_extra
+        self.lead = min(LEAD, actor.lease.bound / 3)
         self.due = {}          # name -> [when due, action id, action]
         self.running = {}      # name -> (action id, attempt), sent from here
         self.corrections = {}  # name -> power action waiting for a fleet-wide slot
@@ -87,7 +93,7 @@ class StepRunner:
 
     def _take_due(self):
         now = self.server_now()
-        due = sorted((d[0], name) for name, d in list(self.due.items()) if d[0] <= now)
+        due = sorted((d[0], name) for name, d in list(self.due.items()) if d[0] - self.lead <= now)
         if due and not self.actor.lease.valid():
             self.actor.note_fenced()
             return 0.5
@@ -96,7 +102,7 @@ class StepRunner:
             by_action.setdefault(self.due[name][1], []).append(name)
         for action_id, names in by_action.items():
             self._take(action_id, self.due[names[0]][2], names)
-        later = [d[0] for d in self.due.values()]
+        later = [d[0] - self.lead for d in self.due.values()]
         return min([IDLE] + [at - self.server_now() for at in later])
 
     def _take(self, action_id, action, names):
@@ -106,12 +112,15 @@ class StepRunner:
         hold = max(0.0, lease.until() - lease.clock()) + self.hold_extra
         taken, retry = self.store.claim_steps(
             action_id, actor.my_id, owners[0][2] if owners else 0,
-            [(n, o[1]) for n, o in zip(names, owners, strict=True)], hold)
+            [(n, o[1]) for n, o in zip(names, owners, strict=True)], hold, self.lead, plan.GUARD / 2)
         until, jobs = lease.until(), []
-        for name, attempt in taken:
+        # Redis's send times on this host's monotonic clock
+        offset = lease.clock() - self.server_now()
+        for name, attempt, send_at in taken:
             self.running[name] = (action_id, attempt)
             jobs.append(("power-action", actor.by_name[name], control.Action(
-                action, "", f"action {action_id}", until, (action_id, attempt))))
+                action, "", f"action {action_id}", until, (action_id, attempt),
+                send_at + offset)))
         for name in set(self.due) & set(names):
             if name in self.running or retry is None:
                 del self.due[name]  # taken, or not ours to take (cancelled, moved, done)

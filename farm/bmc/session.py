@@ -96,7 +96,9 @@ class Session:
         self.job = job
         self.node = job.node
         job.started = now
-        job.deadline = now + self.engine.timeouts.get(job.task, self.engine.config.timeout)
+        # a step held until its send time (farm.steps) gets its full deadline from then
+        held = max(0.0, (getattr(job.arg, "start_at", None) or 0.0) - now)
+        job.deadline = now + held + self.engine.timeouts.get(job.task, self.engine.config.timeout)
         self.engine.at(job.deadline, self, "deadline", job)
         node = job.node
         creds = (node.username.encode("utf-8"), node.password.encode("utf-8"),
@@ -149,14 +151,17 @@ class Session:
 
     def _command(self, request):
         gap = self.engine.config.min_command_interval
-        if gap > 0 and self.state == ACTIVE:
+        # a bulk action's step leaves at the moment Redis set for it (farm.steps)
+        start_at = getattr(self.job.arg, "start_at", None) or 0.0
+        if (gap > 0 or start_at) and self.state == ACTIVE:
             # [bmc] min_command_interval: BMCs crash when hammered. Login
             # packets are not spaced (a handshake), commands in a session are.
             now = self.engine.now()
-            if now < self.last_command + gap:
+            when = max(self.last_command + gap, start_at)
+            if now < when:
                 self.expect = self.packet = None
                 self.token += 1
-                self.engine.at(self.last_command + gap, self, "pace", self.token)
+                self.engine.at(when, self, "pace", self.token)
                 return
             self.last_command = now
         self.rq_seq = (self.rq_seq + 1) % 64

@@ -89,8 +89,10 @@ SDR_RECORDS = [(s.number, sdr_record(s.number, s)) for s in SENSORS]  # the same
 
 class ControlJournal:
     """Every Chassis Control the simulated BMCs receive, one line each,
-    `<epoch seconds> <bmc name> <action>`, written as it arrives: what the
-    BMCs saw, for tests and benchmarks to count (not what farm says it sent)."""
+    `<epoch seconds> <bmc name> <action>`: what the BMCs saw, for tests and
+    benchmarks to count (not what farm says it sent). The time is when the
+    packet reached the BMC: the kernel's receive time on the lean engine,
+    the moment it is handled on the others."""
 
     NAMES = {0: "off", 1: "on", 2: "cycle", 3: "reset", 5: "soft"}
 
@@ -98,9 +100,11 @@ class ControlJournal:
         self._file = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 (kept open)
         self._lock = threading.Lock()
 
-    def __call__(self, name, action):
+    def __call__(self, name, action, at=None):
+        """`at`: when the packet reached the BMC (the kernel's receive time),
+        else now."""
         with self._lock:
-            self._file.write(f"{time.time():.6f} {name} {self.NAMES.get(action, action)}\n")
+            self._file.write(f"{at or time.time():.6f} {name} {self.NAMES.get(action, action)}\n")
 
     @staticmethod
     def read(path):
@@ -122,6 +126,7 @@ class Hardware:
                  sel_interval=0.0, clock=time.time, journal=None):
         self.name = name
         self.journal = journal     # ControlJournal: every Chassis Control received
+        self.received_at = None    # the packet being handled arrived then (lean engine)
         self.clock = clock
         self.powered = powered
         self.power_delay = power_delay
@@ -154,7 +159,7 @@ class Hardware:
         """Chassis Control: 0 off, 1 on, 2 cycle, 3 reset, 5 soft off."""
         now = self.clock()
         if self.journal is not None:
-            self.journal(self.name, action)
+            self.journal(self.name, action, self.received_at)
         current = self.power_state()
         target = {0: False, 1: True, 2: True, 3: current, 5: False}.get(action)
         if target is None:

@@ -67,6 +67,18 @@ class _Session:
         self.last_seen = time.monotonic()
 
 
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; Python does not name it
+
+
+def _arrival(ancillary):
+    """The kernel's receive time of a packet (epoch seconds), or None."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            sec, nsec = struct.unpack("qq", data[:16])
+            return sec + nsec / 1e9
+    return None
+
+
 class LeanBmc:
     def __init__(self, fleet, name, sock, hardware, quirks=frozenset()):
         self.fleet, self.name, self.sock, self.hw = fleet, name, sock, hardware
@@ -264,13 +276,24 @@ class LeanFleet:
 
     def serve(self, stop):
         next_sweep = time.monotonic() + 1.0
+        # With a control journal, each packet's arrival is the kernel's receive
+        # time (SO_TIMESTAMPNS): the moment it reached the BMC, not the moment
+        # this one thread, serving every BMC, got round to it.
+        stamped = any(b.hw.journal is not None for b in self.bmcs.values())
+        if stamped:
+            for bmc in self.bmcs.values():
+                bmc.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         while not stop.is_set():
             next_sweep = sweep_sessions(self, next_sweep)
             for fd, _ in self.epoll.poll(0.5):
                 bmc = self._by_fd[fd]
                 for _ in range(64):  # drain, bounded so one flood cannot starve the rest
                     try:
-                        packet, addr = bmc.sock.recvfrom(512)
+                        if stamped:
+                            packet, ancillary, _, addr = bmc.sock.recvmsg(512, 64)
+                            bmc.hw.received_at = _arrival(ancillary)
+                        else:
+                            packet, addr = bmc.sock.recvfrom(512)
                     except (BlockingIOError, InterruptedError):
                         break
                     try:

@@ -9,7 +9,7 @@ cancelling. A node is in at most one unfinished action (as a node lock).
                                 cancelled, finished_at, cancelled_by
   {ns}:action:{id}:nodes  hash  node -> JSON {wave, not_before, state, worker, attempt,
                                 started_at, ended_at, error, power_after, latency}
-  {ns}:action:{id}:grants zset  when each step started (the spacing's window)
+  {ns}:action:{id}:grants zset  each step's send time (the spacing's window)
   {ns}:steps              zset  node -> not_before of its pending step
   {ns}:steps:running      zset  node -> when its running step may be taken over
   {ns}:step-of            hash  node -> the unfinished action it is in
@@ -77,18 +77,19 @@ class Actions:
                 out[name] = (action_id, kinds[action_id], due)
         return out
 
-    def claim_steps(self, action_id, worker, partitions, named, hold):
-        """Take due steps of one action (`named`: (name, partition), earliest
-        first): ([(name, attempt)] taken, when to ask again for the rest or
-        None)."""
+    def claim_steps(self, action_id, worker, partitions, named, hold, lead, guard):
+        """Take the steps of one action due within `lead` seconds (`named`:
+        (name, partition), earliest first): ([(name, attempt, send_at)]
+        taken, each with the moment (Redis's clock) to send it; the earliest
+        send time for the rest, or None)."""
         head, nodes, grants = self._action_keys(action_id)
-        args = [worker, partitions, hold, action_id, ACTION_TTL]
+        args = [worker, partitions, hold, action_id, ACTION_TTL, lead, guard]
         for name, partition in named:
             args += [name, partition]
         got = self._do("steps claim", self._scripts["claim_steps"], keys=[
             self._key("assignment"), self._key("step-of"), self._key("steps"),
             self._key("steps", "running"), head, nodes, grants], args=args)
-        taken = [(got[i], int(got[i + 1])) for i in range(1, len(got), 2)]
+        taken = [(got[i], int(got[i + 1]), float(got[i + 2])) for i in range(1, len(got), 3)]
         return taken, float(got[0]) if got[0] else None
 
     def finish_step(self, action_id, name, worker, attempt, outcome, error="", power_after="",

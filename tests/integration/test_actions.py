@@ -48,7 +48,7 @@ def test_waves_keep_their_spacing_as_the_bmcs_see_it(fleet, store):
     label(store, nodes, **pdu)
     out = farm(cfg, "nodes", "power", "all", "on", "--batch", "3", "--interval", "1.5",
                "--spread-by", "pdu", "--json", timeout=90)
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 0, out.stderr + out.stdout[-1500:]
     steps = [json.loads(line) for line in out.stdout.splitlines()]
     assert sorted(s["node"] for s in steps) == sorted(n.name for n in nodes)
     assert {s["state"] for s in steps} == {"done"} and {s["power_after"] for s in steps} == {"on"}

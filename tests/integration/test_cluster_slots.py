@@ -73,7 +73,8 @@ def every_operation(store):
     store.create_action("a1", {"action": "on", "by": "me", "batch": 2, "interval": 1,
                                "waves": 1}, [Step("n0", 0, now - 1)])
     assert store.fleet_steps()["n0"][:2] == ("a1", "on")
-    assert store.claim_steps("a1", "w", 16, [("n0", 0)], 5)[0] == [("n0", 1)]
+    assert [t[:2] for t in store.claim_steps("a1", "w", 16, [("n0", 0)], 5, 0.3, 0.1)[0]] == [
+        ("n0", 1)]
     assert store.finish_step("a1", "n0", "w", 1, "done", power_after="on")
     assert store.action("a1")["state"] == "done" and store.actions()[0]["id"] == "a1"
     store.create_action("a2", {"action": "off", "by": "me", "batch": 2, "interval": 1,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from farm.plan import summary, waves
+from farm.plan import GUARD, summary, waves
 
 names = st.lists(st.from_regex(r"n[0-9]{1,4}", fullmatch=True), min_size=1, max_size=300,
                  unique=True)
@@ -21,7 +21,7 @@ def test_each_node_once_in_waves_of_at_most_batch(nodes, batch, interval):
     per_wave = collections.Counter(s.wave for s in steps)
     assert max(per_wave.values()) <= batch
     assert sorted(per_wave) == list(range(math.ceil(len(nodes) / batch)))
-    assert all(s.not_before == pytest.approx(1000.0 + s.wave * interval) for s in steps)
+    assert all(s.not_before == pytest.approx(1000.0 + s.wave * (interval + GUARD)) for s in steps)
     assert summary(steps)[:2] == (len(per_wave), len(nodes))
 
 

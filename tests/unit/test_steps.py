@@ -22,10 +22,10 @@ class Store:
     def fleet_steps(self):
         return dict(self.steps)
 
-    def claim_steps(self, action_id, worker, partitions, named, hold):
+    def claim_steps(self, action_id, worker, partitions, named, hold, lead, guard):
         self.claims.append((action_id, [n for n, _ in named], hold))
         names = [n for n, _ in named if self.grant is None or n in self.grant]
-        return [(n, 1) for n in names], self.retry
+        return [(n, 1, 100.5) for n in names], self.retry
 
     def take_slots(self, wanted, batch, interval, tag):
         granted = min(wanted, self.slots)
@@ -65,14 +65,16 @@ def runner(steps, names, now=100.0):
 
 def test_due_steps_of_its_own_nodes_are_taken_and_sent_within_the_lease():
     r, actor, store, clock, server = runner(
-        {"a": ("x1", "on", 99.0), "b": ("x1", "on", 100.0), "c": ("x1", "on", 105.0),
+        {"a": ("x1", "on", 99.0), "b": ("x1", "on", 100.2), "c": ("x1", "on", 105.0),
          "other": ("x1", "on", 99.0)}, ["a", "b", "c"])
     assert set(r.due) == {"a", "b", "c"}  # not another worker's node
     actor.lease.confirm(10.0)
     wait = r._take_due()
     assert store.claims == [("x1", ["a", "b"], 4.0 + 4.0)]  # earliest first; hold = lease + extra
-    assert [(j[1].name, j[2].action, j[2].step, j[2].not_after) for j in actor.jobs] == [
-        ("a", "on", ("x1", 1), 14.0), ("b", "on", ("x1", 1), 14.0)]
+    # each leaves at the moment Redis set (100.5 on its clock: 10.5 on this host's)
+    assert [(j[1].name, j[2].action, j[2].step, j[2].not_after, j[2].start_at)
+            for j in actor.jobs] == [("a", "on", ("x1", 1), 14.0, 10.5),
+                                     ("b", "on", ("x1", 1), 14.0, 10.5)]
     assert 0 < wait <= 1.0 and set(r.due) == {"c"} and r.busy("a") and r.busy("c")
     r.ended("a")
     assert not r.busy("a")

@@ -1,31 +1,34 @@
--- A worker takes its nodes' due steps of one action, within the action's
--- spacing: at most `batch` steps started in any `interval` seconds, fleet
--- wide (a wave that ran late does not stack onto the next one), counted by
--- Redis's clock. A step is taken only while the assignment still gives the
--- worker its node and the action still runs. A step left running past its
--- deadline (its worker died) is taken again for on and off, which are safe
--- to repeat, and failed for cycle and reset, which are not.
+-- A worker takes its nodes' steps of one action that are due within `lead`
+-- seconds, and gets for each the moment to send it (Redis's clock). The
+-- moments are spaced fleet-wide: no window of the action's interval plus
+-- `guard` seconds holds more than `batch` of them, so a wave that ran late
+-- pushes the next one back instead of stacking onto it. Every worker sends
+-- at the moment given, not when its claim returned: the claims' own jitter
+-- never reaches the BMCs. A step is taken only while the assignment still
+-- gives the worker its node and the action still runs. A step left running
+-- past its hold (its worker died) is taken again for on and off, which are
+-- safe to repeat, and failed for cycle and reset, which are not.
 -- KEYS[1] assignment, KEYS[2] step-of, KEYS[3] steps zset, KEYS[4] running
--- zset, KEYS[5] action hash, KEYS[6] its nodes hash, KEYS[7] its grants zset.
--- ARGV: worker, partitions, hold (seconds a step may run before another
--- worker may take it), action id, ttl of a finished action, then name,
--- partition pairs, earliest due first. Returns {retry_at or '', name,
--- attempt, name, attempt, ...}: retry_at is when to ask again for the steps
--- not taken (the spacing is full, or Redis's clock says not yet).
+-- zset, KEYS[5] action hash, KEYS[6] its nodes hash, KEYS[7] its send times.
+-- ARGV: worker, partitions, hold (seconds past its send time a step may run
+-- before another worker may take it), action id, ttl of a finished action,
+-- lead, guard, then name, partition pairs, earliest due first. Returns
+-- {retry or '', name, attempt, send_at, ...}: retry is the earliest send
+-- time for the steps not taken (the spacing is full, or not yet due).
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local a = redis.call('HMGET', KEYS[5], 'state', 'batch', 'interval', 'action')
+local a = redis.call('HMGET', KEYS[5], 'state', 'batch', 'action', 'interval')
 if a[1] ~= 'running' then return {''} end
-local batch, interval, action = tonumber(a[2]), tonumber(a[3]), a[4]
+local batch, action = tonumber(a[2]), a[3]
+local lead, window = tonumber(ARGV[6]), tonumber(a[4]) + tonumber(ARGV[7])
 local members, placement
 local asg = redis.call('HMGET', KEYS[1], 'members', 'placement')
 if asg[2] then members, placement = cjson.decode(asg[1]), cjson.decode(asg[2]) end
-redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - interval)
-local room = batch - redis.call('ZCARD', KEYS[7])
+redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - window)
 local out = {''}
 local retry = nil
-for i = 6, #ARGV, 2 do
+for i = 8, #ARGV, 2 do
   local name, p = ARGV[i], tonumber(ARGV[i + 1])
   local mine = redis.call('HGET', KEYS[2], name) == ARGV[4]
   if mine and placement then
@@ -35,7 +38,7 @@ for i = 6, #ARGV, 2 do
   local due = false
   if step and step.state == 'pending' then
     local at = tonumber(redis.call('ZSCORE', KEYS[3], name) or now)
-    due = at <= now
+    due = at <= now + lead
     if not due and (retry == nil or at < retry) then retry = at end
   elseif step and step.state == 'running' then
     due = tonumber(redis.call('ZSCORE', KEYS[4], name) or now + 1) <= now
@@ -52,25 +55,27 @@ for i = 6, #ARGV, 2 do
     end
   end
   if due then
-    if room <= 0 then
-      local oldest = redis.call('ZRANGE', KEYS[7], 0, 0, 'WITHSCORES')
-      retry = tonumber(oldest[2] or now) + interval
+    local send_at = math.max(step.not_before, now + lead)
+    local held = redis.call('ZRANGEBYSCORE', KEYS[7], '(' .. (send_at - window), '+inf',
+                            'WITHSCORES', 'LIMIT', 0, batch)
+    if #held >= 2 * batch then  -- full: the earliest moment one leaves the window
+      retry = tonumber(held[2]) + window
       break
     end
-    room = room - 1
     if step.state == 'pending' then
       redis.call('ZREM', KEYS[3], name)
       redis.call('HINCRBY', KEYS[5], 'pending', -1)
       redis.call('HINCRBY', KEYS[5], 'running', 1)
     end
     step.attempt = (step.attempt or 0) + 1
-    step.state, step.worker, step.started_at = 'running', ARGV[1], now
+    step.state, step.worker, step.started_at = 'running', ARGV[1], send_at
     redis.call('HSET', KEYS[6], name, cjson.encode(step))
-    redis.call('ZADD', KEYS[4], now + tonumber(ARGV[3]), name)
-    redis.call('ZADD', KEYS[7], now, name .. ':' .. step.attempt)
-    redis.call('EXPIRE', KEYS[7], math.ceil(interval) + 60)  -- a cancelled action leaves none
+    redis.call('ZADD', KEYS[4], send_at + tonumber(ARGV[3]), name)
+    redis.call('ZADD', KEYS[7], send_at, name .. ':' .. step.attempt)
+    redis.call('EXPIRE', KEYS[7], math.ceil(window) + 60)  -- a cancelled action leaves none
     table.insert(out, name)
     table.insert(out, step.attempt)
+    table.insert(out, string.format('%.6f', send_at))
   end
 end
 if retry then out[1] = string.format('%.6f', retry) end
