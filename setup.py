@@ -23,6 +23,9 @@ setup(
         "PyYAML>=6.0",
         # Redfish; farm's connector settings work around `retries or 3` (farm/bmc/redfish.py)
         "sushy>=5.0,<6",
+        # farm-api: request validation and the OpenAPI document (docs/architecture.md)
+        "fastapi>=0.110",
+        "uvicorn>=0.29",
     ],
     extras_require={"test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "ruff",
                              "sushy-tools>=2.0"],  # sushy-emulator: a Redfish service nobody here wrote
@@ -33,6 +36,7 @@ setup(
             "farm-worker = farm.worker:main",
             "farm-coordinator = farm.coordinator:main",
             "farm-sim = farm.sim.cli:main",
+            "farm-api = farm.api.server:main",
         ],
         "farm.tasks": [
             "power = farm.tasks.power:PowerPoll",

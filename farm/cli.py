@@ -88,6 +88,35 @@ def import_(config_file, replace, file):
 
 
 @main.group()
+def api():
+    """farm-api's bearer tokens ([api] tokens_file)."""
+
+
+@api.group("token")
+def api_token():
+    """Tokens for farm-api."""
+
+
+@api_token.command("add")
+@click.option("--role", type=click.Choice(["reader", "operator"]), required=True,
+              help="reader: GET only; operator: may also act (power, desired, maintenance).")
+@click.option("--name", required=True, help="Who holds it (shown in events as NAME@api).")
+@click.argument("file", type=click.Path(dir_okay=False))
+def api_token_add(role, name, file):
+    """Append a new token's digest to FILE (created mode 0600) and print the
+    token, once: only its SHA-256 is kept."""
+    from farm.api.tokens import add
+    try:
+        token = add(file, role, name)
+    except errors.ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"{file}: {exc.strerror}") from None
+    click.echo(token)
+    click.echo(f"added {role} token {name} to {file}; it is shown this once", err=True)
+
+
+@main.group()
 def keys():
     """The keys that seal BMC passwords in Redis ([security] credentials_key_file)."""
 

@@ -12,8 +12,7 @@ import uuid
 import click
 
 from farm import errors, plan
-from farm.store import ActionConflict
-from farm.views import owners
+from farm.views import Refused, plan_action, write_action
 
 BACKEND_ERRORS = (errors.BackendUnavailable, errors.BackendRefused)
 LEAD = 2.0     # seconds from writing a plan to its first wave: the workers hear of it, read
@@ -21,52 +20,29 @@ LEAD = 2.0     # seconds from writing a plan to its first wave: the workers hear
 FOLLOW = 0.5   # seconds between two looks at a running action
 
 
-def start(ctx, names, action, batch, interval, spread_by, labels, yes, no_wait, as_json,
-          timeout, by):
+def start(ctx, names, action, batch, interval, spread_by, yes, no_wait, as_json, timeout, by):
     """Write the plan for `names`, then follow it unless `no_wait`."""
-    store, p = ctx.store, ctx.settings.power
+    store = ctx.store
     try:
-        controls = store.controls()[1]
-        owned = owners(store, names)
+        steps, batch, interval, notes = plan_action(store, ctx.settings.power, names, action,
+                                                    batch, interval, spread_by)
+    except Refused as exc:
+        raise click.ClickException(f"{exc}; nothing changed") from None
     except BACKEND_ERRORS as exc:
         raise click.ClickException(f"{exc}; nothing changed") from None
-    orphans = [n for n in names if owned[n][0] is None]
-    if len(orphans) == len(names):
-        raise click.ClickException(f"no live worker owns any of them ({owned[names[0]][1]}); "
-                                   f"nothing changed")
-    held = [n for n in names if controls.get(n, {}).get("maintenance")]
-    if held:
-        raise click.ClickException(
-            f"{len(held)} of the selected nodes are in maintenance ({_some(held)}); take them "
-            f"out (`farm nodes maintenance SELECTION off`) or leave them out of the selection "
-            f"(SELECTION,-{held[0]}); nothing changed")
-    opposite = {"on": "off", "off": "on"}.get(action)
-    fight = [n for n in names if opposite and controls.get(n, {}).get("desired") == opposite]
-    steps = plan.waves(names, batch, interval, 0.0, spread_by, labels.get)
     count, _, span = plan.summary(steps)
-    if len(names) > p.confirm_over and not yes:
+    if len(names) > ctx.settings.power.confirm_over and not yes:
         click.confirm(f"power {action} {len(names)} nodes in {count} waves of at most {batch}, "
                       f"{interval:g} s apart ({span:g} s)?", abort=True, err=True)
     action_id = uuid.uuid4().hex[:12]
     try:
-        begin = store.server_time() + LEAD
-        steps = [plan.Step(s.node, s.wave, begin + s.not_before) for s in steps]
-        store.create_action(action_id, {"action": action, "by": by, "batch": batch,
-                                        "interval": interval, "spread_by": spread_by,
-                                        "waves": count}, steps)
-    except ActionConflict as exc:
-        raise click.ClickException(f"{exc}; nothing changed") from None
-    except BACKEND_ERRORS as exc:
+        write_action(store, action_id, steps, action, batch, interval, spread_by, by, LEAD)
+    except (Refused, *BACKEND_ERRORS) as exc:
         raise click.ClickException(f"{exc}; nothing changed") from None
     click.echo(f"action {action_id}: power {action} on {len(names)} nodes in {count} waves "
                f"({span:g} s)", err=True)
-    if orphans:
-        click.echo(f"note: {len(orphans)} of them have no live worker now ({_some(orphans)}: "
-                   f"{owned[orphans[0]][1]}); their steps wait for one", err=True)
-    if fight:
-        click.echo(f"note: {len(fight)} of them keep desired {opposite} ({_some(fight)}): farm "
-                   f"turns them back once this action is done (`farm nodes desired SELECTION "
-                   f"none` stops that)", err=True)
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
     if no_wait:
         click.echo(action_id)
         return
@@ -140,10 +116,6 @@ def progress(record, now):
     extra = f", {record['cancelled']} cancelled" if record["cancelled"] else ""
     return (f"[{bar}] power {record['action']}: {done}/{total} done, {failed} failed"
             f"{extra}, {record['pending'] + record['running']} left, {waves_left} waves left")
-
-
-def _some(names, k=5):
-    return ", ".join(names[:k]) + (", ..." if len(names) > k else "")
 
 
 def _when(ts):

@@ -130,20 +130,20 @@ def register(main, nodes, make_ctx, config_option):
         if len(names) == 1 and not (dry_run or batch or interval is not None or spread_by):
             _command(ctx, "power", names[0], action, timeout, no_wait)
             return
-        p = ctx.settings.power
-        staggered = action != "off"
-        batch = batch or (p.wave_size if staggered else len(names))
-        interval = (p.wave_interval if staggered else 0.0) if interval is None else interval
-        try:
-            labels = ctx.store.labels_of(names) if spread_by else {}
-        except BACKEND_ERRORS as exc:
-            raise click.ClickException(str(exc)) from None
         if dry_run:
+            p = ctx.settings.power
+            staggered = action != "off"
+            batch = batch or (p.wave_size if staggered else len(names))
+            interval = (p.wave_interval if staggered else 0.0) if interval is None else interval
+            try:
+                labels = ctx.store.labels_of(names) if spread_by else {}
+            except BACKEND_ERRORS as exc:
+                raise click.ClickException(str(exc)) from None
             steps = plan.waves(names, batch, interval, time.time(), spread_by, labels.get)
             _print_plan(steps, action, batch, interval, spread_by, labels, as_json)
             return
-        cli_actions.start(ctx, names, action, batch, interval, spread_by, labels, yes, no_wait,
-                          as_json, timeout, who())
+        cli_actions.start(ctx, names, action, batch, interval, spread_by, yes, no_wait, as_json,
+                          timeout, who())
 
     @nodes.command("sel-clear")
     @config_option

@@ -205,10 +205,26 @@ security_opts = [
                      "and the demo only); otherwise importing passwords is refused."),
 ]
 
+api_opts = [
+    cfg.HostAddressOpt("bind", default="127.0.0.1",
+                       help="Address farm-api listens on (put it behind a load balancer, or "
+                            "bind it wider with TLS)."),
+    cfg.PortOpt("port", default=6385, help="farm-api's port (Ironic's, so its clients feel "
+                                           "at home); 0: a free port, logged."),
+    cfg.StrOpt("tls_cert_file", default="", help="PEM certificate (chain): serve HTTPS."),
+    cfg.StrOpt("tls_key_file", default="", help="PEM private key of tls_cert_file."),
+    cfg.StrOpt("tls_client_ca_file", default="",
+               help="PEM CA bundle: also require a client certificate it signed."),
+    cfg.StrOpt("tokens_file", default="/etc/farm/api-tokens",
+               help="Bearer tokens, one a line: `sha256:<hex digest of the token> <role> "
+                    "<name>`, role reader or operator (`farm api token add`). Refused if "
+                    "group or others may read it."),
+]
+
 GROUPS = {"coordination": coordination_opts, "worker": worker_opts,
           "logging": logging_opts, "metrics": metrics_opts, "security": security_opts,
           "tasks": tasks_opts, "power": power_opts, "sensors": sensors_opts, "sel": sel_opts,
-          "bmc": bmc_opts, "events": events_opts, "redfish": redfish_opts}
+          "bmc": bmc_opts, "events": events_opts, "redfish": redfish_opts, "api": api_opts}
 
 
 def list_opts():
@@ -315,6 +331,16 @@ class Events:
 
 
 @dataclasses.dataclass(frozen=True)
+class Api:
+    bind: str = "127.0.0.1"
+    port: int = 6385
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
+    tokens_file: str = "/etc/farm/api-tokens"
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     coordination: Coordination
     worker: Worker
@@ -328,6 +354,7 @@ class Settings:
     bmc: Bmc = Bmc()
     events: Events = Events()
     redfish: Redfish = Redfish()
+    api: Api = Api()
 
 
 def config_options(f):
@@ -404,7 +431,7 @@ def load(config_file=None, overrides=None, config_dir=None):
                     tasks=_tasks(values["tasks"]), power=Power(**values["power"]),
                     sensors=Sensors(**values["sensors"]), sel=Sel(**values["sel"]),
                     bmc=Bmc(**values["bmc"]), events=Events(**values["events"]),
-                    redfish=Redfish(**values["redfish"]))
+                    redfish=Redfish(**values["redfish"]), api=Api(**values["api"]))
 
 
 def _tasks(values):

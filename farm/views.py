@@ -231,3 +231,67 @@ def recent_events(store, limit, node=None, kind=None, scan_limit=100_000):
         found += [(i, f) for i, f in chunk if event_matches(f, node, kind)]
         before = chunk[-1][0]
     return list(reversed(found[:limit]))
+
+
+class Refused(Exception):
+    """An action refused before anything changed; `code` is stable (the API
+    answers with it)."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+def plan_action(store, power, names, action, batch=None, interval=None, spread_by=None):
+    """The plan a bulk power action would run, checked against the fleet:
+    (steps starting at 0.0, batch, interval, notes) or Refused. `power`: the
+    [power] settings (defaults for batch and interval)."""
+    from farm import plan
+    staggered = action != "off"
+    batch = batch or (power.wave_size if staggered else len(names))
+    interval = (power.wave_interval if staggered else 0.0) if interval is None else interval
+    controls = store.controls()[1]
+    owned = owners(store, names)
+    held = [n for n in names if controls.get(n, {}).get("maintenance")]
+    if held:
+        raise Refused("node_in_maintenance",
+                      f"{len(held)} of the selected nodes are in maintenance ({_some(held)}); "
+                      f"take them out (`farm nodes maintenance SELECTION off`) or leave them out "
+                      f"of the selection (SELECTION,-{held[0]})")
+    orphans = [n for n in names if owned[n][0] is None]
+    if len(orphans) == len(names):
+        raise Refused("no_live_worker", f"no live worker owns any of them ({owned[names[0]][1]})")
+    notes = []
+    if orphans:
+        notes.append(f"{len(orphans)} of them have no live worker now ({_some(orphans)}: "
+                     f"{owned[orphans[0]][1]}); their steps wait for one")
+    opposite = {"on": "off", "off": "on"}.get(action)
+    fight = [n for n in names if opposite and controls.get(n, {}).get("desired") == opposite]
+    if fight:
+        notes.append(f"{len(fight)} of them keep desired {opposite} ({_some(fight)}): farm turns "
+                     f"them back once this action is done (`farm nodes desired SELECTION none` "
+                     f"stops that)")
+    labels = store.labels_of(names) if spread_by else {}
+    return plan.waves(names, batch, interval, 0.0, spread_by, labels.get), batch, interval, notes
+
+
+def write_action(store, action_id, steps, action, batch, interval, spread_by, by, lead):
+    """Write a plan whose first wave starts `lead` seconds from now (Redis's
+    clock): the steps as written, or Refused (nothing changed)."""
+    from farm import plan
+    from farm.store import ActionConflict
+    begin = store.server_time() + lead
+    steps = [plan.Step(s.node, s.wave, begin + s.not_before) for s in steps]
+    count = plan.summary(steps)[0]
+    try:
+        store.create_action(action_id, {"action": action, "by": by, "batch": batch,
+                                        "interval": interval, "spread_by": spread_by,
+                                        "waves": count}, steps)
+    except ActionConflict as exc:
+        raise Refused("node_busy" if "is in action" in str(exc) else "node_not_found",
+                      str(exc)) from None
+    return steps
+
+
+def _some(names, k=5):
+    return ", ".join(names[:k]) + (", ..." if len(names) > k else "")

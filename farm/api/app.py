@@ -1,0 +1,263 @@
+"""farm-api's routes, in Ironic's shapes where Ironic has one, over the same
+views the CLI renders (farm.views). FastAPI validates every request and
+writes the OpenAPI document (/openapi.json); handlers are plain functions,
+run on its thread pool, because the Store is synchronous redis-py.
+
+Errors are JSON with a stable code: {"error": {"code": ..., "message": ...}}.
+"""
+
+import re
+import time
+import uuid
+from typing import Literal
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+
+from farm import errors, views
+from farm.selection import SelectionError
+
+TARGETS = {"power on": "on", "power off": "off", "rebooting": "cycle"}
+STATES = {"on": "power on", "off": "power off"}
+COMMAND_TTL = 30.0  # seconds a power command waits for its worker before it expires unrun
+LEAD = 2.0          # seconds from writing a plan to its first wave (as the CLI)
+
+
+class ApiError(Exception):
+    def __init__(self, status, code, message):
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+class PowerTarget(BaseModel):
+    target: Literal["power on", "power off", "rebooting"]
+
+
+class Desired(BaseModel):
+    state: Literal["on", "off"] | None = Field(description="null: farm keeps no state")
+
+
+class Maintenance(BaseModel):
+    maintenance: bool
+    reason: str = Field("", max_length=256)
+
+
+class PowerAction(BaseModel):
+    select: str = Field(min_length=1, max_length=4096, description="a node selection")
+    target: Literal["power on", "power off", "rebooting", "reset"]
+    batch: int | None = Field(None, ge=1)
+    interval: float | None = Field(None, ge=0)
+    spread_by: str | None = Field(None, max_length=63)
+
+
+def create_app(store, tokens, settings):
+    app = FastAPI(title="farm", version="1", docs_url=None, redoc_url=None,
+                  description="farm over HTTP: nodes, power, desired state, events, bulk "
+                              "power actions, Prometheus service discovery.")
+    bearer = HTTPBearer(auto_error=False)
+
+    def caller(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)):
+        found = tokens.check(credentials.credentials) if credentials else None
+        if found is None:
+            raise ApiError(401, "unauthorized", "a valid bearer token is needed")
+        return found
+
+    def operator(who=Depends(caller)):
+        if who[0] != "operator":
+            raise ApiError(403, "forbidden", f"token {who[1]} is a reader; acting needs operator")
+        return who
+
+    @app.exception_handler(ApiError)
+    def api_error(request, exc):
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse({"error": {"code": exc.code, "message": str(exc)}}, exc.status,
+                            headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    def invalid(request, exc):
+        where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return JSONResponse({"error": {"code": "invalid_request", "message": where}}, 400)
+
+    @app.exception_handler(errors.BackendUnavailable)
+    @app.exception_handler(errors.BackendRefused)
+    def backend(request, exc):
+        return JSONResponse({"error": {"code": "backend_unavailable", "message": str(exc)}}, 503)
+
+    def known(name):
+        if not store.existing_names([name]):
+            raise ApiError(404, "node_not_found", f"no node named {name}")
+
+    def by(who):
+        return f"{who[1]}@api"
+
+    @app.get("/v1/nodes")
+    def list_nodes(request: Request, who=Depends(caller),
+                   select: str | None = Query(None, description="a selection; all nodes if absent"),
+                   fields: str | None = Query(None, description="comma-separated fields"),
+                   limit: int = Query(100, ge=1, le=1000),
+                   marker: str | None = Query(None, description="the last name of the page before")):
+        """Nodes in name order, a page at a time (Ironic's limit and marker)."""
+        if select:
+            try:
+                chosen = [n for n in views.select(store, select) if marker is None or n > marker]
+            except SelectionError as exc:
+                raise ApiError(400, "invalid_selection", str(exc)) from None
+            names, more = chosen[:limit], len(chosen) > limit
+        else:
+            names, total = views.page_names(store, marker, limit + 1)
+            names, more = names[:limit], len(names) > limit
+        controls = store.controls()[1]
+        rows = []
+        for row in views.node_rows(store, names):
+            row.update(desired_power_state=controls.get(row["name"], {}).get("desired"),
+                       maintenance=bool(controls.get(row["name"], {}).get("maintenance")))
+            if fields:
+                wanted = {"name", *fields.split(",")}
+                row = {k: v for k, v in row.items() if k in wanted}
+            rows.append(row)
+        following = (str(request.url.include_query_params(marker=names[-1]))
+                     if more and names else None)
+        return {"nodes": rows, "next": following}
+
+    @app.get("/v1/nodes/{name}")
+    def get_node(name: str, who=Depends(caller)):
+        """Everything farm holds of a node but its secrets."""
+        detail = store.node_detail(name)
+        if detail is None:
+            raise ApiError(404, "node_not_found", f"no node named {name}")
+        return detail
+
+    @app.get("/v1/nodes/{name}/states")
+    def get_states(name: str, who=Depends(caller)):
+        """Ironic's node states: power_state, target_power_state, last_error,
+        and how old the reading is."""
+        known(name)
+        state = store.node_states([name])[name]
+        control = store.controls()[1].get(name, {})
+        action_id = store.nodes_in_actions([name]).get(name)
+        record = store.action(action_id) if action_id else None
+        target = ({"on": "power on", "off": "power off", "cycle": "rebooting",
+                   "reset": "rebooting"}[record["action"]] if record else None)
+        seen = views.as_float(state.get("seen_at"))
+        return {"power_state": STATES.get(state.get("power_state")),
+                "target_power_state": target,
+                "last_error": state.get("last_error") or None,
+                "reading_age": round(store.server_time() - seen, 3) if seen else None,
+                "desired_power_state": control.get("desired"),
+                "maintenance": bool(control.get("maintenance")),
+                "maintenance_reason": control.get("maintenance") or None}
+
+    @app.put("/v1/nodes/{name}/states/power", status_code=202)
+    def set_power(name: str, body: PowerTarget, who=Depends(operator)):
+        """Power a node on or off, or reboot it (power cycle), through the
+        worker that owns it, as `farm nodes power` does; 202 once queued."""
+        known(name)
+        if store.controls()[1].get(name, {}).get("maintenance"):
+            raise ApiError(409, "node_in_maintenance", f"{name} is in maintenance")
+        owner, why = views.owner_of(store, name)
+        if owner is None:
+            raise ApiError(503, "no_live_worker", f"no live worker owns {name}: {why}")
+        now = store.server_time()
+        command = {"id": uuid.uuid4().hex, "kind": "power", "action": TARGETS[body.target],
+                   "node": name, "by": by(who), "issued": now, "expires": now + COMMAND_TTL}
+        store.send_command(owner, command, COMMAND_TTL)
+        return {"node": name, "target": body.target, "command": command["id"], "worker": owner}
+
+    @app.put("/v1/nodes/{name}/desired")
+    def set_desired(name: str, body: Desired, who=Depends(operator)):
+        """The power state farm keeps the node in (null: none)."""
+        if not store.set_control(name, "desired", by(who), desired=body.state or ""):
+            raise ApiError(404, "node_not_found", f"no node named {name}")
+        return {"node": name, "desired_power_state": body.state}
+
+    @app.put("/v1/nodes/{name}/maintenance")
+    def set_maintenance(name: str, body: Maintenance, who=Depends(operator)):
+        """In maintenance farm stops acting on a node's power."""
+        value = (body.reason or f"set by {by(who)}") if body.maintenance else ""
+        if not store.set_control(name, "maintenance", by(who), maintenance=value):
+            raise ApiError(404, "node_not_found", f"no node named {name}")
+        return {"node": name, "maintenance": body.maintenance, "reason": value or None}
+
+    @app.get("/v1/events")
+    def get_events(who=Depends(caller),
+                   since: str | None = Query(None, pattern=r"^\d+-\d+$",
+                                             description="the last event id seen"),
+                   node: str | None = Query(None, description="a selection"),
+                   type: Literal["power", "sensor", "sel", "action"] | None = None,  # noqa: A002
+                   limit: int = Query(100, ge=1, le=1000),
+                   wait: float = Query(0, ge=0, le=30,
+                                       description="with since: wait up to this many seconds "
+                                                   "for an event (a long poll)")):
+        """Events oldest first; with `since`, those after it (the next
+        request passes `last` back)."""
+        try:
+            chosen = set(views.select(store, node)) if node else None
+        except SelectionError as exc:
+            raise ApiError(400, "invalid_selection", str(exc)) from None
+        if since is None:
+            found = views.recent_events(store, limit, chosen, type)
+        else:
+            found, after, deadline = [], since, time.monotonic() + wait
+            while True:
+                left = deadline - time.monotonic()
+                # blocking reads a second at a time: below the Store's socket timeout
+                chunk = store.events_after(after, int(min(left, 1.0) * 1000) if left > 0
+                                           else None, limit)
+                after = chunk[-1][0] if chunk else after
+                found += [e for e in chunk if views.event_matches(e[1], chosen, type)]
+                if found or left <= 0:
+                    break
+            found = found[:limit]
+            since = after
+        events = [dict(f, id=i, recorded_at=int(i.split("-")[0]) / 1000) for i, f in found]
+        return {"events": events, "last": events[-1]["id"] if events else since}
+
+    @app.post("/v1/power-actions", status_code=202)
+    def post_action(body: PowerAction, who=Depends(operator)):
+        """A staggered bulk power action (docs/operations.md, "Bulk power"):
+        a plan in Redis that the owning workers run in waves."""
+        try:
+            names = views.select(store, body.select)
+        except SelectionError as exc:
+            raise ApiError(400, "invalid_selection", str(exc)) from None
+        action = {"power on": "on", "power off": "off", "rebooting": "cycle",
+                  "reset": "reset"}[body.target]
+        try:
+            steps, batch, interval, notes = views.plan_action(
+                store, settings.power, names, action, body.batch, body.interval, body.spread_by)
+            action_id = uuid.uuid4().hex[:12]
+            steps = views.write_action(store, action_id, steps, action, batch, interval,
+                                       body.spread_by, by(who), LEAD)
+        except views.Refused as exc:
+            status = {"node_in_maintenance": 409, "no_live_worker": 503,
+                      "node_busy": 409}.get(exc.code, 404)
+            raise ApiError(status, exc.code, str(exc)) from None
+        return {"id": action_id, "nodes": len(steps), "waves": steps[-1].wave + 1,
+                "first_at": steps[0].not_before, "last_at": steps[-1].not_before,
+                "notes": notes}
+
+    @app.get("/v1/power-actions/{action_id}")
+    def get_action(action_id: str, who=Depends(caller)):
+        """The action and each node's step: pending, running, done, failed
+        (with the error) or cancelled."""
+        record = store.action(action_id)
+        if record is None:
+            raise ApiError(404, "action_not_found", f"no action {action_id}")
+        return {"action": record, "nodes": store.action_steps(action_id)}
+
+    @app.get("/v1/targets")
+    def targets(who=Depends(caller)):
+        """Every node as a Prometheus target (http_sd_configs), its labels
+        as __meta_farm_label_<key>."""
+        out = []
+        for node in store.load_nodes()[1]:
+            labels = {"__meta_farm_node": node.name, "__meta_farm_driver": node.driver}
+            labels.update({f"__meta_farm_label_{re.sub(r'[^A-Za-z0-9_]', '_', k)}": v
+                           for k, v in node.labels})
+            out.append({"targets": [node.name], "labels": labels})
+        return out
+
+    return app
