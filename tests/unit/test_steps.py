@@ -4,7 +4,7 @@ outside the acting lease. Redis's own side (spacing, ownership) is covered
 by tests/integration/test_actions.py."""
 
 from farm import control
-from farm.cli_actions import progress
+from farm.cli.actions import progress
 from farm.conf import Power
 from farm.lease import ActingLease
 from farm.model import Node

@@ -11,7 +11,8 @@ import uuid
 
 import click
 
-from farm import cli_actions, errors, plan
+from farm import errors, plan
+from farm.cli import actions as cli_actions
 from farm.control import POWER_ACTIONS
 from farm.selection import SelectionError
 from farm.views import EVENT_TYPES, event_matches, owner_of, owners, recent_events, select

@@ -335,9 +335,9 @@ def _first_line(path):
 
 
 def _register_control():
-    from farm import cli_actions, cli_control
-    cli_control.register(main, nodes, _Ctx, _config_option)
-    cli_actions.register(main, _Ctx, _config_option, cli_control.who)
+    from farm.cli import actions, control
+    control.register(main, nodes, _Ctx, _config_option)
+    actions.register(main, _Ctx, _config_option, control.who)
 
 
 _register_control()
