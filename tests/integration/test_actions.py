@@ -211,3 +211,16 @@ def test_a_fleet_wide_desired_on_is_staggered(make_sim, store, redis_server, nam
         assert store.controls()[1][names[0]].get("maintenance") is None
     finally:
         assert stop_worker(proc) == 0, wlog.read_text()[-3000:]
+
+
+def test_sel_clear_on_a_selection(fleet, store):
+    sim, nodes, cfg, log, _ = fleet
+    out = farm(cfg, "nodes", "sel-clear", "all,-" + nodes[0].name, "--yes")
+    assert out.returncode == 0, out.stderr
+    assert f"sel-clear: {len(nodes) - 1} of {len(nodes) - 1} nodes done" in out.stdout
+    cleared = {e["node"] for e in events(cfg, "--type", "action") if e.get("action") == "sel-clear"}
+    assert cleared == {n.name for n in nodes[1:]}
+    # as the BMC (and ipmitool) sees it: node 1's log was erased, node 0's not
+    lines = sim.ipmitool(1, "sel", "list").stdout.strip().splitlines()
+    assert len(lines) == 1 and "Log area reset/cleared" in lines[0], lines
+    assert "Log area reset/cleared" not in sim.ipmitool(0, "sel", "list").stdout

@@ -32,6 +32,17 @@ def test_systemd_units(daemon, unit_file):
     assert int(service["TimeoutStopSec"]) > 5 + STOP_MARGIN
 
 
+def test_api_systemd_unit():
+    from farm.api.server import GRACE
+    unit = configparser.ConfigParser(strict=True, interpolation=None)
+    unit.optionxform = str
+    assert unit.read(os.path.join(ROOT, "deploy", "systemd", "farm-api.service"))
+    service = unit["Service"]
+    assert service["ExecStart"].split()[0].endswith("farm-api")
+    assert service["Restart"] == "on-failure"
+    assert int(service["TimeoutStopSec"]) > GRACE + 5  # the watchdog's budget
+
+
 def test_example_config_loads():
     s = conf.load(os.path.join(ROOT, "deploy", "farm.conf.example"))
     assert s.worker.poll_interval == 60
@@ -45,9 +56,9 @@ def _yaml_docs(path):
 def test_compose_file():
     (compose,) = _yaml_docs("deploy/compose.yaml")
     services = compose["services"]
-    assert {"redis", "sim", "import", "coordinator", "worker"} <= set(services)
+    assert {"redis", "sim", "import", "coordinator", "worker", "api"} <= set(services)
     assert services["coordinator"]["deploy"]["replicas"] == 2
-    for name in ("coordinator", "worker", "sim", "import"):
+    for name in ("coordinator", "worker", "sim", "import", "api"):
         assert services[name]["build"]["dockerfile"] == "deploy/Dockerfile"
     # the worker must be scalable: no fixed container name or host port
     assert "container_name" not in services["worker"] and "ports" not in services["worker"]
@@ -64,7 +75,11 @@ def test_kubernetes_manifests():
     finally:
         os.unlink(f.name)
     assert settings.metrics.bind == "0.0.0.0" and settings.coordination.backend_url == "redis://redis:6379"
-    for name in ("farm-coordinator", "farm-worker"):
+    assert settings.api.bind == "0.0.0.0" and settings.api.tokens_file == "/etc/farm-api/tokens"
+    assert docs[("Service", "farm-api")]["spec"]["selector"] == {"app": "farm-api"}
+    tokens = docs[("Deployment", "farm-api")]["spec"]["template"]["spec"]["volumes"][1]
+    assert tokens["secret"]["defaultMode"] == 0o600
+    for name in ("farm-coordinator", "farm-worker", "farm-api"):
         spec = docs[("Deployment", name)]["spec"]
         assert spec["selector"]["matchLabels"] == spec["template"]["metadata"]["labels"]
         assert spec["template"]["spec"]["terminationGracePeriodSeconds"] > 5
