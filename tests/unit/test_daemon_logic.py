@@ -249,3 +249,24 @@ def test_a_correction_read_back_ends_its_settle_window(tmp_path):
                            Action("off", "", job[2].who, job[2].not_after))])
     w.actor.enforce([on])  # switched on out of band before the next poll
     assert [j[2].action for j in w.executor.jobs] == ["off", "off"]
+
+
+def test_enforcement_never_fights_an_action_in_flight(tmp_path):
+    """A node whose bulk-action step waits or runs is not corrected; once the
+    step ended it is (its desired state still stands)."""
+    store = MemoryStore()
+    store.set_nodes(NODES[:2])
+    store.control = {n.name: {"desired": "on"} for n in NODES[:2]}
+    store.control_version = 1
+    w = worker(tmp_path, store)
+    w.executor = w.actor.executor = Recorder()
+    w.sync()
+    w.steps.due["n0"] = [0.0, "a1", "off"]       # n0's step is waiting
+    w.steps.running["n1"] = ("a1", 1)            # n1's is on its way
+    off = [PollResult(n.name, 1.0, 0.01, PowerState.OFF) for n in NODES[:2]]
+    w.actor.enforce(off)
+    assert w.executor.jobs == [] and w.steps.corrections == {}
+    assert w.actor.enforcer.attempts == {}       # nothing counted toward maintenance
+    w.steps.ended("n1")
+    w.actor.enforce(off)
+    assert list(w.steps.corrections) == ["n1"]   # on waits for its fleet-wide slot
