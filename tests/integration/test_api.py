@@ -247,3 +247,49 @@ def test_prometheus_discovers_the_fleet_from_v1_targets(store, redis_server, nam
         prom.terminate()
         prom.wait(20)
         assert api.stop() == 0, api.log.read_text()[-2000:]
+
+
+def waiting_at(port):
+    """Bytes the kernel holds for a server on `port` that has not read them
+    (established connections in /proc/net/tcp): a command sent to a paused
+    Redis."""
+    waiting = 0
+    with open("/proc/net/tcp") as f:
+        for line in list(f)[1:]:
+            fields = line.split()
+            local, state, queues = fields[1], fields[3], fields[4]
+            if int(local.split(":")[1], 16) == port and state == "01":
+                waiting += int(queues.split(":")[1], 16)
+    return waiting
+
+
+def test_exit_is_bounded_while_redis_is_paused(tmp_path, tokens):
+    """SIGTERM while a request waits on a paused Redis: farm-api still exits
+    within its budget (5 s for requests in flight, then the watchdog)."""
+    import signal
+    import threading
+    import time
+
+    from farm.sim.harness import RedisServer
+    path, reader, _ = tokens
+    with RedisServer(tmp_path / "paused") as redis:
+        cfg = write_config(tmp_path / "farm.conf", redis.url, "paused",
+                           sections={"api": {"tokens_file": str(path)}})
+        api = Api(tmp_path, cfg)
+        os.kill(redis.proc.pid, signal.SIGSTOP)
+        try:
+            hdr = {"Authorization": f"Bearer {reader}"}
+            threading.Thread(target=lambda: requests.get(f"{api.url}/v1/nodes", headers=hdr,
+                                                         timeout=60), daemon=True).start()
+            wait_for(lambda: waiting_at(redis.port) > 0, 30,
+                     what="the request's command to wait at the paused Redis")
+            began = time.monotonic()
+            api.proc.terminate()
+            code = api.proc.wait(30)
+            took = time.monotonic() - began
+        finally:
+            os.kill(redis.proc.pid, signal.SIGCONT)
+            if api.proc.poll() is None:
+                api.proc.kill()
+                api.proc.wait(10)
+        assert took < 11, (took, code, api.log.read_text()[-1500:])
