@@ -81,7 +81,7 @@ def import_(config_file, replace, file):
                 counts = ctx.store.import_nodes(parsed, replace=replace, progress=bar.update)
         else:
             counts = ctx.store.import_nodes(parsed, replace=replace)
-    except (*BACKEND_ERRORS, errors.CredentialsError) as exc:
+    except (*BACKEND_ERRORS, errors.CredentialsError, ActionConflict) as exc:
         raise click.ClickException(f"{exc}; nothing imported") from None
     click.echo(f"{len(parsed)} nodes in {file}: {counts['added']} added, {counts['updated']} "
                f"updated, {counts['unchanged']} unchanged, {counts['removed']} removed")

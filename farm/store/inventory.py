@@ -36,10 +36,11 @@ class Inventory:
 
         Returns (added, updated, unchanged, removed) counts. `progress(n)` is
         called as the transaction is assembled (it is sent as one MULTI, so a
-        failure changes nothing).
+        failure changes nothing). A replace that would drop a node in an
+        unfinished bulk action changes nothing (ActionConflict names it).
         """
         self.upgrade()  # a new farm starts with layout 2; an older one gets it built
-        inv = self._key("inventory")
+        inv, step_of = self._key("inventory"), self._key("step-of")
         given = {n.name: n for n in nodes}
         counts = {}
 
@@ -50,6 +51,7 @@ class Inventory:
             # sealing is random (a new IV each time): seal only what changed
             wanted = {n: self._stored(given[n]) for n in added + updated}
             removed = [n for n in current if n not in given] if replace else []
+            _refuse_busy(pipe, step_of, removed)
             counts.update(added=len(added), updated=len(updated),
                           unchanged=len(given) - len(added) - len(updated),
                           removed=len(removed))
@@ -80,7 +82,7 @@ class Inventory:
             if changed:
                 pipe.incr(self._key("inventory", "version"))
 
-        self._do("inventory import", self._redis.transaction, txn, inv)
+        self._do("inventory import", self._redis.transaction, txn, inv, step_of)
         return counts
 
     def _stored(self, node):
@@ -153,11 +155,7 @@ class Inventory:
 
         def txn(pipe):
             entries = pipe.hmget(inv, names) if names else []
-            busy = [(n, a) for n, a in zip(names, pipe.hmget(step_of, names) if names else [],
-                                           strict=True) if a]
-            if busy:
-                raise ActionConflict(f"{busy[0][0]} is in action {busy[0][1]}, not finished "
-                                     f"(`farm actions cancel {busy[0][1]}`, or wait for it)")
+            _refuse_busy(pipe, step_of, names)
             pipe.multi()
             for name, entry in zip(names, entries, strict=True):
                 self._relabel(pipe, name, _labels_of(entry), {})
@@ -324,6 +322,17 @@ class Inventory:
                 return True
         raise BackendUnavailable(f"the inventory changed during each of {attempts} recounts; "
                                  f"retry when imports are done")
+
+
+def _refuse_busy(pipe, step_of, names):
+    """ActionConflict if one of `names` is in an unfinished bulk action (read
+    inside a WATCHed transaction, before its MULTI)."""
+    if not names:
+        return
+    busy = [(n, a) for n, a in zip(names, pipe.hmget(step_of, names), strict=True) if a]
+    if busy:
+        raise ActionConflict(f"{busy[0][0]} is in action {busy[0][1]}, not finished "
+                             f"(`farm actions cancel {busy[0][1]}`, or wait for it)")
 
 
 def _labels_of(entry):

@@ -9,6 +9,7 @@ import signal
 import subprocess
 
 import pytest
+import yaml
 
 from farm.sim.hardware import ControlJournal
 from tests.conftest import script, wait_for, write_config
@@ -100,6 +101,13 @@ def test_cancel_drops_the_waves_not_started(fleet, store):
     waiting = [n for n, s in store.action_steps(action_id).items() if s["state"] == "pending"]
     out = farm(cfg, "nodes", "remove", waiting[0])
     assert out.returncode != 0 and f"is in action {action_id}" in out.stderr
+    with open(sim.inventory) as f:
+        kept = [n for n in yaml.safe_load(f)["nodes"] if n["name"] != waiting[0]]
+    fewer = os.path.join(os.path.dirname(log), "fewer.yaml")
+    with open(fewer, "w") as f:
+        f.write(yaml.safe_dump({"nodes": kept}))
+    out = farm(cfg, "nodes", "import", "--replace", fewer)
+    assert out.returncode != 0 and "nothing imported" in out.stderr, out.stderr
     assert waiting[0] in store.all_names()
     out = farm(cfg, "actions", "cancel", action_id)
     assert out.returncode == 0 and "steps dropped" in out.stdout, out.stderr
