@@ -83,12 +83,12 @@ class Actions:
         taken, each with the moment (Redis's clock) to send it; the earliest
         send time for the rest, or None)."""
         head, nodes, grants = self._action_keys(action_id)
-        args = [worker, partitions, hold, action_id, ACTION_TTL, lead, guard]
+        args = [worker, partitions, hold, action_id, ACTION_TTL, lead, guard, self.events_max_len]
         for name, partition in named:
             args += [name, partition]
         got = self._do("steps claim", self._scripts["claim_steps"], keys=[
             self._key("assignment"), self._key("step-of"), self._key("steps"),
-            self._key("steps", "running"), head, nodes, grants], args=args)
+            self._key("steps", "running"), head, nodes, grants, self._key("events")], args=args)
         taken = [(got[i], int(got[i + 1]), float(got[i + 2])) for i in range(1, len(got), 3)]
         return taken, float(got[0]) if got[0] else None
 

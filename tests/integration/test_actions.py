@@ -232,3 +232,31 @@ def test_sel_clear_on_a_selection(fleet, store):
     lines = sim.ipmitool(1, "sel", "list").stdout.strip().splitlines()
     assert len(lines) == 1 and "Log area reset/cleared" in lines[0], lines
     assert "Log area reset/cleared" not in sim.ipmitool(0, "sel", "list").stdout
+
+
+def test_a_step_left_running_is_taken_over_by_its_rules(store):
+    """Redis's side, on a real Redis: a step whose worker died (its hold ran
+    out) runs again for on; for cycle it fails with the reason and an event,
+    since the BMC may have acted. A late outcome of the dead run is refused."""
+    from farm.model import Node
+    from farm.plan import Step
+    store.import_nodes([Node(f"t{i}", "127.0.0.1", 1000 + i, "u", "p") for i in range(2)])
+    past = store.server_time() - 1
+    for action_id, action, node in (("a-on", "on", "t0"), ("a-cycle", "cycle", "t1")):
+        store.create_action(action_id, {"action": action, "by": "me", "batch": 5, "interval": 1,
+                                        "waves": 1}, [Step(node, 0, past)])
+        (taken,), _ = store.claim_steps(action_id, "dead", 0, [(node, 0)], 0.0, 0.0, 0.0)
+        assert taken[:2] == (node, 1)
+    # the hold (0 s) ran out: another worker asks
+    (again,), _ = store.claim_steps("a-on", "w2", 0, [("t0", 0)], 5.0, 0.0, 0.0)
+    assert again[:2] == ("t0", 2)
+    assert not store.finish_step("a-on", "t0", "dead", 1, "done")  # the dead run's late word
+    assert store.finish_step("a-on", "t0", "w2", 2, "done", power_after="on")
+    assert store.action("a-on")["state"] == "done"
+    assert store.claim_steps("a-cycle", "w2", 0, [("t1", 0)], 5.0, 0.0, 0.0)[0] == []
+    step = store.action_steps("a-cycle")["t1"]
+    assert step["state"] == "failed" and "not repeated" in step["error"]
+    record = store.action("a-cycle")
+    assert record["state"] == "done" and record["failed"] == 1
+    (event,) = [f for _, f in store.events_before(10) if f.get("action_id") == "a-cycle"]
+    assert event["outcome"] == "failed" and event["worker"] == "dead"

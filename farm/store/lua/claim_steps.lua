@@ -9,16 +9,17 @@
 -- past its hold (its worker died) is taken again for on and off, which are
 -- safe to repeat, and failed for cycle and reset, which are not.
 -- KEYS[1] assignment, KEYS[2] step-of, KEYS[3] steps zset, KEYS[4] running
--- zset, KEYS[5] action hash, KEYS[6] its nodes hash, KEYS[7] its send times.
+-- zset, KEYS[5] action hash, KEYS[6] its nodes hash, KEYS[7] its send times,
+-- KEYS[8] the event stream.
 -- ARGV: worker, partitions, hold (seconds past its send time a step may run
 -- before another worker may take it), action id, ttl of a finished action,
--- lead, guard, then name, partition pairs, earliest due first. Returns
+-- lead, guard, events maxlen, then name, partition pairs, earliest due first. Returns
 -- {retry or '', name, attempt, send_at, ...}: retry is the earliest send
 -- time for the steps not taken (the spacing is full, or not yet due).
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local a = redis.call('HMGET', KEYS[5], 'state', 'batch', 'action', 'interval')
+local a = redis.call('HMGET', KEYS[5], 'state', 'batch', 'action', 'interval', 'by')
 if a[1] ~= 'running' then return {''} end
 local batch, action = tonumber(a[2]), a[3]
 local lead, window = tonumber(ARGV[6]), tonumber(a[4]) + tonumber(ARGV[7])
@@ -28,7 +29,7 @@ if asg[2] then members, placement = cjson.decode(asg[1]), cjson.decode(asg[2]) e
 redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - window)
 local out = {''}
 local retry = nil
-for i = 8, #ARGV, 2 do
+for i = 9, #ARGV, 2 do
   local name, p = ARGV[i], tonumber(ARGV[i + 1])
   local mine = redis.call('HGET', KEYS[2], name) == ARGV[4]
   if mine and placement then
@@ -51,6 +52,9 @@ for i = 8, #ARGV, 2 do
       redis.call('HDEL', KEYS[2], name)
       redis.call('HINCRBY', KEYS[5], 'running', -1)
       redis.call('HINCRBY', KEYS[5], 'failed', 1)
+      redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[8], '*', 'node', name, 'type', 'action',
+                 'action', action, 'by', a[5], 'outcome', 'failed', 'worker', step.worker or '',
+                 'error', step.error, 'latency', '0', 'action_id', ARGV[4])
       due = false
     end
   end
