@@ -19,7 +19,8 @@ import threading
 import time
 import zlib
 
-APP, CHASSIS, SENSOR, STORAGE = 0x06, 0x00, 0x04, 0x0A
+APP, CHASSIS, SENSOR, STORAGE, GROUP = 0x06, 0x00, 0x04, 0x0A, 0x2C
+DCMI = 0xDC  # the DCMI group extension id, first byte of every DCMI request and reply
 SEL_CAPACITY = 512
 _ACPI_SENSOR, _MEMORY_SENSOR, _LOG_SENSOR = 0x30, 0x40, 0x41
 INVALID_RESERVATION, NOT_PRESENT, INVALID = 0xC5, 0xCB, 0xC1
@@ -265,9 +266,31 @@ class Hardware:
             return (self.control(data[0]), b"") if data else (INVALID, b"")
         if netfn == SENSOR and cmd == 0x2D and data:
             return self.sensor_reading(data[0])
+        if netfn == GROUP and cmd == 0x02 and data[:1] == bytes([DCMI]):
+            return self.power_reading()
         if netfn == STORAGE:
             return self._storage(cmd, data)
         return None
+
+    def watts(self, now=None):
+        """What the server draws: about 200 W on, drifting with its sensors'
+        cycle; standby power (8 W) off."""
+        if not self.power_state():
+            return 8.0
+        now = self.clock() if now is None else now
+        if self.sensor_period <= 0:
+            return 200.0
+        return 200.0 + 40.0 * math.sin(2 * math.pi * (now / self.sensor_period + self.phase))
+
+    def power_reading(self):
+        """DCMI Get Power Reading (DCMI 1.5, 6.6.1), system power statistics:
+        current, minimum, maximum and average watts, a timestamp, the period
+        in ms, and bit 6 of the state byte: power measurement active."""
+        now = self.clock()
+        current = round(self.watts(now))
+        low, high = (8, 8) if current == 8 else (160, 240)
+        return 0, struct.pack("<BHHHHIIB", DCMI, current, low, high, current, int(now),
+                              int((now - self.born) * 1000) & 0xFFFFFFFF, 0x40)
 
     def _storage(self, cmd, data):
         if cmd in (0x20, 0x40):  # Get SDR Repository Info / Get SEL Info

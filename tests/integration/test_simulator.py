@@ -98,3 +98,49 @@ def test_lean_engine_agrees_with_ipmitool_ipmipower_and_farm(make_sim, suite):
     assert [o.error for o in farm] == [None, None]
     assert ["on" if "Chassis Power is on" == t else "off" for t in tool] == \
         [str(o.value.value) for o in farm]
+
+
+@ENGINES
+def test_dcmi_power_reading_as_freeipmi_ipmitool_and_ipmi_exporter_read_it(make_sim, engine,
+                                                                           tmp_path):
+    """DCMI Get Power Reading, written from the DCMI 1.5 specification (6.6.1):
+    FreeIPMI's ipmi-dcmi, ipmitool and the real ipmi_exporter (Debian's
+    prometheus-ipmi-exporter, which runs ipmi-dcmi) all read it, and agree:
+    about 200 W on, standby power off."""
+    import re
+
+    import requests
+
+    from farm.sim.ports import free_tcp_port
+    from tests.conftest import wait_for
+    sim = make_sim(2, engine=engine, off_fraction=0.5, sensor_period=0)
+    on = 0 if "on" in sim.ipmitool(0, "chassis", "power", "status").stdout else 1
+    for i, expected in ((on, 200), (1 - on, 8)):
+        freeipmi = subprocess.run(
+            ["ipmi-dcmi", "-h", f"127.0.0.1:{sim.port(i)}", "-u", sim.username, "-p", sim.password,
+             "-l", "admin", "-D", "LAN_2_0", "--get-system-power-statistics"],
+            capture_output=True, text=True, timeout=30)
+        assert re.search(rf"Current Power\s*: {expected} Watts", freeipmi.stdout), freeipmi
+        assert "Power Measurement                    : Active" in freeipmi.stdout
+        tool = sim.ipmitool(i, "dcmi", "power", "reading").stdout
+        assert re.search(rf"Instantaneous power reading:\s+{expected} Watts", tool), tool
+    config = tmp_path / "ipmi_exporter.yml"
+    config.write_text(f"modules:\n  default:\n    user: {sim.username}\n    pass: {sim.password}\n"
+                      f"    driver: LAN_2_0\n    privilege: admin\n    collectors: [dcmi]\n")
+    port = free_tcp_port()
+    exporter = subprocess.Popen(["prometheus-ipmi-exporter", f"--config.file={config}",
+                                 f"--web.listen-address=127.0.0.1:{port}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def scraped():
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/ipmi", params={
+                    "target": f"127.0.0.1:{sim.port(on)}", "module": "default"}, timeout=30).text
+            except requests.ConnectionError:
+                return None
+        text = wait_for(scraped, 30, what="ipmi_exporter to answer")
+        assert 'ipmi_up{collector="dcmi"} 1' in text, text
+        assert "\nipmi_dcmi_power_consumption_watts 200\n" in text, text
+    finally:
+        exporter.terminate()
+        exporter.wait(10)
