@@ -17,13 +17,20 @@ import math
 import struct
 import threading
 import time
+import uuid
 import zlib
 
 APP, CHASSIS, SENSOR, STORAGE, GROUP = 0x06, 0x00, 0x04, 0x0A, 0x2C
 DCMI = 0xDC  # the DCMI group extension id, first byte of every DCMI request and reply
+# Who the simulated BMCs say they are (IPMI 2.0 20.1): OpenBMC's IANA
+# enterprise number (49871), a product id of ours, firmware 2.14.
+MANUFACTURER, PRODUCT, FIRMWARE = 49871, 0x0F42, (2, 0x14)
+SYSTEM_FIRMWARE = "1.0.0"  # the BIOS version; ipmi_exporter reads digits and dots only
+APP_IDENTITY = (0x01, 0x08, 0x37, 0x41, 0x42, 0x59)  # Device ID, GUIDs, Channel, System Info
 SEL_CAPACITY = 512
 _ACPI_SENSOR, _MEMORY_SENSOR, _LOG_SENSOR = 0x30, 0x40, 0x41
 INVALID_RESERVATION, NOT_PRESENT, INVALID = 0xC5, 0xCB, 0xC1
+INVALID_FIELD, PARAMETER_NOT_SUPPORTED = 0xCC, 0x80
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,8 +265,8 @@ class Hardware:
             self.min_gap = gap if self.min_gap is None else min(self.min_gap, gap)
         self.last_command = now
         self.commands += 1
-        if netfn == APP and cmd == 0x01:  # Get Device ID: sensor, SDR, SEL and chassis device
-            return 0, bytes([0x20, 0x01, 0x01, 0x00, 0x02, 0x87, 0, 0, 0, 0, 0])
+        if netfn == APP and cmd in APP_IDENTITY:
+            return self.identity(cmd, data)
         if netfn == CHASSIS and cmd == 0x01:
             return 0, bytes([0x01 if self.power_state() else 0x00, 0x00, 0x00])
         if netfn == CHASSIS and cmd == 0x02:
@@ -271,6 +278,39 @@ class Hardware:
         if netfn == STORAGE:
             return self._storage(cmd, data)
         return None
+
+    def identity(self, cmd, data):
+        """Get Device ID, Get Device GUID, Get System GUID, Get Channel
+        Access and Info, and Get System Info Parameters (IPMI 2.0 20.1, 20.8,
+        22.14, 22.23, 22.24, 22.25), as a BMC that provides SDRs, a SEL and a
+        chassis answers."""
+        if cmd == 0x01:
+            return 0, bytes([0x20, 0x01, FIRMWARE[0], FIRMWARE[1], 0x02, 0x87,
+                             *MANUFACTURER.to_bytes(3, "little"), *PRODUCT.to_bytes(2, "little"),
+                             0, 0, 0, 0])
+        if cmd in (0x08, 0x37):  # the same GUID for both: one board, one BMC;
+            # IPMI sends the RFC 4122 bytes least significant first (20.8)
+            return 0, uuid.uuid5(uuid.NAMESPACE_DNS, f"{self.name}.farm-sim").bytes[::-1]
+        if cmd == 0x41:  # Get Channel Access: always available, alerting off, up to admin
+            channel = data[0] & 0x0F if data else 0
+            return (0, bytes([0x22, 0x04])) if channel in (0x01, 0x0E) else (INVALID_FIELD, b"")
+        if cmd == 0x42:  # Get Channel Info: channel 1 is the LAN channel (0x0E: this one)
+            channel = data[0] & 0x0F if data else 0x0E
+            if channel not in (0x01, 0x0E):
+                return INVALID_FIELD, b""
+            # 802.3 LAN, IPMB-1.0 protocol, multi-session; IPMI's own IANA number (7154)
+            return 0, bytes([0x01, 0x04, 0x01, 0x80, 0xF2, 0x1B, 0x00, 0x00, 0x00])
+        if cmd == 0x59 and len(data) >= 4:  # Get System Info Parameters
+            revision = 0x11
+            if data[0] & 0x80:
+                return 0, bytes([revision])  # parameter revision only
+            if data[1] == 1 and data[2] == 0:  # system firmware version, first block
+                text = SYSTEM_FIRMWARE.encode()
+                return 0, bytes([revision, 0, 0x00, len(text)]) + text.ljust(14, b"\0")
+            if data[1] == 1:
+                return 0, bytes([revision, data[2]]) + bytes(16)
+            return PARAMETER_NOT_SUPPORTED, b""
+        return INVALID_FIELD, b""
 
     def watts(self, now=None):
         """What the server draws: about 200 W on, drifting with its sensors'

@@ -13,6 +13,33 @@ from farm.tasks.power import read_power
 ENGINES = pytest.mark.parametrize("engine", ["pyghmi", "lean"])
 
 
+def ipmi_exporter(sim, i, collector, tmp_path):
+    """One scrape of BMC `i` by the real ipmi_exporter (Debian's
+    prometheus-ipmi-exporter, running FreeIPMI's tools), `collector` only."""
+    import requests
+
+    from farm.sim.ports import free_tcp_port
+    from tests.conftest import wait_for
+    config = tmp_path / "ipmi_exporter.yml"
+    config.write_text(f"modules:\n  default:\n    user: {sim.username}\n    pass: {sim.password}\n"
+                      f"    driver: LAN_2_0\n    privilege: admin\n    collectors: [{collector}]\n")
+    port = free_tcp_port()
+    exporter = subprocess.Popen(["prometheus-ipmi-exporter", f"--config.file={config}",
+                                 f"--web.listen-address=127.0.0.1:{port}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def scraped():
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/ipmi", params={
+                    "target": f"127.0.0.1:{sim.port(i)}", "module": "default"}, timeout=30).text
+            except requests.ConnectionError:
+                return None
+        return wait_for(scraped, 30, what="ipmi_exporter to answer")
+    finally:
+        exporter.terminate()
+        exporter.wait(10)
+
+
 @ENGINES
 def test_ipmitool_reads_and_sets_power(make_sim, engine):
     sim = make_sim(4, off_fraction=0.25, engine=engine)
@@ -109,10 +136,6 @@ def test_dcmi_power_reading_as_freeipmi_ipmitool_and_ipmi_exporter_read_it(make_
     about 200 W on, standby power off."""
     import re
 
-    import requests
-
-    from farm.sim.ports import free_tcp_port
-    from tests.conftest import wait_for
     sim = make_sim(2, engine=engine, off_fraction=0.5, sensor_period=0)
     on = 0 if "on" in sim.ipmitool(0, "chassis", "power", "status").stdout else 1
     for i, expected in ((on, 200), (1 - on, 8)):
@@ -124,23 +147,35 @@ def test_dcmi_power_reading_as_freeipmi_ipmitool_and_ipmi_exporter_read_it(make_
         assert "Power Measurement                    : Active" in freeipmi.stdout
         tool = sim.ipmitool(i, "dcmi", "power", "reading").stdout
         assert re.search(rf"Instantaneous power reading:\s+{expected} Watts", tool), tool
-    config = tmp_path / "ipmi_exporter.yml"
-    config.write_text(f"modules:\n  default:\n    user: {sim.username}\n    pass: {sim.password}\n"
-                      f"    driver: LAN_2_0\n    privilege: admin\n    collectors: [dcmi]\n")
-    port = free_tcp_port()
-    exporter = subprocess.Popen(["prometheus-ipmi-exporter", f"--config.file={config}",
-                                 f"--web.listen-address=127.0.0.1:{port}"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        def scraped():
-            try:
-                return requests.get(f"http://127.0.0.1:{port}/ipmi", params={
-                    "target": f"127.0.0.1:{sim.port(on)}", "module": "default"}, timeout=30).text
-            except requests.ConnectionError:
-                return None
-        text = wait_for(scraped, 30, what="ipmi_exporter to answer")
-        assert 'ipmi_up{collector="dcmi"} 1' in text, text
-        assert "\nipmi_dcmi_power_consumption_watts 200\n" in text, text
-    finally:
-        exporter.terminate()
-        exporter.wait(10)
+    text = ipmi_exporter(sim, on, "dcmi", tmp_path)
+    assert 'ipmi_up{collector="dcmi"} 1' in text, text
+    assert "\nipmi_dcmi_power_consumption_watts 200\n" in text, text
+
+
+@ENGINES
+def test_identity_as_ipmitool_freeipmi_and_ipmi_exporter_read_it(make_sim, engine, tmp_path):
+    """Get Device ID, the GUIDs, Get Channel Access/Info and the system
+    firmware version, written from IPMI 2.0 (20.1, 20.8, 22.23-22.25): no
+    zero manufacturer, and the same identity through three readers."""
+    import uuid
+
+    sim = make_sim(1, engine=engine)
+    name = inventory.parse(open(sim.inventory).read(), sim.inventory)[0].name
+    guid = str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{name}.farm-sim"))
+    info = sim.ipmitool(0, "mc", "info").stdout
+    for line in ("Manufacturer ID           : 49871", "Product ID                : 3906 (0x0f42)",
+                 "Firmware Revision         : 2.14", "IPMI Version              : 2.0"):
+        assert line in info, info
+    got = sim.ipmitool(0, "mc", "guid").stdout
+    assert f"System GUID   : {guid}" in got and "GUID Encoding : IPMI" in got, got
+    channel = sim.ipmitool(0, "channel", "info", "1")
+    assert channel.returncode == 0 and "802.3 LAN" in channel.stdout, channel
+    bmc = subprocess.run(["bmc-info", "-h", f"127.0.0.1:{sim.port(0)}", "-u", sim.username, "-p",
+                          sim.password, "-l", "admin", "-D", "LAN_2_0"],
+                         capture_output=True, text=True, timeout=30).stdout
+    for line in ("Manufacturer ID       : 49871", f"System GUID : {guid}",
+                 "System Firmware Version       : 1.0.0", "Medium Type          : 802.3 LAN"):
+        assert line in bmc, bmc
+    text = ipmi_exporter(sim, 0, "bmc", tmp_path)
+    assert ('ipmi_bmc_info{firmware_revision="2.14",manufacturer_id="49871",'
+            'system_firmware_version="1.0.0"} 1') in text, text
