@@ -18,3 +18,4 @@ $PY -m bench faults --count 300 --workers 3 --repeats 3 --write-docs
 $PY -m bench tasks --count 1000 --at-scale 20000 --write-docs
 $PY -m bench redfish --count 1000 --write-docs
 $PY -m bench login --count 20 --rounds 5 --write-docs
+$PY -m bench actions --count 10000 --batch 200 --interval 2 --write-docs
