@@ -45,7 +45,7 @@ def fleet(make_sim, store, redis_server, namespace, tmp_path):
 
 def test_waves_keep_their_spacing_as_the_bmcs_see_it(fleet, store):
     sim, nodes, cfg, log, _ = fleet
-    pdu = {n.name: {"pdu": f"p{i % 3}"} for i, n in enumerate(nodes)}
+    pdu = {n.name: {"pdu": f"p{i // 4}"} for i, n in enumerate(nodes)}  # 4 a PDU, in name order
     label(store, nodes, **pdu)
     out = farm(cfg, "nodes", "power", "all", "on", "--batch", "3", "--interval", "1.5",
                "--spread-by", "pdu", "--json", timeout=90)
