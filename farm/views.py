@@ -242,15 +242,22 @@ class Refused(Exception):
         self.code = code
 
 
+def wave_settings(power, action, count, batch=None, interval=None):
+    """(batch, interval) of a bulk action: as given, else [power] wave_size and
+    wave_interval for on, cycle and reset; off goes in one wave."""
+    staggered = action != "off"
+    batch = batch or (power.wave_size if staggered else count)
+    interval = (power.wave_interval if staggered else 0.0) if interval is None else interval
+    return batch, interval
+
+
 def plan_action(store, power, names, action, batch=None, interval=None, spread_by=None):
     """The plan a bulk power action would run, checked against the fleet:
     (steps starting at 0.0, batch, interval, notes) or Refused. `power`: the
     [power] settings (defaults for batch and interval)."""
     from farm import plan
-    staggered = action != "off"
-    batch = batch or (power.wave_size if staggered else len(names))
-    interval = (power.wave_interval if staggered else 0.0) if interval is None else interval
-    controls = store.controls()[1]
+    batch, interval = wave_settings(power, action, len(names), batch, interval)
+    controls = store.controls_of(names)
     owned = owners(store, names)
     held = [n for n in names if controls.get(n, {}).get("maintenance")]
     if held:

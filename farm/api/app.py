@@ -109,7 +109,7 @@ def create_app(store, tokens, settings):
         else:
             names, total = views.page_names(store, marker, limit + 1)
             names, more = names[:limit], len(names) > limit
-        controls = store.controls()[1]
+        controls = store.controls_of(names)
         rows = []
         for row in views.node_rows(store, names):
             row.update(desired_power_state=controls.get(row["name"], {}).get("desired"),
@@ -136,7 +136,7 @@ def create_app(store, tokens, settings):
         and how old the reading is."""
         known(name)
         state = store.node_states([name])[name]
-        control = store.controls()[1].get(name, {})
+        control = store.controls_of([name])[name]
         action_id = store.nodes_in_actions([name]).get(name)
         record = store.action(action_id) if action_id else None
         target = ({"on": "power on", "off": "power off", "cycle": "rebooting",
@@ -155,7 +155,7 @@ def create_app(store, tokens, settings):
         """Power a node on or off, or reboot it (power cycle), through the
         worker that owns it, as `farm nodes power` does; 202 once queued."""
         known(name)
-        if store.controls()[1].get(name, {}).get("maintenance"):
+        if store.controls_of([name])[name].get("maintenance"):
             raise ApiError(409, "node_in_maintenance", f"{name} is in maintenance")
         owner, why = views.owner_of(store, name)
         if owner is None:

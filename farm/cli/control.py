@@ -15,7 +15,7 @@ from farm import errors, plan
 from farm.cli import actions as cli_actions
 from farm.control import POWER_ACTIONS
 from farm.selection import SelectionError
-from farm.views import EVENT_TYPES, event_matches, owner_of, owners, recent_events, select
+from farm.views import EVENT_TYPES, event_matches, owner_of, owners, recent_events, select, wave_settings
 
 BACKEND_ERRORS = (errors.BackendUnavailable, errors.BackendRefused)
 
@@ -132,10 +132,8 @@ def register(main, nodes, make_ctx, config_option):
             _command(ctx, "power", names[0], action, timeout, no_wait)
             return
         if dry_run:
-            p = ctx.settings.power
-            staggered = action != "off"
-            batch = batch or (p.wave_size if staggered else len(names))
-            interval = (p.wave_interval if staggered else 0.0) if interval is None else interval
+            batch, interval = wave_settings(ctx.settings.power, action, len(names), batch,
+                                            interval)
             try:
                 labels = ctx.store.labels_of(names) if spread_by else {}
             except BACKEND_ERRORS as exc:

@@ -56,6 +56,14 @@ class Control:
         version, raw = self._do("control read", pipe.execute)
         return int(version or 0), {n: json.loads(v) for n, v in raw.items()}
 
+    def controls_of(self, names):
+        """name -> control dict for `names` (empty when none): one HMGET, not
+        the whole hash (what one node or one page needs)."""
+        if not names:
+            return {}
+        got = self._do("control read", self._redis.hmget, self._key("control"), names)
+        return {n: json.loads(v) if v else {} for n, v in zip(names, got, strict=True)}
+
     def control_version(self):
         return int(self._do("control read", self._redis.get, self._key("control", "version")) or 0)
 
