@@ -219,6 +219,14 @@ api_opts = [
                help="Bearer tokens, one a line: `sha256:<hex digest of the token> <role> "
                     "<name>`, role reader or operator (`farm api token add`). Refused if "
                     "group or others may read it."),
+    cfg.StrOpt("enterprise_numbers_file", default="/usr/share/misc/enterprise-numbers.txt",
+               help="IANA's registry of enterprise numbers (Debian's ipmitool installs it): "
+                    "/ipmi names a BMC's manufacturer from it as FreeIPMI does; without it, "
+                    "by number alone."),
+    cfg.DictOpt("ipmi_modules", default={"default": "bmc+chassis+dcmi+ipmi+sel"},
+                help="ipmi_exporter's modules for GET /ipmi?target=NODE&module=NAME: "
+                     "NAME:collector+collector,... with collectors among bmc, chassis, dcmi, "
+                     "ipmi, sel (a scrape without module= uses `default`)."),
 ]
 
 GROUPS = {"coordination": coordination_opts, "worker": worker_opts,
@@ -338,6 +346,8 @@ class Api:
     tls_key_file: str = ""
     tls_client_ca_file: str = ""
     tokens_file: str = "/etc/farm/api-tokens"
+    enterprise_numbers_file: str = "/usr/share/misc/enterprise-numbers.txt"
+    ipmi_modules: tuple = (("default", ("bmc", "chassis", "dcmi", "ipmi", "sel")),)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -431,7 +441,21 @@ def load(config_file=None, overrides=None, config_dir=None):
                     tasks=_tasks(values["tasks"]), power=Power(**values["power"]),
                     sensors=Sensors(**values["sensors"]), sel=Sel(**values["sel"]),
                     bmc=Bmc(**values["bmc"]), events=Events(**values["events"]),
-                    redfish=Redfish(**values["redfish"]), api=Api(**values["api"]))
+                    redfish=Redfish(**values["redfish"]), api=_api(values["api"]))
+
+
+def _api(values):
+    known = ("bmc", "chassis", "dcmi", "ipmi", "sel")  # farm.api.ipmi.COLLECTORS
+    modules = []
+    for name, text in sorted((values.pop("ipmi_modules") or {}).items()):
+        collectors = tuple(c.strip() for c in text.split("+") if c.strip())
+        wrong = [c for c in collectors if c not in known]
+        if wrong or not collectors:
+            raise errors.ConfigError(f"invalid configuration: [api] ipmi_modules: module {name}: "
+                                     f"collectors are among {', '.join(known)}, "
+                                     f"not {'+'.join(wrong) or 'none'}")
+        modules.append((name, collectors))
+    return Api(**values, ipmi_modules=tuple(modules))
 
 
 def _tasks(values):

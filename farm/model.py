@@ -86,10 +86,13 @@ class SensorResult(_Result):
     node: str
     polled_at: float
     latency: float
-    readings: tuple = ()              # dicts: key, name, number, type, value, unit, status, state
+    readings: tuple = ()              # dicts: key, name, number, id, type, code, value, unit,
+                                      # status, level, state
     error_kind: str | None = None
     error: str | None = None
     sdr_read: bool = False            # the SDR repository was (re)read this pass
+    watts: float | str | None = None  # DCMI power reading, "inactive" or "unsupported"
+    device: dict | None = None        # who the BMC is, when (re)read this pass
 
     kind = "sensors"
 
@@ -104,6 +107,7 @@ class SelResult(_Result):
     entries: tuple = ()               # dicts from farm.bmc.sel.decode, oldest first
     cursor: tuple | None = None       # (last id, its timestamp, added, erased) or None
     cleared: bool = False             # the log was cleared since the last pass
+    sizes: dict | None = None         # {"count": entries in the log, "free": bytes free or None}
     error_kind: str | None = None
     error: str | None = None
 

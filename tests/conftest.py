@@ -143,3 +143,24 @@ def write_config(path, redis_url, namespace, coordination=None, sections=None, *
         lines += [f"[{group}]"] + [f"{k} = {v}" for k, v in options.items()]
     path.write_text("\n".join(lines) + "\n")
     return str(path)
+
+
+IPMI_SIM_USER, IPMI_SIM_PASSWORD = "admin", "isim-Pw-7"
+
+
+@pytest.fixture
+def ipmi_sims(tmp_path):
+    """make(count, **options): OpenIPMI ipmi_sim BMCs on free loopback ports
+    (farm.sim.openipmi), stopped after the test."""
+    from farm.sim import openipmi
+    started = []
+
+    def make(count, **options):
+        base = free_udp_range(count)
+        bmcs = openipmi.started(tmp_path, range(base, base + count), IPMI_SIM_USER,
+                                IPMI_SIM_PASSWORD, **options)
+        started.extend(bmcs)
+        return bmcs
+    yield make
+    for bmc in started:
+        bmc.stop()

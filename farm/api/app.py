@@ -13,17 +13,19 @@ from typing import Literal
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from farm import errors, views
+from farm.api import ipmi
 from farm.selection import SelectionError
 
 TARGETS = {"power on": "on", "power off": "off", "rebooting": "cycle"}
 STATES = {"on": "power on", "off": "power off"}
 COMMAND_TTL = 30.0  # seconds a power command waits for its worker before it expires unrun
 LEAD = 2.0          # seconds from writing a plan to its first wave (as the CLI)
+EXPOSITION = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class ApiError(Exception):
@@ -247,6 +249,28 @@ def create_app(store, tokens, settings):
         if record is None:
             raise ApiError(404, "action_not_found", f"no action {action_id}")
         return {"action": record, "nodes": store.action_steps(action_id)}
+
+    modules = dict(settings.api.ipmi_modules)
+    intervals = {task: seconds for task, seconds in (
+        ("power", settings.worker.poll_interval), ("sensors", settings.sensors.interval),
+        ("sel", settings.sel.interval)) if task in settings.tasks.enabled}
+    names = ipmi.manufacturers(settings.api.enterprise_numbers_file)
+
+    @app.get("/ipmi", response_class=PlainTextResponse)
+    def ipmi_exporter(who=Depends(caller),
+                      target: str = Query(max_length=255, description="a node's name"),
+                      module: str = Query("default", description="[api] ipmi_modules")):
+        """ipmi_exporter's multi-target answer for one node, from Redis
+        (docs/operations.md, "/ipmi"): never a BMC command."""
+        started = time.perf_counter()
+        if module not in modules:
+            raise ApiError(400, "unknown_module", f"no module {module} in [api] ipmi_modules")
+        entry, state, sensors, now = store.exporter_view(target)
+        if entry is None:
+            raise ApiError(404, "node_not_found", f"no node named {target}")
+        text = ipmi.render(state, sensors, now, intervals, modules[module],
+                           entry.get("driver", "ipmi"), time.perf_counter() - started, names)
+        return PlainTextResponse(text, media_type=EXPOSITION)
 
     @app.get("/v1/targets")
     def targets(who=Depends(caller)):

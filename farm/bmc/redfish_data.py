@@ -24,11 +24,15 @@ import datetime
 from farm import errors
 from farm.bmc import sel
 
-# (resource, array, value field, farm type, unit)
-ARRAYS = (("thermal", "Temperatures", "ReadingCelsius", "temperature", "degrees C"),
-          ("thermal", "Fans", "Reading", "fan", "RPM"),
-          ("power", "Voltages", "ReadingVolts", "voltage", "Volts"),
-          ("power", "PowerSupplies", None, "power_supply", ""))
+# (resource, array, value field, farm type, IPMI sensor type code, unit)
+ARRAYS = (("thermal", "Temperatures", "ReadingCelsius", "temperature", 0x01, "degrees C"),
+          ("thermal", "Fans", "Reading", "fan", 0x04, "RPM"),
+          ("power", "Voltages", "ReadingVolts", "voltage", 0x02, "Volts"),
+          ("power", "PowerSupplies", None, "power_supply", 0x08, ""))
+# FreeIPMI's levels (farm.bmc.interpret): past a non-critical threshold is
+# still nominal; a member's own Health word is taken as it stands
+_THRESHOLD_LEVEL = {"ok": "nominal", "nc": "nominal", "cr": "critical", "nr": "critical"}
+_HEALTH_LEVEL = {"ok": "nominal", "nc": "warning", "cr": "critical"}
 _LEVELS = (("Fatal", "nr"), ("Critical", "cr"), ("NonCritical", "nc"))
 _HEALTH = {"OK": "ok", "Warning": "nc", "Critical": "cr"}
 _SEVERITY_DIRECTION = {"OK": "deasserted"}
@@ -52,7 +56,7 @@ def threshold_status(member, value):
 def readings(docs):
     """farm's reading dicts from {"thermal": doc, "power": doc} (either may be None)."""
     out, seen = [], {}
-    for resource, array, field, kind, unit in ARRAYS:
+    for resource, array, field, kind, code, unit in ARRAYS:
         doc = docs.get(resource) or {}
         members = doc.get(array) or []
         if not isinstance(members, list):
@@ -73,7 +77,10 @@ def readings(docs):
                 status = threshold_status(m, value)
             fan_unit = m.get("ReadingUnits") if array == "Fans" else None
             seen[name] = seen.get(name, 0) + 1
-            out.append({"key": name, "name": name, "number": i, "type": kind, "value": value,
+            level = (_HEALTH_LEVEL if field is None else _THRESHOLD_LEVEL).get(status)
+            out.append({"key": name, "name": name, "number": i, "id": len(out) + 1, "type": kind,
+                        "code": code, "et": 0x6F if field is None else 0x01, "value": value,
+                        "level": level,
                         "unit": "percent" if fan_unit == "Percent" else unit, "status": status,
                         "state": [status_doc["Health"]] if field is None and status_doc.get("Health")
                         else []})
@@ -81,6 +88,16 @@ def readings(docs):
         if seen[r["name"]] > 1:
             r["key"] = f"{r['name']} #{r['type']}{r['number']}"
     return tuple(out)
+
+
+def power_watts(docs):
+    """The chassis's PowerControl[0].PowerConsumedWatts as the DCMI reading:
+    watts, "inactive" (no number now) or "unsupported" (no PowerControl)."""
+    controls = (docs.get("power") or {}).get("PowerControl")
+    if not isinstance(controls, list) or not controls or not isinstance(controls[0], dict):
+        return "unsupported"
+    watts = _number(controls[0].get("PowerConsumedWatts"))
+    return "inactive" if watts is None else watts
 
 
 def _epoch(created):

@@ -6,9 +6,10 @@ out; anything malformed raises BmcProtocolError.
 
 import dataclasses
 import math
+import struct
 
 from farm import errors
-from farm.bmc import codes
+from farm.bmc import codes, interpret
 
 FULL, COMPACT = 0x01, 0x02
 THRESHOLD = 0x01  # event/reading type code of threshold sensors
@@ -32,6 +33,7 @@ class Sensor:
     b_exp: int = 0
     r_exp: int = 0
     key: str = ""          # unique within the BMC: the name, or "name #NN" if shared
+    record_id: int = 0     # the SDR's record id: ipmi_exporter's and FreeIPMI's sensor id
 
     @property
     def threshold(self):
@@ -65,13 +67,14 @@ def parse_record(record):
         return None
     number, stype, etype, units1 = record[7], record[12], record[13], record[20]
     unit = codes.unit_name(record[21], percentage=bool(units1 & 0x01))
+    record_id = struct.unpack_from("<H", record)[0]
     if rtype == COMPACT:
-        return Sensor(number, _name(record, 31), stype, etype, unit)
+        return Sensor(number, _name(record, 31), stype, etype, unit, record_id=record_id)
     m = _signed(((record[25] & 0xC0) << 2) | record[24], 10)
     b = _signed(((record[27] & 0xC0) << 2) | record[26], 10)
     return Sensor(number, _name(record, 47), stype, etype, unit, analog=units1 >> 6,
                   linearization=record[23] & 0x7F, m=m, b=b, b_exp=_signed(record[29] & 0x0F, 4),
-                  r_exp=_signed(record[29] >> 4, 4))
+                  r_exp=_signed(record[29] >> 4, 4), record_id=record_id)
 
 
 def with_keys(sensors):
@@ -109,17 +112,19 @@ def threshold_status(bits):
 
 
 def reading(sensor, code, data):
-    """(value or None, status, state) from a Get Sensor Reading answer.
-    status: ok, nc, cr, nr, or ns (no reading); state: the asserted
-    offsets' descriptions of a discrete sensor."""
+    """(value or None, status, state, level) from a Get Sensor Reading
+    answer. status: ok, nc, cr, nr, or ns (no reading), in ipmitool's words;
+    state: the asserted offsets' descriptions of a discrete sensor; level:
+    FreeIPMI's nominal, warning, critical or None (see farm.bmc.interpret)."""
     # refused, short, "reading unavailable" (bit 5), or scanning disabled
     # (bit 6 clear): no reading, as ipmitool ("disabled", ns) and FreeIPMI (N/A) say
     if code or len(data) < 2 or data[1] & 0x20 or not data[1] & 0x40:
-        return None, "ns", ()
+        return None, "ns", (), None
     if sensor.threshold:
-        bits = data[2] if len(data) > 2 else 0
-        return convert(sensor, data[0]), threshold_status(bits), ()
+        bits = data[2] & 0x3F if len(data) > 2 else 0
+        return (convert(sensor, data[0]), threshold_status(bits), (),
+                interpret.level(sensor.type, 0x01, bits))
     state = (data[2] if len(data) > 2 else 0) | ((data[3] & 0x7F) << 8 if len(data) > 3 else 0)
     names = tuple(codes.event_description(sensor.type, sensor.event_type, i)
                   for i in range(15) if state >> i & 1)
-    return None, "ok", names
+    return None, "ok", names, interpret.level(sensor.type, sensor.event_type, state)

@@ -92,7 +92,11 @@ def sdr_record(record_id, spec):
     return struct.pack("<HBBB", record_id, 0x51, rtype, len(body)) + body
 
 
-SDR_RECORDS = [(s.number, sdr_record(s.number, s)) for s in SENSORS]  # the same on every BMC
+# the same on every BMC. Record ids are the repository's, not the sensor
+# numbers (a repository numbers records as they are added; readers such as
+# FreeIPMI and ipmi_exporter label a sensor by its record id): from 0x10 here
+FIRST_RECORD = 0x10
+SDR_RECORDS = [(FIRST_RECORD + i, sdr_record(FIRST_RECORD + i, s)) for i, s in enumerate(SENSORS)]
 
 
 class ControlJournal:

@@ -215,6 +215,10 @@ class RedfishBmc:
                     if limit is not None:
                         member[name] = quantize(spec, limit)
             members.append(member)
+        if not thermal:  # the chassis's consumption: what IPMI BMCs answer over DCMI
+            doc["PowerControl"] = [{"@odata.id": f"{path}#/PowerControl/0", "MemberId": "0",
+                                    "Name": "System Power Control",
+                                    "PowerConsumedWatts": round(self.hw.watts())}]
         return doc
 
 

@@ -29,8 +29,11 @@ class State:
         args = [self.events_max_len, worker]
         for r in results:
             keys += [self._key("state", r.node), self._key("sensors", r.node)]
+            watts = ("unsupported" if r.watts is None else
+                     r.watts if isinstance(r.watts, str) else repr(float(r.watts)))
             args += [r.node, repr(r.polled_at), f"{r.latency:.6f}", r.error_kind or "",
-                     (r.error or "")[:MAX_ERROR], len(r.readings)]
+                     (r.error or "")[:MAX_ERROR], len(r.readings), watts,
+                     json.dumps(r.device, sort_keys=True) if r.device else ""]
             for reading in r.readings:
                 value = reading["value"]
                 args += [reading["key"], reading["status"], "" if value is None else repr(value),
@@ -46,7 +49,7 @@ class State:
             keys += [self._key("state", r.node), self._key("sel", r.node)]
             args += [r.node, repr(r.polled_at), f"{r.latency:.6f}", r.error_kind or "",
                      (r.error or "")[:MAX_ERROR], json.dumps(r.cursor), "1" if r.cleared else "",
-                     len(r.entries)]
+                     json.dumps(r.sizes), len(r.entries)]
             for e in r.entries:
                 args += [e["id"], "" if e.get("at") is None else e["at"], e.get("sensor_type", ""),
                          e.get("sensor", ""), e.get("direction", ""), e.get("description", ""),
@@ -123,6 +126,18 @@ class State:
                 "control": json.loads(control) if control else {},
                 "sensors": {k: json.loads(v) for k, v in sensors.items()},
                 "sel": [json.loads(e) for e in sel]}
+
+    def exporter_view(self, name):
+        """What /ipmi renders of one node, in one round trip: (its inventory
+        entry as a dict, or None if unknown; its state hash; its sensors
+        hash; Redis's clock)."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hget(self._key("inventory"), name)
+        pipe.hgetall(self._key("state", name))
+        pipe.hgetall(self._key("sensors", name))
+        pipe.time()
+        entry, state, sensors, (seconds, micros) = self._do("node read", pipe.execute)
+        return (json.loads(entry) if entry else None), state, sensors, seconds + micros / 1e6
 
     def append_event(self, fields):
         """One event (a dict of strings) on the stream, stamped by Redis."""

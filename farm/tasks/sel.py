@@ -37,19 +37,21 @@ def _get(record_id):
 
 
 def read_sel(node, memo, arg):
-    """A job program: (new entries, new cursor, cleared)."""
+    """A job program: (new entries, new cursor, cleared, {"count": entries
+    in the log, "free": bytes free}), the last as `ipmi-sel --info` says."""
     cursor, limit = arg if arg else (None, 100)
     info = yield Request(NETFN_STORAGE, GET_SEL_INFO)
     if info.code:
         raise codes.refused("Get SEL Info", info.code)
     if len(info.data) < 14:
         raise errors.BmcProtocolError("Get SEL Info reply too short")
-    count, _, added, erased = struct.unpack_from("<HHII", info.data, 1)
+    count, free, added, erased = struct.unpack_from("<HHII", info.data, 1)
+    sizes = {"count": count, "free": free}
     if cursor is not None and cursor[3] == redfish_data.CURSOR:
         # the node was on Redfish: go on from the last entry read there
         cursor = (cursor[0], cursor[1], None, erased)
     if cursor is not None and tuple(cursor[2:]) == (added, erased):
-        return (), tuple(cursor), False
+        return (), tuple(cursor), False, sizes
     cleared = cursor is not None and erased != cursor[3]
     start, since = FIRST, None
     if cursor is not None and not cleared and cursor[0] is not None:
@@ -71,7 +73,7 @@ def read_sel(node, memo, arg):
     caught_up = record_id == LAST or not count or len(entries) < limit
     # not caught up: leave the addition stamp unset so the next pass goes on
     new_cursor = tail + ((added if caught_up else None), erased)
-    return tuple(entries), new_cursor, cleared
+    return tuple(entries), new_cursor, cleared, sizes
 
 
 def clear_sel(node, memo, arg):
@@ -105,7 +107,10 @@ def redfish_sel(bmc, arg):
         cursor = (cursor[0], cursor[1], 0, redfish_data.CURSOR)
     members, capacity = bmc.log_entries()
     # no capacity for a foreign cursor: its entry gone reads as a wrap, never a clear
-    return redfish_data.new_entries(members, cursor, limit, None if foreign else capacity)
+    sizes = {"count": len(members),
+             "free": max(0, capacity - len(members)) * 16 if capacity else None}
+    return (*redfish_data.new_entries(members, cursor, limit, None if foreign else capacity),
+            sizes)
 
 
 def redfish_clear(bmc, arg):
@@ -124,7 +129,7 @@ class SelPoll:
 
     @staticmethod
     def to_result(outcome):
-        entries, cursor, cleared = outcome.value if outcome.ok else ((), None, False)
+        entries, cursor, cleared, sizes = outcome.value if outcome.ok else ((), None, False, None)
         return SelResult(node=outcome.node, polled_at=outcome.finished_at, latency=outcome.latency,
-                         entries=entries, cursor=cursor, cleared=cleared,
+                         entries=entries, cursor=cursor, cleared=cleared, sizes=sizes,
                          error_kind=outcome.error_kind, error=outcome.error)

@@ -13,7 +13,7 @@ import pytest
 from farm.lease import acting_bound
 from farm.placement import partition_of
 from tests.conftest import script, wait_for, write_config
-from tests.integration.test_openipmi import import_inventory, ipmi_sims  # noqa: F401 (fixture)
+from tests.integration.test_openipmi import import_inventory
 from tests.integration.test_tasks import events, farm
 from tests.integration.test_worker import start_worker, stop_worker
 from tests.netcut import NetCut
@@ -41,7 +41,7 @@ def _fenced_at(log):
 
 @pytest.mark.parametrize("cut", ["blackhole", "sigstop"])
 def test_a_worker_cut_off_from_redis_never_acts_after_its_lease(
-        cut, ipmi_sims, store, redis_server, namespace, tmp_path):  # noqa: F811
+        cut, ipmi_sims, store, redis_server, namespace, tmp_path):
     bmcs = ipmi_sims(COUNT, power_on=False)
     proxy = NetCut("127.0.0.1", redis_server.port).start()
     direct = write_config(tmp_path / "direct.conf", redis_server.url, namespace, COORD,

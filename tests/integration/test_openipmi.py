@@ -13,25 +13,11 @@ from farm.model import Node
 from farm.sim import openipmi
 from farm.tasks.power import PowerPoll
 from farm.tasks.sensors import SensorsPoll
-from tests.conftest import free_udp_range, script, wait_for, write_config
+from tests.conftest import IPMI_SIM_PASSWORD as PASSWORD
+from tests.conftest import IPMI_SIM_USER as USER
+from tests.conftest import script, wait_for, write_config
 from tests.integration.test_tasks import events, farm, sections
 from tests.integration.test_worker import start_worker, stop_worker
-
-USER, PASSWORD = "admin", "isim-Pw-7"
-
-
-@pytest.fixture
-def ipmi_sims(tmp_path):
-    started = []
-
-    def make(count, **options):
-        base = free_udp_range(count)
-        bmcs = openipmi.started(tmp_path, range(base, base + count), USER, PASSWORD, **options)
-        started.extend(bmcs)
-        return bmcs
-    yield make
-    for bmc in started:
-        bmc.stop()
 
 
 def import_inventory(tmp_path, cfg, bmcs):
@@ -226,10 +212,11 @@ def test_sensor_readings_equal_ipmitool_freeipmi_and_pyghmi_on_ipmi_sim(ipmi_sim
          "--no-header-output"], capture_output=True, text=True, timeout=60)
     rows = [[x.strip() for x in line.split("|")] for line in freeipmi.stdout.splitlines()]
     assert len(rows) == len(ours), freeipmi.stdout + freeipmi.stderr
-    state_of = {"ok": "Nominal", "nc": "Warning", "cr": "Critical", "nr": "Critical", "ns": "N/A"}
+    # FreeIPMI's state is its interpretation (farm.bmc.interpret), farm's `level`
+    state_of = {"nominal": "Nominal", "warning": "Warning", "critical": "Critical", None: "N/A"}
     for _, name, _, state, reading, _, _ in rows:
         r = ours[name]
-        assert state_of[r["status"]] == state, (name, r, state)
+        assert state_of[r["level"]] == state, (name, r, state)
         assert (r["value"] is None) == (reading == "N/A"), (name, r, reading)
         if r["value"] is not None:
             assert abs(r["value"] - float(reading)) < 0.01, (name, r, reading)

@@ -112,3 +112,23 @@ def test_dashboard_is_valid_grafana_json():
         dash = json.load(f)
     assert dash["panels"] and all(p["targets"] and p["title"] for p in dash["panels"])
     assert len({p["id"] for p in dash["panels"]}) == len(dash["panels"])
+
+
+def test_the_ipmi_scrape_config_passes_promtool(tmp_path):
+    """deploy/prometheus/farm-ipmi.yml, the scrape config operators copy, is
+    valid for promtool once its token and CA files exist (a real Prometheus
+    scrapes farm-api with it in tests/integration/test_ipmi_endpoint.py)."""
+    import shutil
+    import subprocess
+    promtool = shutil.which("promtool")
+    assert promtool, "needs promtool on the PATH (Debian: prometheus)"
+    with open(os.path.join(ROOT, "deploy", "prometheus", "farm-ipmi.yml")) as f:
+        text = f.read()
+    for name in ("farm-api.token", "farm-api-ca.pem"):
+        (tmp_path / name).write_text("x\n")
+        assert f"/etc/prometheus/{name}" in text
+        text = text.replace(f"/etc/prometheus/{name}", str(tmp_path / name))
+    (tmp_path / "farm-ipmi.yml").write_text(text)
+    out = subprocess.run([promtool, "check", "config", str(tmp_path / "farm-ipmi.yml")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr

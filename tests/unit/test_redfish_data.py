@@ -29,10 +29,13 @@ def log_members(hw):
 def test_readings_say_what_ipmi_says_over_a_hot_cycle(step):
     clock = Clock(2_000_000_000.0 + step)
     hw = Hardware("n1", hot=True, sensor_period=600, clock=clock)
-    (ipmi, _), _ = run(read_sensors, hw)
-    redfish = redfish_data.readings(redfish_docs(hw))
-    assert [(r["name"], r["type"], r["unit"], r["status"]) for r in redfish] == \
-        [(r["name"], r["type"], r["unit"], r["status"]) for r in ipmi]
+    (ipmi, _, extra), _ = run(read_sensors, hw)
+    docs = redfish_docs(hw)
+    redfish = redfish_data.readings(docs)
+    fields = ("name", "type", "code", "unit", "status", "level")
+    assert [tuple(r[f] for f in fields) for r in redfish] == \
+        [tuple(r[f] for f in fields) for r in ipmi]
+    assert redfish_data.power_watts(docs) == extra["watts"]
     for a, b in zip(redfish, ipmi, strict=True):
         assert (a["value"] is None) == (b["value"] is None)
         if a["value"] is not None:
@@ -56,7 +59,7 @@ def test_sel_reads_what_ipmi_reads_through_growth_clear_and_wrap():
         nonlocal cursor, ipmi_cursor
         new, cursor, cleared = redfish_data.new_entries(log_members(hw), cursor, limit,
                                                         SEL_CAPACITY)
-        (i_new, ipmi_cursor, i_cleared), _ = run(read_sel, hw, arg=(ipmi_cursor, limit))
+        (i_new, ipmi_cursor, i_cleared, _), _ = run(read_sel, hw, arg=(ipmi_cursor, limit))
         seen.extend(new)
         ipmi_seen.extend(i_new)
         return cleared, i_cleared
@@ -158,9 +161,9 @@ def test_a_node_that_changes_driver_reads_each_entry_once():
         if step == 2:
             hw.control(0)
         if driver == "ipmi":
-            (new, cursor, was_cleared), _ = run(read_sel, hw, arg=(cursor, 1000))
+            (new, cursor, was_cleared, _), _ = run(read_sel, hw, arg=(cursor, 1000))
         else:
-            new, cursor, was_cleared = redfish_sel(_LogOnly(hw), (cursor, 1000))
+            new, cursor, was_cleared, _ = redfish_sel(_LogOnly(hw), (cursor, 1000))
         seen += new
         cleared.append(was_cleared)
     assert cleared == [False] * 5

@@ -35,15 +35,34 @@ def run(program, hw, memo=None, arg=None):
 def test_sensors_read_the_sdr_once_then_one_trip_per_sensor():
     hw = Hardware("n1", sensor_period=0)
     memo = {}
-    (readings, fresh), trips = run(read_sensors, hw, memo)
-    assert fresh and trips == 1 + 1 + 7 + 7  # info, reserve, 7 records, 7 readings
+    (readings, fresh, extra), trips = run(read_sensors, hw, memo)
+    # info, reserve, 7 records, Device ID, System Info, 7 readings, DCMI
+    assert fresh and trips == 1 + 1 + 7 + 2 + 7 + 1
+    assert extra == {"watts": 200.0, "device": {"firmware": "2.14", "manufacturer": 49871,
+                                                "product": 0x0F42, "system_firmware": "1.0.0"}}
     by_key = {r["key"]: r for r in readings}
+    assert [r["id"] for r in readings] == list(range(0x10, 0x17))  # the SDRs' record ids
+    assert by_key["PS1 Status"]["level"] == "nominal" and by_key["PS1 Status"]["code"] == 0x08
     assert by_key["CPU Temp"]["value"] == 48 and by_key["CPU Temp"]["unit"] == "degrees C"
     assert by_key["12V"]["value"] == 12.0 and by_key["12V"]["unit"] == "Volts"
     assert by_key["FAN1"]["value"] == 6000 and by_key["FAN1"]["status"] == "ok"
     assert by_key["PS1 Status"]["state"] == ["Presence detected"]
-    (_, fresh), trips = run(read_sensors, hw, memo)
-    assert not fresh and trips == 1 + 7
+    (_, fresh, extra), trips = run(read_sensors, hw, memo)
+    assert not fresh and trips == 1 + 7 + 1 and extra["device"] is None  # device: kept
+
+
+def test_a_bmc_without_dcmi_is_asked_once_a_session():
+    class NoDcmi(Hardware):
+        def handle(self, netfn, cmd, data):
+            return (0xC1, b"") if netfn == 0x2C else super().handle(netfn, cmd, data)
+
+    hw, memo = NoDcmi("n1", sensor_period=0), {}
+    (_, _, extra), _ = run(read_sensors, hw, memo)
+    assert extra["watts"] == "unsupported"
+    (_, _, extra), trips = run(read_sensors, hw, memo)
+    assert extra["watts"] == "unsupported" and trips == 1 + 7
+    (_, _, extra), _ = run(read_sensors, Hardware("n2", powered=False, sensor_period=0), {})
+    assert extra["watts"] == 8.0  # standby power
 
 
 def test_sensor_status_follows_the_thresholds():
@@ -52,9 +71,11 @@ def test_sensor_status_follows_the_thresholds():
     statuses = set()
     for second in range(60):
         clock.now = 2_000_000_000.0 + second
-        (readings, _), _ = run(read_sensors, hw)
-        statuses.add({r["key"]: r for r in readings}["CPU Temp"]["status"])
-    assert statuses == {"ok", "nc", "cr"}  # 48 +- 40 crosses 75 (nc) and 85 (cr), not 95
+        (readings, _, _), _ = run(read_sensors, hw)
+        cpu = {r["key"]: r for r in readings}["CPU Temp"]
+        statuses.add((cpu["status"], cpu["level"]))
+    # 48 +- 40 crosses 75 (nc) and 85 (cr), not 95; FreeIPMI calls nc nominal
+    assert statuses == {("ok", "nominal"), ("nc", "nominal"), ("cr", "critical")}
 
 
 def test_sel_reads_only_new_entries_and_copes_with_clear_and_wrap():
@@ -62,17 +83,17 @@ def test_sel_reads_only_new_entries_and_copes_with_clear_and_wrap():
     hw = Hardware("n1", clock=clock)
     for i in range(5):
         hw.add_sel(0x0C, 0x40, 0x6F, 0x00, now=clock.now + i)
-    (entries, cursor, cleared), _ = run(read_sel, hw, arg=(None, 100))
+    (entries, cursor, cleared, _), _ = run(read_sel, hw, arg=(None, 100))
     assert [e["id"] for e in entries] == [1, 2, 3, 4, 5] and not cleared
-    (entries, same, _), trips = run(read_sel, hw, arg=(cursor, 100))
+    (entries, same, _, _), trips = run(read_sel, hw, arg=(cursor, 100))
     assert entries == () and same == cursor and trips == 1  # nothing new: one round trip
     hw.add_sel(0x07, 0x50, 0x6F, 0x01, now=clock.now + 10)
-    (entries, cursor, _), _ = run(read_sel, hw, arg=(cursor, 100))
+    (entries, cursor, _, _), _ = run(read_sel, hw, arg=(cursor, 100))
     assert [e["description"] for e in entries] == ["Thermal Trip"]
 
     clock.now += 20
     hw.clear_sel()
-    (entries, cursor, cleared), _ = run(read_sel, hw, arg=(cursor, 100))
+    (entries, cursor, cleared, _), _ = run(read_sel, hw, arg=(cursor, 100))
     assert cleared and [e["description"] for e in entries] == ["Log area reset/cleared"]
 
     # wrap: the log overwrites its oldest entries, ours among them
@@ -80,7 +101,7 @@ def test_sel_reads_only_new_entries_and_copes_with_clear_and_wrap():
     for i in range(SEL_CAPACITY + 10):
         hw.add_sel(0x0C, 0x40, 0x6F, 0x00, now=clock.now + 100 + i)
     assert last_id not in [rid for rid, _ in hw.sel]
-    (entries, cursor, cleared), _ = run(read_sel, hw, arg=(cursor, 10_000))
+    (entries, cursor, cleared, _), _ = run(read_sel, hw, arg=(cursor, 10_000))
     assert not cleared and len(entries) == SEL_CAPACITY  # all there is, each once
 
 
@@ -90,7 +111,7 @@ def test_sel_backlog_is_read_a_limited_number_per_pass():
         hw.add_sel(0x0C, 0x40, 0x6F, 0x00, now=2_000_000_000 + i)
     got, cursor = [], None
     for _ in range(3):
-        (entries, cursor, _), _ = run(read_sel, hw, arg=(cursor, 10))
+        (entries, cursor, _, _), _ = run(read_sel, hw, arg=(cursor, 10))
         got += [e["id"] for e in entries]
     assert got == list(range(1, 26))
 
@@ -157,5 +178,7 @@ class EmptySdr:
 
 
 def test_an_empty_sdr_repository_is_no_sensors_not_an_error():
-    (readings, fresh), trips = run(read_sensors, EmptySdr())
-    assert readings == () and fresh and trips == 1
+    (readings, fresh, extra), trips = run(read_sensors, EmptySdr())
+    # info; Device ID and DCMI refused (the sensors pass stands)
+    assert readings == () and fresh and trips == 3 and extra == {"watts": "unsupported",
+                                                                 "device": None}

@@ -4,22 +4,22 @@
 -- KEYS[1] inventory hash, KEYS[2] event stream, then per result: its state
 -- hash and its recent-entries list. ARGV: maxlen, worker, recent, then per
 -- result: name, polled_at, latency, error_kind, error, cursor (JSON),
--- cleared ('1' or ''), n, then n x (id, at, sensor_type, sensor,
+-- cleared ('1' or ''), sizes (JSON: entries in the log, bytes free), n, then n x (id, at, sensor_type, sensor,
 -- direction, description, json).
 local maxlen, worker, recent = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local written, a = 0, 4
 for i = 3, #KEYS, 2 do
   local state, list = KEYS[i], KEYS[i + 1]
   local name, at, lat, kind, err = ARGV[a], ARGV[a+1], ARGV[a+2], ARGV[a+3], ARGV[a+4]
-  local cursor, cleared, n = ARGV[a+5], ARGV[a+6], tonumber(ARGV[a+7])
-  local r = a + 8
+  local cursor, cleared, sizes, n = ARGV[a+5], ARGV[a+6], ARGV[a+7], tonumber(ARGV[a+8])
+  local r = a + 9
   a = r + n * 7
   if redis.call('HEXISTS', KEYS[1], name) == 1 then
     if kind ~= '' then
       redis.call('HSET', state, 'sel_polled_at', at, 'sel_error_kind', kind, 'sel_error', err)
     else
       redis.call('HSET', state, 'sel_polled_at', at, 'sel_latency', lat, 'sel_error_kind', '',
-                 'sel_error', '', 'sel_cursor', cursor, 'sel_worker', worker)
+                 'sel_error', '', 'sel_cursor', cursor, 'sel_worker', worker, 'sel_sizes', sizes)
       if cleared == '1' then
         redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*', 'node', name,
                    'type', 'sel-cleared', 'at', at)

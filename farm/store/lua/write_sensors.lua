@@ -4,16 +4,17 @@
 -- workers briefly poll the same node (the compare-and-write is atomic).
 -- KEYS[1] inventory hash, KEYS[2] event stream, then per result: its state
 -- hash and its sensors hash. ARGV: maxlen, worker, then per result: name,
--- polled_at, latency, error_kind, error, n, then n x (key, status, value,
--- unit, type, json).
+-- polled_at, latency, error_kind, error, n, watts (the DCMI reading, or
+-- 'inactive' / 'unsupported'), device (JSON of who the BMC is, '' when not
+-- read this pass: kept), then n x (key, status, value, unit, type, json).
 local maxlen, worker = ARGV[1], ARGV[2]
 local bad = {nc = true, cr = true, nr = true}
 local written, a = 0, 3
 for i = 3, #KEYS, 2 do
   local state, sensors = KEYS[i], KEYS[i + 1]
   local name, at, lat, kind, err = ARGV[a], ARGV[a+1], ARGV[a+2], ARGV[a+3], ARGV[a+4]
-  local n = tonumber(ARGV[a+5])
-  local r = a + 6
+  local n, watts, device = tonumber(ARGV[a+5]), ARGV[a+6], ARGV[a+7]
+  local r = a + 8
   a = r + n * 6
   if redis.call('HEXISTS', KEYS[1], name) == 1 then
     if kind ~= '' then
@@ -21,7 +22,9 @@ for i = 3, #KEYS, 2 do
                  'sensors_error', err, 'sensors_worker', worker)
     else
       redis.call('HSET', state, 'sensors_polled_at', at, 'sensors_latency', lat,
-                 'sensors_error_kind', '', 'sensors_error', '', 'sensors_worker', worker)
+                 'sensors_error_kind', '', 'sensors_error', '', 'sensors_worker', worker,
+                 'power_watts', watts)
+      if device ~= '' then redis.call('HSET', state, 'bmc_device', device) end
       local keep = {}
       for j = 0, n - 1 do
         local k, status, value, unit, stype, json = ARGV[r], ARGV[r+1], ARGV[r+2], ARGV[r+3], ARGV[r+4], ARGV[r+5]
