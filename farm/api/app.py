@@ -1,11 +1,15 @@
 """farm-api's routes, in Ironic's shapes where Ironic has one, over the same
 views the CLI renders (farm.views). FastAPI validates every request and
 writes the OpenAPI document (/openapi.json); handlers are plain functions,
-run on its thread pool, because the Store is synchronous redis-py.
+run on its thread pool, because the Store is synchronous redis-py. Two
+exceptions, on the event loop, for Prometheus's hot path: the token check
+(pure CPU) and /ipmi, which reads through farm.store.aio (asyncio): a thread
+hop each cost more than the rest of a scrape.
 
 Errors are JSON with a stable code: {"error": {"code": ..., "message": ...}}.
 """
 
+import contextlib
 import re
 import time
 import uuid
@@ -55,19 +59,25 @@ class PowerAction(BaseModel):
     spread_by: str | None = Field(None, max_length=63)
 
 
-def create_app(store, tokens, settings):
-    app = FastAPI(title="farm", version="1", docs_url=None, redoc_url=None,
+def create_app(store, tokens, settings, reader):
+    """reader: a farm.store.aio.AsyncReader on the same Redis, closed with the app."""
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        await reader.close()
+
+    app = FastAPI(title="farm", version="1", docs_url=None, redoc_url=None, lifespan=lifespan,
                   description="farm over HTTP: nodes, power, desired state, events, bulk "
                               "power actions, Prometheus service discovery.")
     bearer = HTTPBearer(auto_error=False)
 
-    def caller(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)):
+    async def caller(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)):
         found = tokens.check(credentials.credentials) if credentials else None
         if found is None:
             raise ApiError(401, "unauthorized", "a valid bearer token is needed")
         return found
 
-    def operator(who=Depends(caller)):
+    async def operator(who=Depends(caller)):
         if who[0] != "operator":
             raise ApiError(403, "forbidden", f"token {who[1]} is a reader; acting needs operator")
         return who
@@ -257,7 +267,7 @@ def create_app(store, tokens, settings):
     names = ipmi.manufacturers(settings.api.enterprise_numbers_file)
 
     @app.get("/ipmi", response_class=PlainTextResponse)
-    def ipmi_exporter(who=Depends(caller),
+    async def ipmi_exporter(who=Depends(caller),
                       target: str = Query(max_length=255, description="a node's name"),
                       module: str = Query("default", description="[api] ipmi_modules")):
         """ipmi_exporter's multi-target answer for one node, from Redis
@@ -265,7 +275,7 @@ def create_app(store, tokens, settings):
         started = time.perf_counter()
         if module not in modules:
             raise ApiError(400, "unknown_module", f"no module {module} in [api] ipmi_modules")
-        entry, state, sensors, now = store.exporter_view(target)
+        entry, state, sensors, now = await reader.exporter_view(target)
         if entry is None:
             raise ApiError(404, "node_not_found", f"no node named {target}")
         text = ipmi.render(state, sensors, now, intervals, modules[module],

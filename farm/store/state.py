@@ -127,18 +127,6 @@ class State:
                 "sensors": {k: json.loads(v) for k, v in sensors.items()},
                 "sel": [json.loads(e) for e in sel]}
 
-    def exporter_view(self, name):
-        """What /ipmi renders of one node, in one round trip: (its inventory
-        entry as a dict, or None if unknown; its state hash; its sensors
-        hash; Redis's clock)."""
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.hget(self._key("inventory"), name)
-        pipe.hgetall(self._key("state", name))
-        pipe.hgetall(self._key("sensors", name))
-        pipe.time()
-        entry, state, sensors, (seconds, micros) = self._do("node read", pipe.execute)
-        return (json.loads(entry) if entry else None), state, sensors, seconds + micros / 1e6
-
     def append_event(self, fields):
         """One event (a dict of strings) on the stream, stamped by Redis."""
         return self._do("event write", self._redis.xadd, self._key("events"), fields,

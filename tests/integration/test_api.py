@@ -224,13 +224,7 @@ def test_prometheus_discovers_the_fleet_from_v1_targets(store, redis_server, nam
             {"source_labels": ["__param_target"], "target_label": "instance"},
             {"source_labels": ["__meta_farm_label_rack"], "target_label": "rack"},
             {"target_label": "__address__", "replacement": host}]}]}))
-    assert subprocess.run(["promtool", "check", "config", str(tmp_path / "prometheus.yml")],
-                          capture_output=True, timeout=30).returncode == 0
-    port = free_tcp_port()
-    prom = subprocess.Popen(["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
-                             f"--web.listen-address=127.0.0.1:{port}",
-                             f"--storage.tsdb.path={tmp_path / 'tsdb'}"],
-                            stdout=open(tmp_path / "prometheus.log", "w"), stderr=subprocess.STDOUT)
+    prom, port = start_prometheus(tmp_path)
     try:
         def discovered():
             try:
@@ -247,6 +241,19 @@ def test_prometheus_discovers_the_fleet_from_v1_targets(store, redis_server, nam
         prom.terminate()
         prom.wait(20)
         assert api.stop() == 0, api.log.read_text()[-2000:]
+
+
+def start_prometheus(tmp_path):
+    """A real Prometheus (Debian's) on tmp_path/prometheus.yml, once
+    promtool passes it: (its process, its port)."""
+    assert subprocess.run(["promtool", "check", "config", str(tmp_path / "prometheus.yml")],
+                          capture_output=True, timeout=30).returncode == 0
+    port = free_tcp_port()
+    prom = subprocess.Popen(["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}",
+                             f"--web.listen-address=127.0.0.1:{port}",
+                             f"--storage.tsdb.path={tmp_path / 'tsdb'}"],
+                            stdout=open(tmp_path / "prometheus.log", "w"), stderr=subprocess.STDOUT)
+    return prom, port
 
 
 def waiting_at(port):

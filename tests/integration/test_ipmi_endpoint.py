@@ -6,6 +6,7 @@ The same families, help texts, label sets and values; what farm adds
 duration) is set aside by name, nothing else."""
 
 import math
+import os
 import subprocess
 
 import requests
@@ -17,7 +18,7 @@ from farm.sim.ports import free_tcp_port
 from tests.conftest import IPMI_SIM_PASSWORD as PASSWORD
 from tests.conftest import IPMI_SIM_USER as USER
 from tests.conftest import wait_for, write_config
-from tests.integration.test_api import Api, token
+from tests.integration.test_api import Api, start_prometheus, token
 from tests.integration.test_openipmi import import_inventory
 from tests.integration.test_worker import import_sim, start_worker, stop_worker
 
@@ -131,20 +132,23 @@ def config(tmp_path, redis_server, namespace, path, interval=2):
 
 def test_ipmi_matches_ipmi_exporter_on_farm_sim(make_sim, store, redis_server, namespace,
                                                tmp_path):
+    from farm.sim.fleet import pick
     path = tmp_path / "tokens"
     reader = token(path, "reader", "prometheus")
-    # still readings (period 0), no log growth but what power changes add
-    sim = make_sim(4, engine="lean", sensor_period=0, off_fraction=0.5, sel_interval=0,
-                   hot_fraction=0)
+    # still readings (period 0), no log growth but what power changes add; one BMC hung
+    sim = make_sim(5, engine="lean", sensor_period=0, off_fraction=0.5, sel_interval=0,
+                   hot_fraction=0, hung_fraction=0.2)
     nodes = import_sim(sim, store)
+    hung = {i for i in pick(5, 0.2, 0)}
     cfg = config(tmp_path, redis_server, namespace, path)
     proc, wlog = start_worker(tmp_path, cfg)
     api, exporter = Api(tmp_path, cfg), Exporter(tmp_path, sim.username, sim.password)
     try:
-        wait_for(lambda: all_read(store, [n.name for n in nodes]), 60,
-                 what="every node's power, sensors and SEL read")
+        healthy = [(i, n) for i, n in enumerate(nodes) if i not in hung]
+        wait_for(lambda: all_read(store, [n.name for _, n in healthy]), 60,
+                 what="every answering node's power, sensors and SEL read")
         powers = set()
-        for i, node in enumerate(nodes):
+        for i, node in healthy:
             theirs, ours = compare(exporter.scrape(f"127.0.0.1:{sim.port(i)}"),
                                    farm_scrape(api, reader, node.name))
             assert up(ours) == dict.fromkeys(COLLECTORS, 1.0)
@@ -153,6 +157,23 @@ def test_ipmi_matches_ipmi_exporter_on_farm_sim(make_sim, store, redis_server, n
             assert {dict(k)["collector"] for k in ages} == set(COLLECTORS)
             assert all(0 <= age < 3 * 2 for age in ages.values()), ages
         assert powers == {0.0, 1.0}
+        hdr = {"Authorization": f"Bearer {reader}"}
+        for params, headers, status, code in (
+                ({"target": nodes[0].name}, {}, 401, "unauthorized"),
+                ({"target": "no-such-node"}, hdr, 404, "node_not_found"),
+                ({"target": nodes[0].name, "module": "nope"}, hdr, 400, "unknown_module"),
+                ({}, hdr, 400, "invalid_request")):
+            got = requests.get(f"{api.url}/ipmi", params=params, headers=headers, timeout=10)
+            assert (got.status_code, got.json()["error"]["code"]) == (status, code), got.text
+        assert sim.password not in farm_scrape(api, reader, nodes[0].name)
+        # the hung BMC: once farm has tried it, its answer says so, from Redis
+        # (ipmi_exporter would spend its timeout on each collector to say the same)
+        name = nodes[next(iter(hung))].name
+        wait_for(lambda: store.node_states([name])[name].get("error_kind") == "timeout", 30,
+                 what="the hung BMC's power poll to time out")
+        ours = series(farm_scrape(api, reader, name))
+        assert up(ours) == dict.fromkeys(COLLECTORS, 0.0)
+        assert "ipmi_temperature_celsius" not in ours
     finally:
         exporter.stop()
         assert api.stop() == 0, api.log.read_text()[-2000:]
@@ -182,6 +203,96 @@ def test_ipmi_matches_ipmi_exporter_on_openipmi_ipmi_sim(ipmi_sims, store, redis
             assert ours["ipmi_sel_logs_count"][1][()] >= 3
         assert len(openipmi.SENSORS) == 6
     finally:
+        exporter.stop()
+        assert api.stop() == 0, api.log.read_text()[-2000:]
+        assert stop_worker(proc) == 0, wlog.read_text()[-2000:]
+
+
+def documented_scrape_config(api, token_file):
+    """deploy/prometheus/farm-ipmi.yml as an operator adapts it: this
+    farm-api's address over plain HTTP (TLS is tested in test_api.py), its
+    reader token file."""
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "deploy", "prometheus",
+                           "farm-ipmi.yml")) as f:
+        doc = yaml.safe_load(f)
+    job = doc["scrape_configs"][0]
+    host = api.url.split("//")[1]
+    job["scheme"] = "http"
+    job.pop("tls_config")
+    job["authorization"]["credentials_file"] = str(token_file)
+    sd = job["http_sd_configs"][0]
+    sd.pop("tls_config")
+    sd.update(url=f"{api.url}/v1/targets", refresh_interval="2s")
+    sd["authorization"]["credentials_file"] = str(token_file)
+    job["relabel_configs"][-1]["replacement"] = host
+    return doc
+
+
+def test_prometheus_scrapes_the_same_series_from_farm_and_ipmi_exporter(
+        make_sim, store, redis_server, namespace, tmp_path):
+    path = tmp_path / "tokens"
+    reader = token(path, "reader", "prometheus")
+    (tmp_path / "reader.token").write_text(reader)
+    sim = make_sim(2, engine="lean", sensor_period=0, off_fraction=0.5, sel_interval=0,
+                   hot_fraction=0)
+    nodes = import_sim(sim, store)
+    cfg = config(tmp_path, redis_server, namespace, path)
+    proc, wlog = start_worker(tmp_path, cfg)
+    api, exporter = Api(tmp_path, cfg), Exporter(tmp_path, sim.username, sim.password)
+    doc = documented_scrape_config(api, tmp_path / "reader.token")
+    doc["global"] = {"scrape_interval": "2s", "scrape_timeout": "2s"}
+    # the job it replaces: the same relabelling, to ipmi_exporter, BMCs by address
+    bmc_of = {f"127.0.0.1:{sim.port(i)}": n.name for i, n in enumerate(nodes)}
+    doc["scrape_configs"].append({
+        "job_name": "ipmi_exporter", "metrics_path": "/ipmi", "params": {"module": ["default"]},
+        "static_configs": [{"targets": sorted(bmc_of)}],
+        "relabel_configs": [
+            {"source_labels": ["__address__"], "target_label": "__param_target"},
+            {"source_labels": ["__param_target"], "target_label": "instance"},
+            {"target_label": "__address__", "replacement": f"127.0.0.1:{exporter.port}"}]})
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(doc))
+    prom, port = start_prometheus(tmp_path)
+
+    def query(promql):
+        try:
+            got = requests.get(f"http://127.0.0.1:{port}/api/v1/query",
+                               params={"query": promql}, timeout=5).json()
+        except (requests.RequestException, ValueError):
+            return None
+        return got["data"]["result"] if got.get("status") == "success" else None
+
+    def by_node(job, rename):
+        """node -> {(name, other labels): value} of the job's ipmi_* series"""
+        out = {}
+        for s in query(f'{{__name__=~"ipmi_.+",__name__!="ipmi_scrape_duration_seconds",'
+                       f'job="{job}"}}') or ():
+            labels = dict(s["metric"])
+            node = rename(labels.pop("instance"))
+            labels.pop("job")
+            out.setdefault(node, {})[tuple(sorted(labels.items()))] = s["value"][1]
+        return out
+
+    try:
+        wait_for(lambda: all_read(store, [n.name for n in nodes]), 60, what="the fleet read")
+        wait_for(lambda: (r := query('up{job=~"ipmi|ipmi_exporter"} == 1')) and len(r) == 4,
+                 60, what="Prometheus to scrape farm-api and ipmi_exporter, both nodes each")
+        theirs = wait_for(lambda: len(r := by_node("ipmi_exporter", bmc_of.get)) == 2 and r, 30,
+                          what="ipmi_exporter's series in Prometheus")
+        ours = wait_for(lambda: len(r := by_node("ipmi", str)) == 2 and r, 30,
+                        what="farm's series in Prometheus")
+        for node in ours:
+            # FreeIPMI's copy of IANA's registry lacks farm-sim's manufacturer (see above)
+            fix = {k: v for k, v in ours[node].items() if dict(k)["__name__"] == "ipmi_bmc_info"}
+            for k, v in fix.items():
+                assert dict(k)["manufacturer_id"].endswith(" (49871)"), k
+                del ours[node][k]
+                ours[node][tuple(sorted({**dict(k), "manufacturer_id": "49871"}.items()))] = v
+            assert ours[node] == theirs[node], node
+            assert len(ours[node]) > 20
+        assert query('farm_reading_age_seconds{job="ipmi"} < 6')
+    finally:
+        prom.terminate()
+        prom.wait(20)
         exporter.stop()
         assert api.stop() == 0, api.log.read_text()[-2000:]
         assert stop_worker(proc) == 0, wlog.read_text()[-2000:]

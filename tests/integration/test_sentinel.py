@@ -141,3 +141,24 @@ def test_master_failover_under_a_running_farm(sentinel_redis, make_sim, tmp_path
         for epoch in re.findall(r"published generation \d+ \(epoch (\d+)\)", p.log_path.read_text()):
             publishes.setdefault(epoch, set()).add(str(p.log_path))
     assert publishes and all(len(who) == 1 for who in publishes.values()), publishes
+
+
+def test_farm_api_async_reads_find_the_master_through_sentinel(sentinel_redis, namespace):
+    """farm.store.aio (farm-api's /ipmi reads) asks the sentinels for the master."""
+    import asyncio
+
+    from farm.model import Node
+    from farm.store.aio import AsyncReader
+    master, replica, sentinels = sentinel_redis
+    s1, s2 = sentinels[0].port, sentinels[1].port
+    url = f"redis://127.0.0.1:{s1}?sentinel={MASTER}&sentinel_fallback=127.0.0.1:{s2}"
+    Store(url, namespace).import_nodes([Node("n1", "127.0.0.1", 1623, "u", "p")])
+
+    async def read():
+        reader = AsyncReader(url, namespace)
+        try:
+            return await reader.exporter_view("n1"), await reader.exporter_view("absent")
+        finally:
+            await reader.close()
+    (entry, _, _, _), (absent, _, _, _) = asyncio.run(read())
+    assert entry["port"] == 1623 and absent is None

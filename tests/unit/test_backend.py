@@ -87,3 +87,24 @@ def test_tooz_redis_driver_keeps_the_shape_farm_builds_it_with():
     b = backend.parse("redis://u:p%23w@127.0.0.1:1/2?ssl=true")
     coord = redis_coordinator(b, b"me", tooz_options("ns", 10, 10))
     assert isinstance(coord, tooz_redis.RedisDriver)
+
+
+def test_async_reader_errors_are_farms_without_the_password():
+    """farm.store.aio translates redis-py's errors as the Store does."""
+    import asyncio
+
+    from farm.errors import BackendUnavailable
+    from farm.sim.ports import free_tcp_port
+    from farm.store.aio import AsyncReader
+    url = f"redis://:Secret-Redis-pw@127.0.0.1:{free_tcp_port()}"  # nothing listens there
+
+    async def read():
+        reader = AsyncReader(url, "ns", socket_timeout=1.0)
+        try:
+            await reader.exporter_view("n1")
+        finally:
+            await reader.close()
+    with pytest.raises(BackendUnavailable) as caught:
+        asyncio.run(read())
+    assert "Secret-Redis-pw" not in str(caught.value) and "node read" in str(caught.value)
+    assert caught.value.__cause__ is not None
