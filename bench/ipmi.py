@@ -236,6 +236,8 @@ def side_by_side(a, work):
                                          redis.url, lambda names=names: wrk(
                                              url, "/ipmi?module=default&target=", names, work,
                                              a.duration, max(a.connections), token)))
+                hung = sorted(fleet.hung)[0]
+                one_hung = {"farm-api": one_scrape(f"{url}/ipmi", hung, token)}
                 exporter, port = start_exporter(work)
                 address = {n.name: f"{n.address}:{n.port}" for n in fleet.nodes}
                 for label, names in (("answering BMCs", fleet.healthy_names),
@@ -246,13 +248,26 @@ def side_by_side(a, work):
                             f"http://127.0.0.1:{port}", "/ipmi?module=default&target=",
                             [address[n] for n in names], work, a.duration, max(a.connections),
                             timeout=SCRAPE_TIMEOUT), cpu=cpu_with_reaped_children))
+                hung_at = next(f"{n.address}:{n.port}" for n in fleet.nodes if n.name == hung)
+                one_hung["ipmi_exporter"] = one_scrape(f"http://127.0.0.1:{port}/ipmi", hung_at)
             finally:
                 common.stop(procs)
     finally:
         if exporter is not None:
             common.stop([exporter])
         fleet.stop()
-    return rows
+    return rows, one_hung
+
+
+def one_scrape(url, target, token=None):
+    """(seconds, ipmi_up values) of one scrape of `target`, no client timeout."""
+    import requests
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    began = time.monotonic()
+    text = requests.get(url, params={"target": target, "module": "default"}, headers=headers,
+                        timeout=300).text
+    took = time.monotonic() - began
+    return took, sorted(set(re.findall(r'^ipmi_up\{collector="[^"]+"\} (\S+)$', text, re.M)))
 
 
 def start_exporter(work):
@@ -293,12 +308,17 @@ def main():
         if not shutil.which(tool):
             sys.exit(f"needs {tool} (Debian: wrk, prometheus-ipmi-exporter)")
     work = tempfile.mkdtemp(prefix="farm-ipmi-")
-    rows = at_scale(a, work) + side_by_side(a, work)
-    table = report.table(HEADER, rows)
+    rows = at_scale(a, work)
+    side, one_hung = side_by_side(a, work)
+    table = report.table(HEADER, rows + side)
+    table += "\n\nOne scrape of a hung BMC, alone: " + "; ".join(
+        f"{who} {took * 1000:,.1f} ms (ipmi_up {', '.join(ups)})"
+        for who, (took, ups) in one_hung.items()) + "."
     table += (f"\n\nwrk: 2 threads, kept connections ({max(a.connections)} side by side), "
               f"{a.duration:.0f} s a row, "
               "targets drawn at random; a scrape not answered within 10 s (Prometheus's default "
-              "scrape_timeout) counts as failed, and latencies are those of answered scrapes. "
+              "scrape_timeout) counts as failed, and latencies are those of answered scrapes: a scrape "
+              "still waiting when a row ends is in neither. "
               "CPU per scrape: the answering process's user + system "
               "time over the row (ipmi_exporter's includes the FreeIPMI processes it ran).")
     print(table)

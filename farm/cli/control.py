@@ -316,6 +316,14 @@ def render_detail(d):
         settings.append(f"last login: suite {session[0]} at {names.get(session[1], session[1])}")
     if settings:
         lines.append("ipmi: " + "   ".join(settings))
+    device = json.loads(state.get("bmc_device") or "null") or {}
+    about = [f"{k} {device[f]}" for k, f in (("firmware", "firmware"),
+                                             ("manufacturer", "manufacturer"),
+                                             ("system firmware", "system_firmware")) if device.get(f)]
+    if state.get("power_watts", "").replace(".", "", 1).isdigit():
+        about.append(f"power draw {float(state['power_watts']):g} W (DCMI)")
+    if about:
+        lines.append("bmc: " + "   ".join(about))
     for task, message in (("", "last_error"), ("sensors_", "sensors_error"), ("sel_", "sel_error")):
         if state.get(f"{task}error_kind"):
             label = task.rstrip("_") or "power"

@@ -127,9 +127,8 @@ def read_sensors(node, memo, arg):
         count = struct.unpack_from("<H", info, 1)[0]
         memo["sensors"] = (yield from read_repository()) if count else ()
         memo["stamp"] = stamp
-    device = None
     if fresh or "device" not in memo:
-        memo["device"] = device = yield from read_device()
+        memo["device"] = yield from read_device()
     readings = []
     for s in memo["sensors"]:
         got = yield Request(NETFN_SENSOR, GET_SENSOR_READING, bytes([s.number]))
@@ -139,7 +138,9 @@ def read_sensors(node, memo, arg):
                          "et": s.event_type, "value": value, "unit": s.unit, "status": status,
                          "level": level, "state": list(state)})
     watts = yield from read_power_watts(memo)
-    return tuple(readings), fresh, {"watts": watts, "device": device}
+    # the device with every pass, not only the one that read it: that pass may
+    # fail later on, or be coalesced away with a newer one before it is written
+    return tuple(readings), fresh, {"watts": watts, "device": memo["device"]}
 
 
 def redfish_sensors(bmc, arg):

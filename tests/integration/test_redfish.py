@@ -172,6 +172,24 @@ def test_redfish_sensors_sel_and_sel_clear(make_sim, store, redis_server, namesp
         assert detail["sensors"][psu.name]["status"] == "ok"
         assert {r["type"] for r in detail["sensors"].values()} == {
             "temperature", "fan", "voltage", "power_supply"}
+        # /ipmi answers for it under ipmi_exporter's names, from what is stored
+        from prometheus_client.parser import text_string_to_metric_families
+
+        from farm.api import ipmi
+        text = ipmi.render(detail["state"], {k: json.dumps(v) for k, v in detail["sensors"].items()},
+                           store.server_time(), {"power": 1, "sensors": 300, "sel": 600},
+                           ipmi.COLLECTORS, driver="redfish")
+        families = {f.name: {s.labels.get("name"): s.value for s in f.samples}
+                    for f in text_string_to_metric_families(text)}
+        assert families["ipmi_temperature_celsius"] == {
+            t.name: t.reading_celsius for t in chassis.thermal.temperatures}
+        assert families["ipmi_fan_speed_rpm"] == {f.name: f.reading for f in chassis.thermal.fans}
+        assert families["ipmi_sensor_state"] == {psu.name: 0.0}  # type Power Supply, nominal
+        power = requests.get(f"{node.address}/redfish/v1/Chassis/1/Power", verify=sim.tls_cert,
+                             auth=(sim.username, sim.password)).json()  # sushy has no PowerControl
+        assert families["ipmi_dcmi_power_consumption_watts"] == {
+            None: power["PowerControl"][0]["PowerConsumedWatts"]}
+        assert "ipmi_bmc_info" not in families
 
         s = requests.Session()
         s.auth = (sim.username, sim.password)

@@ -91,6 +91,10 @@ def test_sensors_and_sel_match_ipmitool_and_sel_clear(executor, make_sim, store,
         assert shown["control"] == {} and len(shown["sensors"]) == 7
         assert shown["sel"][0]["description"] == "Log area reset/cleared"
         assert shown["state"]["sensors_error_kind"] == "" and shown["state"]["sel_error_kind"] == ""
+        # who the BMC is, and its DCMI power reading, as bmc-info and ipmi-dcmi print them
+        text = farm(cfg, "nodes", "show", name).stdout
+        assert "bmc: firmware 2.14   manufacturer 49871   system firmware 1.0.0" in text, text
+        assert re.search(r"power draw \d+ W \(DCMI\)", text), text
         actions = events(cfg, "--type", "action", "--node", name)
         assert [(e["action"], e["outcome"]) for e in actions] == [("sel-clear", "ok")]
     finally:

@@ -48,7 +48,8 @@ def test_sensors_read_the_sdr_once_then_one_trip_per_sensor():
     assert by_key["FAN1"]["value"] == 6000 and by_key["FAN1"]["status"] == "ok"
     assert by_key["PS1 Status"]["state"] == ["Presence detected"]
     (_, fresh, extra), trips = run(read_sensors, hw, memo)
-    assert not fresh and trips == 1 + 7 + 1 and extra["device"] is None  # device: kept
+    # the device is not asked again, and is still reported
+    assert not fresh and trips == 1 + 7 + 1 and extra["device"]["firmware"] == "2.14"
 
 
 def test_a_bmc_without_dcmi_is_asked_once_a_session():

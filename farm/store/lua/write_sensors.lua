@@ -5,8 +5,9 @@
 -- KEYS[1] inventory hash, KEYS[2] event stream, then per result: its state
 -- hash and its sensors hash. ARGV: maxlen, worker, then per result: name,
 -- polled_at, latency, error_kind, error, n, watts (the DCMI reading, or
--- 'inactive' / 'unsupported'), device (JSON of who the BMC is, '' when not
--- read this pass: kept), then n x (key, status, value, unit, type, json).
+-- 'inactive' / 'unsupported'), device (JSON of who the BMC is, '' when it
+-- refused Get Device ID: what is stored is kept), then n x (key, status,
+-- value, unit, type, json).
 local maxlen, worker = ARGV[1], ARGV[2]
 local bad = {nc = true, cr = true, nr = true}
 local written, a = 0, 3
