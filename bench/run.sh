@@ -2,7 +2,8 @@
 # Every benchmark of docs/benchmarks.md, in one run, on this machine. Each one
 # starts its own redis-server and simulated fleet and writes its tables into
 # docs/benchmarks.md (and the staleness plot into docs/staleness.png).
-# Needs: redis-server, ipmitool, ipmipower (Debian: freeipmi-tools), ipmi_sim (openipmi), and
+# Needs: redis-server, ipmitool, ipmipower (Debian: freeipmi-tools), ipmi_sim (openipmi),
+# wrk and prometheus-ipmi-exporter (bench ipmi), and
 # `pip install -e '.[bench]'` (matplotlib). About 100 minutes on 2 cores.
 set -eu
 cd "$(dirname "$0")/.."
@@ -19,3 +20,4 @@ $PY -m bench tasks --count 1000 --at-scale 20000 --write-docs
 $PY -m bench redfish --count 1000 --write-docs
 $PY -m bench login --count 20 --rounds 5 --write-docs
 $PY -m bench actions --count 10000 --batch 200 --interval 2 --write-docs
+$PY -m bench ipmi --count 100000 --live 200 --duration 20 --write-docs

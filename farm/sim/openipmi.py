@@ -76,6 +76,14 @@ SENSORS = (
     (5, "Airflow", "Other_Units_Based_Sensor", 1, "CFM", 1, 0, 30, (None,) * 6, True),
     (6, "Spare Temp", "Temperature", 1, "degrees_C", 1, 0, 30, (None,) * 6, False),
 )
+# Discrete sensors for `discrete=True` (compact SDRs): (number, name,
+# sdrcomp type, type code, offsets it may assert, offsets asserted). A power
+# supply that says "Presence detected" and "Power Supply Failure detected"
+# (IPMI v2.0 table 42-3, sensor type 08h), and one that says only presence.
+DISCRETE = (
+    (7, "PSU1 Status", "Power_Supply", 0x08, (0, 1), (0, 1)),
+    (8, "PSU2 Status", "Power_Supply", 0x08, (0, 1), (0,)),
+)
 _THRESHOLD_NAMES = ("lnc", "lc", "lnr", "unc", "uc", "unr")
 _SENSOR_TYPES = {"Temperature": 1, "Voltage": 2, "Fan": 4, "Other_Units_Based_Sensor": 11}
 
@@ -101,13 +109,32 @@ def sdr_source(sensors=SENSORS):
     return "\n".join(out)
 
 
-def sdr_commands(workdir, sensors=SENSORS):
+def discrete_source(discrete=DISCRETE):
+    """The discrete sensors' compact SDRs in sdrcomp's source language."""
+    out = []
+    for number, name, stype, _, offsets, _ in discrete:
+        lines = ["sdr type 2", "sensor_owner_id 0x20", "sensor_owner_lun 0", "channel_number 0",
+                 f"sensor_number {number}", "entity_id power_supply", "entity_instance 1",
+                 "init_scanning true", "init_events true", "init_sensor_type true",
+                 "default_event_gen_on true", "default_sensor_scan_on true",
+                 "sensor_auto_rearm true", "sensor_event_msg_ctrl per_state",
+                 f"sensor_type {stype}", "event_reading_type_code 0x6f"]
+        for bit in offsets:
+            lines += [f"assert_event{bit} true", f"deassert_event{bit} true",
+                      f"event{bit}_state_ret true"]
+        lines += [f'id_string "{name}"', "endsdr", ""]
+        out.append("\n".join(lines))
+    return "\n".join(out)
+
+
+def sdr_commands(workdir, sensors=SENSORS, discrete=()):
     """ipmi_sim commands that add the sensors' SDRs (compiled by OpenIPMI's
-    own sdrcomp, 8-bit names) and the sensors with their readings."""
+    own sdrcomp, 8-bit names) and the sensors with their readings (and the
+    discrete sensors' asserted states)."""
     source = os.path.join(workdir, "sensors.sdrs")
     raw = os.path.join(workdir, "sensors.bin")
     with open(source, "w") as f:
-        f.write(sdr_source(sensors))
+        f.write(sdr_source(sensors) + "\n" + discrete_source(discrete))
     subprocess.run([shutil.which("sdrcomp") or "sdrcomp", "-8", "-r", "-o", raw, source],
                    check=True, capture_output=True, timeout=30)
     with open(raw, "rb") as f:
@@ -126,6 +153,12 @@ def sdr_commands(workdir, sensors=SENSORS):
                   f"{'scanning' if scanning else 'no-scanning'} per-state "
                   f"{'0' * 15} {'0' * 15} {'0' * 15} {'0' * 15}",
                   f"sensor_set_value 0x20 0 {number} {value} 0"]
+    for number, _, _, code, offsets, asserted in discrete:
+        mask = "".join("1" if i in offsets else "0" for i in reversed(range(15)))
+        lines += [f"sensor_add 0x20 0 {number} {code} 0x6f",
+                  f"sensor_set_event_support 0x20 0 {number} enable scanning per-state "
+                  f"{mask} {mask} {mask} {mask}"]
+        lines += [f"sensor_set_bit 0x20 0 {number} {bit} 1 0" for bit in asserted]
     return "\n".join(lines) + "\n"
 
 
@@ -133,13 +166,14 @@ class IpmiSim:
     """One ipmi_sim BMC on 127.0.0.1:`port` with one administrator account."""
 
     def __init__(self, workdir, port, username, password, power_on=True, sel_entries=0,
-                 kg="", sensors=False):
+                 kg="", sensors=False, discrete=False):
         self.dir = os.path.join(str(workdir), f"ipmi_sim-{port}")
         self.port, self.username, self.password = port, username, password
         self.power_on = power_on
         self.sel_entries = sel_entries
         self.kg = kg  # the BMC key K_g (text, as lan.conf's bmc_key takes it)
         self.sensors = sensors  # SENSORS, with their SDRs
+        self.discrete = discrete  # and DISCRETE
         self.proc = None
 
     def start(self):
@@ -160,7 +194,8 @@ class IpmiSim:
                                     bmc_key=f'    bmc_key "{self.kg}"\n' if self.kg else ""))
         commands = os.path.join(self.dir, "commands.emu")
         with open(commands, "w") as f:
-            sdrs = sdr_commands(self.dir) if self.sensors else ""
+            sdrs = (sdr_commands(self.dir, discrete=DISCRETE if self.discrete else ())
+                    if self.sensors else "")
             f.write(COMMANDS.format(sel=sdrs + "".join(
                 f"sel_add 0x20 0x02 0x00 0x00 0x00 0x00 0x20 0x00 0x04 "
                 f"{SEL_EVENTS[i % len(SEL_EVENTS)]}\n" for i in range(self.sel_entries))))

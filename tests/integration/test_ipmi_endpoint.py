@@ -184,7 +184,8 @@ def test_ipmi_matches_ipmi_exporter_on_openipmi_ipmi_sim(ipmi_sims, store, redis
                                                         namespace, tmp_path):
     path = tmp_path / "tokens"
     reader = token(path, "reader", "prometheus")
-    bmcs = ipmi_sims(2, sensors=True, sel_entries=3)
+    # with two discrete power supplies: one asserting "Failure detected"
+    bmcs = ipmi_sims(2, sensors=True, discrete=True, sel_entries=3)
     bmcs[1].ipmitool("chassis", "power", "off")
     cfg = config(tmp_path, redis_server, namespace, path)
     names = import_inventory(tmp_path, cfg, bmcs)
@@ -200,6 +201,9 @@ def test_ipmi_matches_ipmi_exporter_on_openipmi_ipmi_sim(ipmi_sims, store, redis
             # ipmi_sim has no DCMI: ipmi-dcmi fails, and farm says so alike
             assert up(ours) == dict.fromkeys(COLLECTORS, 1.0) | {"dcmi": 0.0}
             assert len(ours["ipmi_temperature_celsius"][1]) == 2  # the third scans nothing
+            # FreeIPMI's interpretation of a discrete sensor: the worst offset asserted
+            states = {dict(k)["name"]: v for k, v in ours["ipmi_sensor_state"][1].items()}
+            assert states == {"Airflow": 0.0, "PSU1 Status": 2.0, "PSU2 Status": 0.0}
             assert ours["ipmi_sel_logs_count"][1][()] >= 3
         assert len(openipmi.SENSORS) == 6
     finally:
