@@ -304,7 +304,17 @@ class RedfishBmc:
         def act():
             if not_after is not None and time.monotonic() >= not_after:
                 raise errors.Fenced(f"power {action} not sent: the acting lease ran out")
-            self._system.reset_system(RESETS[action])
+            kind = RESETS[action]
+            if kind not in self._system.get_allowed_reset_system_values():
+                raise errors.BmcProtocolError(f"the BMC does not offer ResetType {kind.value}")
+            reset = (self._system.json.get("Actions") or {}).get("#ComputerSystem.Reset")
+            target = reset.get("target") if isinstance(reset, dict) else None
+            if not isinstance(target, str):
+                raise errors.BmcProtocolError("the system offers no ComputerSystem.Reset")
+            # not sushy's reset_system: it sends sushy's default `Connection:
+            # close`, and the state read right after raced the BMC closing the
+            # connection (RemoteDisconnected: a dropped session, a new login)
+            self._conn.post(target, data={"ResetType": kind.value}, headers=self.headers)
             self._fresh = False
             return action
         return self._call(f"power {action}", act)
