@@ -91,7 +91,11 @@ enabled = power,sensors,sel
 interval = 30
 [sel]
 interval = 60
+[api]
+port = 0
+tokens_file = $work/api-tokens
 CONF
+.venv/bin/farm api token add --role reader --name demo "$work/api-tokens" >"$work/reader.token"
 
 FARM_SIM_PASSWORD="demo-$RANDOM$RANDOM" .venv/bin/farm-sim --count "$count" --base-port "$base_port" \
   --hung-fraction 0.1 --off-fraction 0.2 --inventory "$work/inventory.yaml" >"$work/sim.log" 2>&1 & infra+=($!)
@@ -107,9 +111,10 @@ for i in 1 2; do
   .venv/bin/farm-coordinator --config-file "$work/farm.conf" >"$work/coordinator-$i.log" 2>&1 & daemons+=($!)
   .venv/bin/farm-worker --config-file "$work/farm.conf" >"$work/worker-$i.log" 2>&1 & daemons+=($!)
 done
+.venv/bin/farm-api --config-file "$work/farm.conf" >"$work/api.log" 2>&1 & daemons+=($!)
 
 sleep 2
-for log in "$work"/coordinator-*.log "$work"/worker-*.log; do
+for log in "$work"/coordinator-*.log "$work"/worker-*.log "$work"/api.log; do
   if grep -q Traceback "$log"; then echo "a daemon failed to start ($log):" >&2; tail -5 "$log" >&2; exit 1; fi
 done
 
@@ -119,3 +124,14 @@ timeout --foreground -s INT "$duration" .venv/bin/farm status --config-file "$wo
 .venv/bin/farm nodes summary --config-file "$work/farm.conf"
 .venv/bin/farm nodes show --config-file "$work/farm.conf" "bmc-$base_port" || true
 .venv/bin/farm events --config-file "$work/farm.conf" --limit 10 || true
+# ipmi_exporter's /ipmi, served by farm-api from Redis (a hung BMC: ipmi_up 0, at once)
+api_url=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$work/api.log" | head -1)
+for node in "bmc-$base_port" "bmc-$((base_port + 1))"; do
+  echo "--- GET $api_url/ipmi?target=$node"
+  TOKEN=$(cat "$work/reader.token") .venv/bin/python - "$api_url" "$node" <<'PY' || true
+import os, sys, requests
+got = requests.get(f"{sys.argv[1]}/ipmi", params={"target": sys.argv[2]}, timeout=10,
+                   headers={"Authorization": f"Bearer {os.environ['TOKEN']}"})
+print("\n".join(line for line in got.text.splitlines() if not line.startswith("#")))
+PY
+done
