@@ -445,7 +445,7 @@ def load(config_file=None, overrides=None, config_dir=None):
 
 
 def _api(values):
-    known = ("bmc", "chassis", "dcmi", "ipmi", "sel")  # farm.api.ipmi.COLLECTORS
+    from farm.api.ipmi import COLLECTORS as known
     modules = []
     for name, text in sorted((values.pop("ipmi_modules") or {}).items()):
         collectors = tuple(c.strip() for c in text.split("+") if c.strip())

@@ -178,6 +178,18 @@ def owner_of(store, name):
     return owners(store, [name])[name]
 
 
+def send_command(store, owner, kind, node, action, by, ttl, now=None):
+    """Queue a command (kind power with `action`, or sel-clear) for `owner`,
+    the worker that polls `node`; it expires unrun `ttl` seconds from `now`
+    (Redis's clock). Returns its id, which its reply carries."""
+    import uuid
+    now = store.server_time() if now is None else now
+    command = {"id": uuid.uuid4().hex, "kind": kind, "action": action, "node": node, "by": by,
+               "issued": now, "expires": now + ttl}
+    store.send_command(owner, command, ttl)
+    return command["id"]
+
+
 def owners(store, names):
     """owner_of for many names, from one read of the reports and the
     assignment: name -> (worker id or None, why none)."""
@@ -295,8 +307,7 @@ def write_action(store, action_id, steps, action, batch, interval, spread_by, by
                                         "interval": interval, "spread_by": spread_by,
                                         "waves": count}, steps)
     except ActionConflict as exc:
-        raise Refused("node_busy" if "is in action" in str(exc) else "node_not_found",
-                      str(exc)) from None
+        raise Refused(exc.code, str(exc)) from None
     return steps
 
 

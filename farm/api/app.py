@@ -25,7 +25,9 @@ from farm import errors, views
 from farm.api import ipmi
 from farm.selection import SelectionError
 
-TARGETS = {"power on": "on", "power off": "off", "rebooting": "cycle"}
+# Ironic's words for farm's power actions and states (reset is farm's own)
+ACTIONS = {"power on": "on", "power off": "off", "rebooting": "cycle", "reset": "reset"}
+TARGET_OF = {"on": "power on", "off": "power off", "cycle": "rebooting", "reset": "rebooting"}
 STATES = {"on": "power on", "off": "power off"}
 COMMAND_TTL = 30.0  # seconds a power command waits for its worker before it expires unrun
 LEAD = 2.0          # seconds from writing a plan to its first wave (as the CLI)
@@ -39,7 +41,7 @@ class ApiError(Exception):
 
 
 class PowerTarget(BaseModel):
-    target: Literal["power on", "power off", "rebooting"]
+    target: Literal["power on", "power off", "rebooting"]  # one node: no reset (as Ironic)
 
 
 class Desired(BaseModel):
@@ -119,7 +121,7 @@ def create_app(store, tokens, settings, reader):
                 raise ApiError(400, "invalid_selection", str(exc)) from None
             names, more = chosen[:limit], len(chosen) > limit
         else:
-            names, total = views.page_names(store, marker, limit + 1)
+            names, _ = views.page_names(store, marker, limit + 1)
             names, more = names[:limit], len(names) > limit
         controls = store.controls_of(names)
         rows = []
@@ -151,8 +153,7 @@ def create_app(store, tokens, settings, reader):
         control = store.controls_of([name])[name]
         action_id = store.nodes_in_actions([name]).get(name)
         record = store.action(action_id) if action_id else None
-        target = ({"on": "power on", "off": "power off", "cycle": "rebooting",
-                   "reset": "rebooting"}[record["action"]] if record else None)
+        target = TARGET_OF[record["action"]] if record else None
         seen = views.as_float(state.get("seen_at"))
         return {"power_state": STATES.get(state.get("power_state")),
                 "target_power_state": target,
@@ -172,11 +173,9 @@ def create_app(store, tokens, settings, reader):
         owner, why = views.owner_of(store, name)
         if owner is None:
             raise ApiError(503, "no_live_worker", f"no live worker owns {name}: {why}")
-        now = store.server_time()
-        command = {"id": uuid.uuid4().hex, "kind": "power", "action": TARGETS[body.target],
-                   "node": name, "by": by(who), "issued": now, "expires": now + COMMAND_TTL}
-        store.send_command(owner, command, COMMAND_TTL)
-        return {"node": name, "target": body.target, "command": command["id"], "worker": owner}
+        command = views.send_command(store, owner, "power", name, ACTIONS[body.target], by(who),
+                                     COMMAND_TTL)
+        return {"node": name, "target": body.target, "command": command, "worker": owner}
 
     @app.put("/v1/nodes/{name}/desired")
     def set_desired(name: str, body: Desired, who=Depends(operator)):
@@ -235,8 +234,7 @@ def create_app(store, tokens, settings, reader):
             names = views.select(store, body.select)
         except SelectionError as exc:
             raise ApiError(400, "invalid_selection", str(exc)) from None
-        action = {"power on": "on", "power off": "off", "rebooting": "cycle",
-                  "reset": "reset"}[body.target]
+        action = ACTIONS[body.target]
         try:
             steps, batch, interval, notes = views.plan_action(
                 store, settings.power, names, action, body.batch, body.interval, body.spread_by)

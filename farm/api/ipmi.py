@@ -30,6 +30,8 @@ What farm adds or does differently (docs/operations.md, "/ipmi"):
 import json
 import math
 
+from farm.views import as_float
+
 COLLECTORS = ("bmc", "chassis", "dcmi", "ipmi", "sel")
 TASK = {"bmc": "sensors", "chassis": "power", "dcmi": "sensors", "ipmi": "sensors", "sel": "sel"}
 _STATE = "Reported state of a {} sensor (0=nominal, 1=warning, 2=critical)."
@@ -124,15 +126,10 @@ def _escape(text):
     return str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def _as_float(text):
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return None
-
-
 class Exposition:
-    """Samples by family, written out in family-name order."""
+    """Samples by family, written out in family-name order. Not
+    prometheus-client's generate_latest: a registry and metric families per
+    scrape cost 150 µs against 30 µs here, on a path of 500 µs a scrape."""
 
     def __init__(self):
         self.families = {}
@@ -153,21 +150,22 @@ class Exposition:
 
 def task_times(state):
     """task -> (when its last pass ended, whether it failed), Redis's view."""
-    power_at = _as_float(state.get("seen_at")) or _as_float(state.get("polled_at"))
+    power_at = as_float(state.get("seen_at")) or as_float(state.get("polled_at"))
     return {"power": (power_at, bool(state.get("error_kind"))),
-            "sensors": (_as_float(state.get("sensors_polled_at")),
+            "sensors": (as_float(state.get("sensors_polled_at")),
                         bool(state.get("sensors_error_kind"))),
-            "sel": (_as_float(state.get("sel_polled_at")), bool(state.get("sel_error_kind")))}
+            "sel": (as_float(state.get("sel_polled_at")), bool(state.get("sel_error_kind")))}
 
 
 def _sensors(out, sensors):
     """ipmi: each stored reading, in SDR order, in its family."""
     readings = sorted((json.loads(raw) for raw in sensors.values()),
                       key=lambda r: (r.get("id", 0), r.get("key", "")))
-    seen = {}
+    seen = set()
     for r in readings:
         if r.get("status") == "ns":
             continue
+        # no "et": written by a worker before it was stored; a value means threshold
         threshold = r.get("et", 0x01 if r.get("value") is not None else 0x6F) == 0x01
         code = r.get("code")
         value = r.get("value")
@@ -182,7 +180,7 @@ def _sensors(out, sensors):
             name = r.get("key") or name
         if (value_family, rid, name) in seen:
             name = f"{name} #{len(seen)}"
-        seen[(value_family, rid, name)] = True
+        seen.add((value_family, rid, name))
         labels = [("id", rid), ("name", name)]
         if value_family == "ipmi_sensor_value":
             labels.append(("type", freeipmi_type(code)))
@@ -226,7 +224,7 @@ def _collect(out, collector, state, sensors, names):
         if watts == "unsupported":
             return False  # ipmi-dcmi fails on a BMC without DCMI
         if watts != "inactive":  # no power measurement now: up, no sample (as ipmi_exporter)
-            out.add("ipmi_dcmi_power_consumption_watts", [], _as_float(watts))
+            out.add("ipmi_dcmi_power_consumption_watts", [], as_float(watts))
     elif collector == "bmc":
         device = json.loads(state.get("bmc_device") or "null")
         if not device:

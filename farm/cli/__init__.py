@@ -32,6 +32,14 @@ class _Ctx:
         except (*BACKEND_ERRORS, errors.ConfigError) as exc:
             raise click.ClickException(str(exc)) from None
 
+    def select(self, text):
+        """The names a selection picks, or a clear error (nothing changed)."""
+        from farm.selection import SelectionError
+        try:
+            return select(self.store, text)
+        except SelectionError as exc:
+            raise click.ClickException(f"{exc}; nothing changed") from None
+
 
 def _config_option(f):
     return click.option("--config-file", type=click.Path(dir_okay=False),
@@ -159,19 +167,11 @@ def remove(config_file, selections):
     without a restart. Each argument is a selection."""
     ctx = _Ctx(config_file)
     try:
-        names = sorted({n for text in selections for n in _select(ctx, text)})
+        names = sorted({n for text in selections for n in ctx.select(text)})
         removed = ctx.store.remove_nodes(names)
     except (ActionConflict, *BACKEND_ERRORS) as exc:
         raise click.ClickException(f"{exc}; nothing removed") from None
     click.echo(f"{removed} of {len(names)} nodes removed")
-
-
-def _select(ctx, text):
-    from farm.selection import SelectionError
-    try:
-        return select(ctx.store, text)
-    except SelectionError as exc:
-        raise click.ClickException(f"{exc}; nothing changed") from None
 
 
 def _now(store):
@@ -202,7 +202,7 @@ def list_(config_file, as_json, state, stale, limit, after, selection):
     ctx = _Ctx(config_file)
     try:
         now = _now(ctx.store)
-        chosen = _select(ctx, selection) if selection else None
+        chosen = ctx.select(selection) if selection else None
         rows, total = list_rows(ctx.store, now, state, stale,
                                 2 * ctx.settings.worker.poll_interval, after, limit, chosen)
     except BACKEND_ERRORS as exc:

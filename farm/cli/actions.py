@@ -118,7 +118,8 @@ def progress(record, now):
             f"{extra}, {record['pending'] + record['running']} left, {waves_left} waves left")
 
 
-def _when(ts):
+def when(ts):
+    """An epoch time as local date and time, or - (pure)."""
     return "-" if not ts else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ts)))
 
 
@@ -145,7 +146,7 @@ def register(main, make_ctx, config_option, who):
         click.echo(f"{'ID':<13} {'ACTION':<6} {'STATE':<9} {'CREATED':<19} {'NODES':>6} "
                    f"{'DONE':>6} {'FAILED':>6} {'LEFT':>6}  BY")
         for r in records:
-            click.echo(f"{r['id']:<13} {r['action']:<6} {r['state']:<9} {_when(r['created']):<19} "
+            click.echo(f"{r['id']:<13} {r['action']:<6} {r['state']:<9} {when(r['created']):<19} "
                        f"{r['total']:>6} {r['done']:>6} {r['failed']:>6} "
                        f"{r['pending'] + r['running']:>6}  {r['by']}")
 
@@ -170,7 +171,7 @@ def register(main, make_ctx, config_option, who):
             return
         spread = f", spread by {record['spread_by']}" if record.get("spread_by") else ""
         click.echo(f"action {record['id']}: power {record['action']} by {record['by']}, "
-                   f"created {_when(record['created'])}, {record['state']}")
+                   f"created {when(record['created'])}, {record['state']}")
         click.echo(f"  {record['total']} nodes in {record['waves']} waves of at most "
                    f"{record['batch']}, {record['interval']:g} s apart{spread}")
         click.echo(f"  {progress(record, ctx.store.server_time())}")
@@ -179,7 +180,7 @@ def register(main, make_ctx, config_option, who):
         rows = []
         for name, s in steps.items():
             rows.append(f"{name:<24} {s['wave'] + 1:>4} {s['state']:<9} "
-                        f"{_when(s['not_before']):<19} {_when(s.get('ended_at')):<19} "
+                        f"{when(s['not_before']):<19} {when(s.get('ended_at')):<19} "
                         f"{s.get('worker', '-'):<28} {s.get('error', '')}")
         click.echo("\n".join(rows))
 

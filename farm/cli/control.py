@@ -7,15 +7,23 @@ import json
 import socket
 import sys
 import time
-import uuid
 
 import click
 
 from farm import errors, plan
 from farm.cli import actions as cli_actions
+from farm.cli.actions import when
 from farm.control import POWER_ACTIONS
-from farm.selection import SelectionError
-from farm.views import EVENT_TYPES, event_matches, owner_of, owners, recent_events, select, wave_settings
+from farm.views import (
+    EVENT_TYPES,
+    as_float,
+    event_matches,
+    owner_of,
+    owners,
+    recent_events,
+    send_command,
+    wave_settings,
+)
 
 BACKEND_ERRORS = (errors.BackendUnavailable, errors.BackendRefused)
 
@@ -27,10 +35,6 @@ def who():
     except (KeyError, OSError):
         user = "unknown"
     return f"{user}@{socket.gethostname()}"
-
-
-def _when(ts):
-    return "-" if ts in (None, "") else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ts)))
 
 
 def register(main, nodes, make_ctx, config_option):
@@ -46,7 +50,7 @@ def register(main, nodes, make_ctx, config_option):
         intersects."""
         ctx = make_ctx(config_file)
         try:
-            details = [ctx.store.node_detail(n) for n in _select(ctx, selection)]
+            details = [ctx.store.node_detail(n) for n in ctx.select(selection)]
         except BACKEND_ERRORS as exc:
             raise click.ClickException(str(exc)) from None
         details = [d for d in details if d is not None]  # removed meanwhile
@@ -67,9 +71,9 @@ def register(main, nodes, make_ctx, config_option):
         ctx = make_ctx(config_file)
         value = "" if state == "none" else state
         try:
-            names = _select(ctx, selection)
+            names = ctx.select(selection)
             done = ctx.store.set_controls(names, "desired", who(), desired=value)
-            controls = ctx.store.controls()[1]
+            controls = ctx.store.controls_of(names)
         except BACKEND_ERRORS as exc:
             raise click.ClickException(f"{exc}; nothing changed") from None
         held = [n for n in names if controls.get(n, {}).get("maintenance")]
@@ -91,7 +95,7 @@ def register(main, nodes, make_ctx, config_option):
         ctx = make_ctx(config_file)
         value = (reason or f"set by {who()}") if switch == "on" else ""
         try:
-            names = _select(ctx, selection)
+            names = ctx.select(selection)
             done = ctx.store.set_controls(names, "maintenance", who(), maintenance=value)
         except BACKEND_ERRORS as exc:
             raise click.ClickException(f"{exc}; nothing changed") from None
@@ -127,7 +131,7 @@ def register(main, nodes, make_ctx, config_option):
         run by the workers, which goes on if this command exits; `farm
         actions` lists, shows and cancels plans."""
         ctx = make_ctx(config_file)
-        names = _select(ctx, selection)
+        names = ctx.select(selection)
         if len(names) == 1 and not (dry_run or batch or interval is not None or spread_by):
             _command(ctx, "power", names[0], action, timeout, no_wait)
             return
@@ -154,7 +158,7 @@ def register(main, nodes, make_ctx, config_option):
         """Erase the selected nodes' System Event Logs (farm never does on
         its own), each through the worker that owns the node."""
         ctx = make_ctx(config_file)
-        names = _select(ctx, selection)
+        names = ctx.select(selection)
         if len(names) == 1:
             _command(ctx, "sel-clear", names[0], None, timeout, no_wait)
             return
@@ -176,7 +180,7 @@ def register(main, nodes, make_ctx, config_option):
         ctx = make_ctx(config_file)
         try:
             if node is not None:
-                node = set(_select(ctx, node))
+                node = set(ctx.select(node))
             shown = recent_events(ctx.store, limit, node, kind)
             last = shown[-1][0] if shown else None
             for entry in shown:
@@ -210,16 +214,8 @@ def _print_plan(steps, action, batch, interval, spread_by, labels, as_json):
         shown = ", ".join(s.node + (f" ({labels.get(s.node, {}).get(spread_by, '-')})"
                                     if spread_by else "") for s in members[:8])
         more = f" and {len(members) - 8} more" if len(members) > 8 else ""
-        click.echo(f"  wave {wave + 1:>3}  {_when(members[0].not_before)}  {len(members):>4} nodes: "
+        click.echo(f"  wave {wave + 1:>3}  {when(members[0].not_before)}  {len(members):>4} nodes: "
                    f"{shown}{more}")
-
-
-def _select(ctx, text):
-    """The names a selection picks, or a clear error (nothing changed)."""
-    try:
-        return select(ctx.store, text)
-    except SelectionError as exc:
-        raise click.ClickException(f"{exc}; nothing changed") from None
 
 
 def _commands(ctx, kind, names, timeout, no_wait):
@@ -234,10 +230,7 @@ def _commands(ctx, kind, names, timeout, no_wait):
             if owner is None:
                 failed[name] = why
                 continue
-            command = {"id": uuid.uuid4().hex, "kind": kind, "action": None, "node": name,
-                       "by": who(), "issued": now, "expires": now + timeout}
-            store.send_command(owner, command, timeout)
-            sent[name] = command["id"]
+            sent[name] = send_command(store, owner, kind, name, None, who(), timeout, now)
         if not no_wait:
             deadline = time.monotonic() + timeout
             for name, command_id in sent.items():
@@ -266,15 +259,12 @@ def _command(ctx, kind, name, action, timeout, no_wait):
         owner, why = owner_of(store, name)
         if owner is None:
             raise click.ClickException(f"cannot {what} {name}: {why}")
-        now = store.server_time()
-        command = {"id": uuid.uuid4().hex, "kind": kind, "action": action, "node": name,
-                   "by": who(), "issued": now, "expires": now + timeout}
-        store.send_command(owner, command, timeout)
+        command = send_command(store, owner, kind, name, action, who(), timeout)
         if no_wait:
-            click.echo(f"{what} of {name} sent to worker {owner} (command {command['id']}); "
+            click.echo(f"{what} of {name} sent to worker {owner} (command {command}); "
                        f"`farm events --node {name} --type action` shows the outcome")
             return
-        reply = store.wait_reply(command["id"], timeout)
+        reply = store.wait_reply(command, timeout)
     except BACKEND_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
     if reply is None:
@@ -293,7 +283,7 @@ def _print_event(entry, as_json):
         return
     rest = " ".join(f"{k}={v}" for k, v in sorted(fields.items())
                     if k not in ("node", "type", "at") and v != "")
-    click.echo(f"{_when(at)}  {fields.get('node', '-'):<20} {fields.get('type', '?'):<11} {rest}")
+    click.echo(f"{when(at)}  {fields.get('node', '-'):<20} {fields.get('type', '?'):<11} {rest}")
     click.get_text_stream("stdout").flush()
 
 
@@ -304,8 +294,8 @@ def render_detail(d):
     lines = [f"{node['name']}  {where}  {node.get('driver', 'ipmi')}  user {node['username'] or '-'}",
              f"power: {state.get('power_state') or 'unknown'}   desired: "
              f"{control.get('desired') or 'none'}   maintenance: {control.get('maintenance') or 'off'}",
-             f"polled: {_when(state.get('seen_at') or state.get('polled_at'))}   "
-             f"last ok: {_when(state.get('last_ok_at'))}   worker: {state.get('worker') or '-'}"]
+             f"polled: {when(state.get('seen_at') or state.get('polled_at'))}   "
+             f"last ok: {when(state.get('last_ok_at'))}   worker: {state.get('worker') or '-'}"]
     if node.get("labels"):
         lines.append("labels: " + " ".join(f"{k}={v}" for k, v in sorted(node["labels"].items())))
     settings = [f"{k.replace('_', ' ')} {','.join(map(str, v)) if isinstance(v, list) else v}"
@@ -320,7 +310,7 @@ def render_detail(d):
     about = [f"{k} {device[f]}" for k, f in (("firmware", "firmware"),
                                              ("manufacturer", "manufacturer"),
                                              ("system firmware", "system_firmware")) if device.get(f)]
-    if state.get("power_watts", "").replace(".", "", 1).isdigit():
+    if as_float(state.get("power_watts")) is not None:  # not "inactive" or "unsupported"
         about.append(f"power draw {float(state['power_watts']):g} W (DCMI)")
     if about:
         lines.append("bmc: " + "   ".join(about))
@@ -329,15 +319,15 @@ def render_detail(d):
             label = task.rstrip("_") or "power"
             lines.append(f"{label} error ({state[f'{task}error_kind']}): {state.get(message)}")
     if d["sensors"]:
-        lines.append(f"sensors (read {_when(state.get('sensors_polled_at'))}):")
+        lines.append(f"sensors (read {when(state.get('sensors_polled_at'))}):")
         for key, r in sorted(d["sensors"].items()):
             value = "-" if r.get("value") is None else f"{r['value']:g} {r.get('unit') or ''}".strip()
             extra = ", ".join(r.get("state") or [])
             lines.append(f"  {key:<20} {r.get('type', ''):<14} {value:<16} {r.get('status')}"
                          + (f"  {extra}" if extra else ""))
     if d["sel"]:
-        lines.append(f"latest SEL entries (read {_when(state.get('sel_polled_at'))}):")
+        lines.append(f"latest SEL entries (read {when(state.get('sel_polled_at'))}):")
         for e in d["sel"]:
-            lines.append(f"  {e.get('id'):>5}  {_when(e.get('at'))}  {e.get('sensor_type', '-'):<16} "
+            lines.append(f"  {e.get('id'):>5}  {when(e.get('at'))}  {e.get('sensor_type', '-'):<16} "
                          f"{e.get('description', '')}  {e.get('direction', '')}")
     return "\n".join(lines)

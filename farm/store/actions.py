@@ -24,7 +24,12 @@ ACTION_TTL = 7 * 86400  # seconds a finished action stays readable
 
 
 class ActionConflict(Exception):
-    """A node in the plan is not in the inventory, or is in another action."""
+    """A node in the plan is not in the inventory (code node_not_found), or
+    is in another action (node_busy)."""
+
+    def __init__(self, message, code="node_busy"):
+        super().__init__(message)
+        self.code = code
 
 
 class Actions:
@@ -44,7 +49,7 @@ class Actions:
             self._key("inventory"), self._key("step-of"), self._key("steps"), self._key("actions"),
             head, nodes, self._key("actions", "version")], args=args)
         if got[0] == "unknown":
-            raise ActionConflict(f"no node named {got[1]}")
+            raise ActionConflict(f"no node named {got[1]}", "node_not_found")
         if got[0] == "busy":
             raise ActionConflict(f"{got[1]} is in action {got[2]}, not finished "
                                  f"(`farm actions cancel {got[2]}` drops its steps not started)")
