@@ -116,12 +116,23 @@ def test_against_sushy_emulator(store, redis_server, namespace, tmp_path):
         store.import_nodes(inventory.parse(
             f"nodes:\n- {{name: emu, driver: redfish, address: '{base}', username: u, "
             f"password: p}}\n", "emu.yaml"))
+        from tests.integration.test_tasks import sections
         cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace,
-                           poll_interval=0.5, bmc_timeout=5)
+                           poll_interval=0.5, bmc_timeout=5,
+                           sections=sections(tasks={"enabled": "power,sensors"}))
         proc, log = start_worker(tmp_path, cfg)
         try:
             first = wait_for(lambda: store.node_states(["emu"])["emu"].get("power_state"), 60,
                              what="the emulated system polled")
+            # sensors from the emulator's own Thermal, and /ipmi's families from them
+            detail = wait_for(lambda: (d := store.node_detail("emu"))["sensors"] and d, 60,
+                              what="a sensors pass on the emulator")
+            chassis = requests.get(f"{base}/redfish/v1/Chassis", timeout=5).json()["Members"][0]
+            thermal = requests.get(f"{base}{chassis['@odata.id']}/Thermal", timeout=5).json()
+            temps = {t["Name"]: t["ReadingCelsius"] for t in thermal["Temperatures"]}
+            assert {k: r["value"] for k, r in detail["sensors"].items()
+                    if r["type"] == "temperature"} == temps
+            _ipmi_families_equal_thermal(detail, store.server_time(), temps, thermal)
             assert first == requests.get(system_url, timeout=5).json()["PowerState"].lower()
             target = "off" if first == "on" else "on"
             out = farm(cfg, "nodes", "power", "emu", target)
@@ -140,6 +151,21 @@ def test_against_sushy_emulator(store, redis_server, namespace, tmp_path):
             emulator.kill()
             emulator.wait(5)
         emulator_log.close()
+
+
+def _ipmi_families_equal_thermal(detail, now, temps, thermal):
+    """/ipmi rendered from what farm stored of sushy-emulator's Thermal."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from farm.api import ipmi
+    text = ipmi.render(detail["state"], {k: json.dumps(v) for k, v in detail["sensors"].items()},
+                       now, {"sensors": 300}, ("ipmi", "dcmi"), driver="redfish")
+    families = {f.name: {s.labels.get("name", s.labels.get("collector")): s.value
+                         for s in f.samples} for f in text_string_to_metric_families(text)}
+    assert families["ipmi_temperature_celsius"] == temps
+    assert families["ipmi_fan_speed_rpm"] == {f["Name"]: f["Reading"] for f in thermal["Fans"]}
+    # the emulator's chassis has no Power resource: no DCMI reading, as on a BMC without DCMI
+    assert families["ipmi_up"] == {"ipmi": 1.0, "dcmi": 0.0}
 
 
 def test_redfish_sensors_sel_and_sel_clear(make_sim, store, redis_server, namespace, tmp_path):
