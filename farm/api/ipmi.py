@@ -58,8 +58,8 @@ HELP = {
     "ipmi_up": "'1' if a scrape of the IPMI device was successful, '0' otherwise.",
     "ipmi_voltage_state": _STATE.format("voltage"),
     "ipmi_voltage_volts": "Voltage reading in Volts.",
-    "farm_reading_age_seconds": "Seconds since farm's last pass of this collector's task on "
-                                "the BMC: farm answers /ipmi from what it stored then.",
+    "farm_reading_age_seconds": "Seconds since farm stored its last pass of this collector's "
+                                "task on the BMC (Redis's clock): /ipmi answers from it.",
 }
 # farm's unit -> (value family, state family, scale), as ipmi_exporter
 # switches on ipmimonitoring's unit
@@ -149,12 +149,13 @@ class Exposition:
 
 
 def task_times(state):
-    """task -> (when its last pass ended, whether it failed), Redis's view."""
-    power_at = as_float(state.get("seen_at")) or as_float(state.get("polled_at"))
-    return {"power": (power_at, bool(state.get("error_kind"))),
-            "sensors": (as_float(state.get("sensors_polled_at")),
-                        bool(state.get("sensors_error_kind"))),
-            "sel": (as_float(state.get("sel_polled_at")), bool(state.get("sel_error_kind")))}
+    """task -> (when its last pass was written, on Redis's clock (the
+    worker's where an older worker wrote it), whether it failed)."""
+    out = {}
+    for task, prefix in (("power", ""), ("sensors", "sensors_"), ("sel", "sel_")):
+        at = as_float(state.get(f"{prefix}seen_at")) or as_float(state.get(f"{prefix}polled_at"))
+        out[task] = (at, bool(state.get(f"{prefix}error_kind")))
+    return out
 
 
 def _sensors(out, sensors):

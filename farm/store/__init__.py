@@ -19,7 +19,7 @@ Keys, all under the namespace `ns`:
                                 reachable, consecutive_failures, error_kind, last_error,
                                 worker (member id of the worker that polled)
                                 the other tasks add sensors_* and sel_* fields (polled_at,
-                                error_kind, error; sel_cursor, sel_sizes), power_watts
+                                seen_at, error_kind, error; sel_cursor, sel_sizes), power_watts
                                 and bmc_device (docs/tasks.md)
   {ns}:sensors:{name}     hash  sensor key -> JSON reading (farm.tasks.sensors)
   {ns}:sel:{name}         list  the newest SEL entries (JSON), newest first

@@ -1,6 +1,7 @@
 """A worker whose clock runs an hour ahead (libfaketime, wall clock only):
 its skew shows in `farm status`, and once it dies its nodes show as stale
-after two intervals, not after an hour (staleness uses Redis's clock)."""
+after two intervals, not after an hour (staleness uses Redis's clock), and
+so does /ipmi: its sensors collector goes down."""
 
 import glob
 import json
@@ -29,7 +30,9 @@ def test_a_worker_clock_ahead_cannot_hide_stale_nodes(make_sim, store, redis_ser
     # its report would expire only after membership_timeout (30 s): within the
     # 15 s below only the heartbeat's age on Redis's clock can show it dead
     cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace,
-                       {"membership_timeout": 30}, poll_interval=1, bmc_timeout=2)
+                       {"membership_timeout": 30}, poll_interval=1, bmc_timeout=2,
+                       sections={"tasks": {"enabled": "power,sensors"},
+                                 "sensors": {"interval": 1}})
     log = open(tmp_path / "worker.log", "w")
     env = dict(os.environ, LD_PRELOAD=LIBFAKETIME, FAKETIME="+1h", FAKETIME_DONT_FAKE_MONOTONIC="1")
     worker = subprocess.Popen([script("farm-worker"), "--config-file", cfg],
@@ -41,9 +44,23 @@ def test_a_worker_clock_ahead_cannot_hide_stale_nodes(make_sim, store, redis_ser
                           interval=0.3, what="three polls and a skew report")
         assert 3590 < report["workers"][0]["clock_skew"] < 3610
         assert report["nodes"]["stale"] == 0
+        name = store.load_nodes()[1][0].name
+        wait_for(lambda: ipmi_up(store, name) == 1.0, 30, what="its sensors read, /ipmi up")
         assert "clock is" in (tmp_path / "worker.log").read_text()  # the worker warned
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
     wait_for(lambda: status(cfg)["nodes"]["stale"] == 3, 15, interval=0.3,
              what="the dead worker's nodes to show as stale")
+    # stored an hour "ahead": only Redis's clock shows the readings growing old
+    wait_for(lambda: ipmi_up(store, name) == 0.0, 15, interval=0.3,
+             what="/ipmi's sensors collector to go down")
+
+
+def ipmi_up(store, name):
+    """ipmi_up{collector="ipmi"} of /ipmi rendered from what is stored (sensors every 1 s)."""
+    from farm.api import ipmi
+    detail = store.node_detail(name)
+    text = ipmi.render(detail["state"], {k: json.dumps(v) for k, v in detail["sensors"].items()},
+                       store.server_time(), {"sensors": 1.0}, ("ipmi",))
+    return float(text.split('ipmi_up{collector="ipmi"} ')[1].split()[0])

@@ -6,6 +6,11 @@
 -- result: name, polled_at, latency, error_kind, error, cursor (JSON),
 -- cleared ('1' or ''), sizes (JSON: entries in the log, bytes free), n, then n x (id, at, sensor_type, sensor,
 -- direction, description, json).
+-- <task>_seen_at is Redis's own clock, as seen_at is for power: how old a
+-- reading is (/ipmi) must not trust a worker's clock
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local seen = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
 local maxlen, worker, recent = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local written, a = 0, 4
 for i = 3, #KEYS, 2 do
@@ -16,9 +21,9 @@ for i = 3, #KEYS, 2 do
   a = r + n * 7
   if redis.call('HEXISTS', KEYS[1], name) == 1 then
     if kind ~= '' then
-      redis.call('HSET', state, 'sel_polled_at', at, 'sel_error_kind', kind, 'sel_error', err)
+      redis.call('HSET', state, 'sel_polled_at', at, 'sel_seen_at', seen, 'sel_error_kind', kind, 'sel_error', err)
     else
-      redis.call('HSET', state, 'sel_polled_at', at, 'sel_latency', lat, 'sel_error_kind', '',
+      redis.call('HSET', state, 'sel_polled_at', at, 'sel_seen_at', seen, 'sel_latency', lat, 'sel_error_kind', '',
                  'sel_error', '', 'sel_cursor', cursor, 'sel_worker', worker, 'sel_sizes', sizes)
       if cleared == '1' then
         redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*', 'node', name,

@@ -8,6 +8,11 @@
 -- 'inactive' / 'unsupported'), device (JSON of who the BMC is, '' when it
 -- refused Get Device ID: what is stored is kept), then n x (key, status,
 -- value, unit, type, json).
+-- <task>_seen_at is Redis's own clock, as seen_at is for power: how old a
+-- reading is (/ipmi) must not trust a worker's clock
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local seen = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
 local maxlen, worker = ARGV[1], ARGV[2]
 local bad = {nc = true, cr = true, nr = true}
 local written, a = 0, 3
@@ -19,10 +24,10 @@ for i = 3, #KEYS, 2 do
   a = r + n * 6
   if redis.call('HEXISTS', KEYS[1], name) == 1 then
     if kind ~= '' then
-      redis.call('HSET', state, 'sensors_polled_at', at, 'sensors_error_kind', kind,
+      redis.call('HSET', state, 'sensors_polled_at', at, 'sensors_seen_at', seen, 'sensors_error_kind', kind,
                  'sensors_error', err, 'sensors_worker', worker)
     else
-      redis.call('HSET', state, 'sensors_polled_at', at, 'sensors_latency', lat,
+      redis.call('HSET', state, 'sensors_polled_at', at, 'sensors_seen_at', seen, 'sensors_latency', lat,
                  'sensors_error_kind', '', 'sensors_error', '', 'sensors_worker', worker,
                  'power_watts', watts)
       if device ~= '' then redis.call('HSET', state, 'bmc_device', device) end
