@@ -71,6 +71,7 @@ class Worker:
         self.scheduler = Scheduler(self.wheels, self._dispatch)
         self._reread_assignment = False
         self.control_version = None
+        self._controls_lock = threading.Lock()
         self.sel_cursors = {}  # name -> the SEL cursor of the last pass written or read
         self.ipmi_sessions = {}  # name -> (suite, privilege) its BMC accepted last
         self.wake = threading.Event()
@@ -166,12 +167,26 @@ class Worker:
                 command = self.store.next_command(self.my_id, timeout=1.0)
                 backoff = 0.5
                 if command is not None:
+                    # A command may follow a control change this loop has not
+                    # read yet (`desired X none` then `power X on`): read it
+                    # first, or the enforcer would undo the command.
+                    self._follow_controls(self.store.control_version())
                     self.actor.take_command(command, time.time() - self.clock_skew,
                                             "power" in self.tasks)
             except Exception:  # Redis away: keep trying, the CLI's wait is bounded
                 LOG.debug("command queue unavailable", exc_info=True)
                 self.stopping.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
+
+    def _follow_controls(self, version):
+        """Read the nodes' controls if Redis's control version is not ours
+        (from the sync loop and the command thread)."""
+        with self._controls_lock:
+            if version == self.control_version:
+                return
+            self.control_version, controls = self.store.controls()
+            self.actor.enforcer.set_controls(controls)
+        self.metrics.maintenance.set(sum(1 for c in controls.values() if c.get("maintenance")))
 
     # -- what to poll ---------------------------------------------------------
     def _read_inventory(self):
@@ -244,10 +259,7 @@ class Worker:
         if actions != self.actions_version:
             self.actions_version = actions
             self.steps.reload()
-        if control_version != self.control_version:
-            self.control_version, controls = self.store.controls()
-            self.actor.enforcer.set_controls(controls)
-            self.metrics.maintenance.set(sum(1 for c in controls.values() if c.get("maintenance")))
+        self._follow_controls(control_version)
         if self.actor.lease.fenced_since is not None:
             # fenced: know which nodes are still ours before acting again
             self._reread_assignment = True

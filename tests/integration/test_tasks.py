@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -219,6 +220,40 @@ def test_power_command_from_the_cli(make_sim, store, redis_server, namespace, tm
     finally:
         follow.kill()
         follow.wait(5)
+        assert stop_worker(proc) == 0, log.read_text()[-2000:]
+
+
+def test_a_command_sent_after_a_control_change_is_not_undone(make_sim, store, redis_server,
+                                                             namespace, tmp_path):
+    """`farm nodes desired X none` then at once `farm nodes power X on`: the
+    worker must not turn X back off from the desired state it had not yet
+    re-read (its sync reads controls once a second; the command comes at
+    once). Three rounds: without the fix each lost the race most times."""
+    from farm.views import owner_of, send_command
+    sim = make_sim(1)
+    name = import_sim(sim, store)[0].name
+    cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, poll_interval=0.2,
+                       bmc_timeout=1, sections={"power": {"settle_time": 0.5}})
+    proc, log = start_worker(tmp_path, cfg)
+    try:
+        wait_for(lambda: owner_of(store, name)[0], 30, what="the worker's report")
+        for _ in range(3):
+            store.set_controls([name], "desired", "test", desired="off")
+            wait_for(lambda: store.node_states([name])[name].get("power_state") == "off", 30,
+                     what="farm to keep the node off")
+            store.set_controls([name], "desired", "test", desired="")
+            command = send_command(store, owner_of(store, name)[0], "power", name, "on", "test", 30)
+            reply = store.wait_reply(command, 30)
+            assert reply and reply["ok"], reply
+            # positive signal: polls for well past settle_time with the node on
+            until = time.time() + 2
+            wait_for(lambda t=until: float(store.node_states([name])[name].get("polled_at", 0)) > t,
+                     30, what="two more seconds of polls")
+            assert "on" in sim.ipmitool(0, "chassis", "power", "status").stdout
+        acts = [(e["action"], e["by"]) for e in events(cfg, "--type", "action")
+                if e["type"] == "action"]
+        assert acts == [("off", "farm (desired state)"), ("on", "test")] * 3, acts
+    finally:
         assert stop_worker(proc) == 0, log.read_text()[-2000:]
 
 
