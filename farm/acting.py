@@ -12,6 +12,10 @@ import logging
 from farm import control, errors, placement
 
 LOG = logging.getLogger("farm.worker")
+# Seconds enforcement leaves a node alone while an operator's command for it
+# runs: its outcome ends the hold; this bounds it should none come (a process
+# pool's child that died with the job)
+COMMAND_HOLD = 120.0
 
 
 class Actor:
@@ -24,6 +28,7 @@ class Actor:
         self.by_name = {}       # the nodes the worker polls now
         self.assignment = None  # the assignment they come from (None: no coordinator yet)
         self.steps = None       # farm.steps.StepRunner: actions' steps, spaced corrections
+        self.commanding = {}    # name -> (action, hold until): an operator's command on its way
 
     def enforce(self, results):
         """Keep desired power states after these power polls, within the lease."""
@@ -33,7 +38,8 @@ class Actor:
             return  # no decision at all while fenced: none counts toward maintenance
         until = self.lease.until()
         for r in results:
-            if self.steps is not None and self.steps.busy(r.node):
+            if (self.commanding.get(r.node, ("", 0))[1] > now
+                    or (self.steps is not None and self.steps.busy(r.node))):
                 continue  # an action (or a correction) is on its way: never fight it
             power = r.power_state.value if r.power_state else None
             verdict = self.enforcer.decide(r.node, r.ok, power, now)
@@ -85,6 +91,10 @@ class Actor:
         if step is not None:
             self.step_done(outcome, action, *step)
             return
+        if who != control.ENFORCER and self.commanding.pop(outcome.node, ("",))[0] in (
+                "cycle", "reset"):
+            # as after an action's cycle: the server may read off for a while
+            self.enforcer.settle(outcome.node, self.lease.clock())
         if outcome.error_kind == errors.Fenced.kind:
             # nothing reached the BMC: no event, no count toward maintenance
             self.metrics.actions.labels(action, "fenced", "farm" if who == control.ENFORCER
@@ -156,6 +166,8 @@ class Actor:
             return
         action = command.get("action") or "sel-clear"
         LOG.info("%s asked for %s on %s", command.get("by"), action, command["node"])
+        if command["kind"] == "power":
+            self.commanding[command["node"]] = (action, self.lease.clock() + COMMAND_HOLD)
         self.executor.submit([(control.COMMAND_PROGRAMS[command["kind"]],
                                self.by_name[command["node"]],
                                control.Action(action, command["id"], command.get("by") or "unknown",

@@ -46,7 +46,8 @@ from farm.sim.quirks import parse as parse_quirks
 @click.option("--name-prefix", default="bmc-", show_default=True,
               help="BMC i is named PREFIX + its port (fleets on several addresses need distinct prefixes).")
 @click.option("--power-delay", type=click.FloatRange(0, 600), default=0.0, show_default=True,
-              help="Seconds a power change takes (the old state reads until then), as on real BMCs.")
+              help="Seconds a power change takes (the old state reads until then; a cycle "
+                   "reads off until then), as on real BMCs.")
 @click.option("--sensor-period", type=click.FloatRange(0, 86400), default=600.0, show_default=True,
               help="Seconds of one sensor drift cycle (0: readings stand still).")
 @click.option("--hot-fraction", type=click.FloatRange(0, 1), default=0.05, show_default=True,

@@ -179,6 +179,10 @@ class Hardware:
         self.power_changes += 1
         if action == 2 and current:
             self._log_power(False)  # the off half of a cycle
+            if self.power_delay > 0:
+                # IPMI 2.0, 28.3: a cycle powers down, then up after at least
+                # a second: the server reads off until it comes back
+                self.powered = False
         if self.power_delay <= 0:
             self.powered = target
             if action != 3:
