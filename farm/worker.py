@@ -256,10 +256,12 @@ class Worker:
                              clock_skew=round(self.clock_skew, 3), tally=tally),
             ttl=self.settings.coordination.membership_timeout)
         self._note_skew(sent + (time.time() - sent) / 2 - server_now)
+        # controls first: a plan sent after a control change must not run
+        # against the controls from before it
+        self._follow_controls(control_version)
         if actions != self.actions_version:
             self.actions_version = actions
             self.steps.reload()
-        self._follow_controls(control_version)
         if self.actor.lease.fenced_since is not None:
             # fenced: know which nodes are still ours before acting again
             self._reread_assignment = True
