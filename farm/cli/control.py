@@ -259,6 +259,10 @@ def _command(ctx, kind, name, action, timeout, no_wait):
         owner, why = owner_of(store, name)
         if owner is None:
             raise click.ClickException(f"cannot {what} {name}: {why}")
+        desired = store.controls_of([name])[name].get("desired")
+        if kind == "power" and desired == {"on": "off", "off": "on"}.get(action):
+            click.echo(f"note: {name} keeps desired {desired}: farm turns it back once this is "
+                       f"done (`farm nodes desired {name} none` stops that)", err=True)
         command = send_command(store, owner, kind, name, action, who(), timeout)
         if no_wait:
             click.echo(f"{what} of {name} sent to worker {owner} (command {command}); "

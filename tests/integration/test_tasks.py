@@ -255,6 +255,10 @@ def test_a_command_sent_after_a_control_change_is_not_undone(make_sim, store, re
         acts = [(e["action"], e["by"]) for e in events(cfg, "--type", "action")
                 if e["type"] == "action"]
         assert acts == [("off", "farm (desired state)"), ("on", "test")] * 3, acts
+        # the CLI says so when the command goes against a desired state
+        store.set_controls([name], "desired", "test", desired="off")
+        out = farm(cfg, "nodes", "power", name, "on")
+        assert out.returncode == 0 and f"note: {name} keeps desired off" in out.stderr, out
     finally:
         assert stop_worker(proc) == 0, log.read_text()[-2000:]
 
