@@ -178,6 +178,13 @@ def owner_of(store, name):
     return owners(store, [name])[name]
 
 
+def against_desired(controls, names, action):
+    """The `names` whose desired state is the opposite of power `action`
+    (on or off): farm turns them back once it is done (pure)."""
+    opposite = {"on": "off", "off": "on"}.get(action)
+    return [n for n in names if opposite and controls.get(n, {}).get("desired") == opposite]
+
+
 def send_command(store, owner, kind, node, action, by, ttl, now=None):
     """Queue a command (kind power with `action`, or sel-clear) for `owner`,
     the worker that polls `node`; it expires unrun `ttl` seconds from `now`
@@ -284,9 +291,9 @@ def plan_action(store, power, names, action, batch=None, interval=None, spread_b
     if orphans:
         notes.append(f"{len(orphans)} of them have no live worker now ({_some(orphans)}: "
                      f"{owned[orphans[0]][1]}); their steps wait for one")
-    opposite = {"on": "off", "off": "on"}.get(action)
-    fight = [n for n in names if opposite and controls.get(n, {}).get("desired") == opposite]
+    fight = against_desired(controls, names, action)
     if fight:
+        opposite = controls[fight[0]]["desired"]
         notes.append(f"{len(fight)} of them keep desired {opposite} ({_some(fight)}): farm turns "
                      f"them back once this action is done (`farm nodes desired SELECTION none` "
                      f"stops that)")

@@ -16,6 +16,7 @@ from farm.cli.actions import when
 from farm.control import POWER_ACTIONS
 from farm.views import (
     EVENT_TYPES,
+    against_desired,
     as_float,
     event_matches,
     owner_of,
@@ -259,10 +260,11 @@ def _command(ctx, kind, name, action, timeout, no_wait):
         owner, why = owner_of(store, name)
         if owner is None:
             raise click.ClickException(f"cannot {what} {name}: {why}")
-        desired = store.controls_of([name])[name].get("desired")
-        if kind == "power" and desired == {"on": "off", "off": "on"}.get(action):
-            click.echo(f"note: {name} keeps desired {desired}: farm turns it back once this is "
-                       f"done (`farm nodes desired {name} none` stops that)", err=True)
+        controls = store.controls_of([name])
+        if kind == "power" and against_desired(controls, [name], action):
+            click.echo(f"note: {name} keeps desired {controls[name]['desired']}: farm turns it "
+                       f"back once this is done (`farm nodes desired {name} none` stops that)",
+                       err=True)
         command = send_command(store, owner, kind, name, action, who(), timeout)
         if no_wait:
             click.echo(f"{what} of {name} sent to worker {owner} (command {command}); "

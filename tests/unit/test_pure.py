@@ -82,3 +82,14 @@ def test_summarize():
     assert summarize(counts) == {"nodes": 3, "power": {"off": 1, "on": 1, "unknown": 1},
                                       "failing": {"timeout": 1}, "never_polled": 1,
                                       "oldest_poll_age": 30.0}
+
+
+def test_against_desired_names_the_nodes_farm_would_turn_back():
+    from farm.views import against_desired
+    controls = {"a": {"desired": "on"}, "b": {"desired": "off"}, "c": {}, "d": {"desired": ""}}
+    names = ["a", "b", "c", "d", "e"]
+    assert against_desired(controls, names, "off") == ["a"]
+    assert against_desired(controls, names, "on") == ["b"]
+    # a cycle or reset ends where it began: nothing to turn back
+    assert against_desired(controls, names, "cycle") == []
+    assert against_desired(controls, names, "reset") == []
