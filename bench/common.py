@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from farm import inventory
+from farm.fleet import inventory
 from farm.sim.fleet import pick
 from farm.sim.harness import RedisServer, scrape, wait_for  # noqa: F401 (benches import them from here)
 from farm.sim.ports import free_tcp_range, free_udp_range

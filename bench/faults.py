@@ -22,7 +22,7 @@ import time
 from bench import common, report
 from bench.common import Fleet, PrivateRedis, farm_conf, median, wait_for
 from bench.sampling import Sampler
-from farm import placement
+from farm.coordination import placement
 
 INTERVAL, MEMBERSHIP, LEADER, PARTITIONS = 1.0, 3.0, 4.0, 64
 

@@ -9,7 +9,8 @@ import os
 
 from oslo_config import cfg
 
-from farm import backend, errors
+from farm import errors
+from farm.coordination import backend
 
 coordination_opts = [
     cfg.StrOpt("backend_url", default="redis://127.0.0.1:6379",
@@ -384,7 +385,7 @@ def default_files():
 
 
 def _check_acting_bound(c):
-    from farm import lease
+    from farm.power import lease
     bound = lease.acting_bound(c["membership_timeout"], c["leader_timeout"])
     if bound < lease.MIN_BOUND:
         raise errors.ConfigError(

@@ -15,8 +15,9 @@ import time
 
 import click
 
-from farm import conf, daemon, placement
-from farm.identity import groups, member_id
+from farm import conf, daemon
+from farm.coordination import placement
+from farm.coordination.identity import groups, member_id
 from farm.metrics import CoordinatorMetrics
 from farm.store import Store
 

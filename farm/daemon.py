@@ -9,8 +9,9 @@ import time
 
 import click
 
-from farm import backend, conf, errors, logs, metrics
-from farm.membership import Membership, redis_coordinator, tooz_options, url_coordinator
+from farm import conf, errors, logs, metrics
+from farm.coordination import backend
+from farm.coordination.membership import Membership, redis_coordinator, tooz_options, url_coordinator
 
 LOG = logging.getLogger("farm")
 

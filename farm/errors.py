@@ -62,7 +62,7 @@ class BmcProtocolError(BmcError):
 
 class Fenced(BmcError):
     """A power action not sent: the worker's acting lease ran out before it
-    could leave (farm.lease). Nothing reached the BMC."""
+    could leave (farm.power.lease). Nothing reached the BMC."""
     kind = "fenced"
 
 

@@ -1,5 +1,5 @@
 """farm-worker: polls its nodes' BMCs in parallel on futurist, keeps their
-desired power state (farm.control) and runs operators' commands.
+desired power state (farm.power.control) and runs operators' commands.
 
 Thin daemon: Worker wires membership, the inventory, the assignment, the
 tasks, the executor and the result writer; main() reads configuration,
@@ -18,18 +18,20 @@ import time
 
 import click
 
-from farm import conf, control, daemon, errors, placement
-from farm.acting import Actor
+from farm import conf, daemon, errors
 from farm.bmc.engine import SESSION_HINT
 from farm.bmc.negotiation import level_name
+from farm.coordination import placement
+from farm.coordination.identity import groups, member_id
 from farm.credentials import Credentials
-from farm.executors import ByDriver, ChildPool, InProcess
-from farm.identity import groups, member_id
-from farm.lease import ActingLease, acting_bound, renew_every, tooz_heartbeat
 from farm.metrics import WorkerMetrics
-from farm.results import ResultWriter
-from farm.scheduling import Scheduler, Wheel
-from farm.steps import StepRunner
+from farm.polling.executors import ByDriver, ChildPool, InProcess
+from farm.polling.results import ResultWriter
+from farm.polling.scheduling import Scheduler, Wheel
+from farm.power import control
+from farm.power.acting import Actor
+from farm.power.lease import ActingLease, acting_bound, renew_every, tooz_heartbeat
+from farm.power.steps import StepRunner
 from farm.store import Store
 from farm.tasks import load_tasks, programs, redfish_programs
 
@@ -63,7 +65,7 @@ class Worker:
             ipmi = ChildPool(w.processes or os.cpu_count() or 1, engine, None, self._on_results)
         else:
             ipmi = InProcess(engine, programs(load_tasks().values()), self._on_results)
-        from farm.redfish_pool import RedfishPool  # sushy: imported by workers only
+        from farm.polling.redfish_pool import RedfishPool  # sushy: imported by workers only
         self.executor = ByDriver(ipmi, RedfishPool(
             settings.redfish.pool_size, w.bmc_timeout, redfish_programs(load_tasks().values()),
             self._on_results, timeouts=engine.timeouts, keep_alive=settings.redfish.keep_alive))

@@ -1,5 +1,5 @@
 """farm-api's routes, in Ironic's shapes where Ironic has one, over the same
-views the CLI renders (farm.views). FastAPI validates every request and
+views the CLI renders (farm.fleet.views). FastAPI validates every request and
 writes the OpenAPI document (/openapi.json); handlers are plain functions,
 run on its thread pool, because the Store is synchronous redis-py. Two
 exceptions, on the event loop, for Prometheus's hot path: the token check
@@ -21,9 +21,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from farm import errors, views
+from farm import errors
 from farm.api import ipmi
-from farm.selection import SelectionError
+from farm.fleet import views
+from farm.fleet.selection import SelectionError
 
 # Ironic's words for farm's power actions and states (reset is farm's own)
 ACTIONS = {"power on": "on", "power off": "off", "rebooting": "cycle", "reset": "reset"}

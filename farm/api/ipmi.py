@@ -30,7 +30,7 @@ What farm adds or does differently (docs/operations.md, "/ipmi"):
 import json
 import math
 
-from farm.views import as_float
+from farm.fleet.views import as_float
 
 COLLECTORS = ("bmc", "chassis", "dcmi", "ipmi", "sel")
 TASK = {"bmc": "sensors", "chassis": "power", "dcmi": "sensors", "ipmi": "sensors", "sel": "sel"}

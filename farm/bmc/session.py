@@ -96,7 +96,7 @@ class Session:
         self.job = job
         self.node = job.node
         job.started = now
-        # a step held until its send time (farm.steps) gets its full deadline from then
+        # a step held until its send time (farm.power.steps) gets its full deadline from then
         held = max(0.0, (getattr(job.arg, "start_at", None) or 0.0) - now)
         job.deadline = now + held + self.engine.timeouts.get(job.task, self.engine.config.timeout)
         self.engine.at(job.deadline, self, "deadline", job)
@@ -151,7 +151,7 @@ class Session:
 
     def _command(self, request):
         gap = self.engine.config.min_command_interval
-        # a bulk action's step leaves at the moment Redis set for it (farm.steps)
+        # a bulk action's step leaves at the moment Redis set for it (farm.power.steps)
         start_at = getattr(self.job.arg, "start_at", None) or 0.0
         if (gap > 0 or start_at) and self.state == ACTIVE:
             # [bmc] min_command_interval: BMCs crash when hammered. Login

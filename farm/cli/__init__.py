@@ -8,10 +8,11 @@ import time
 
 import click
 
-from farm import conf, errors, inventory
+from farm import conf, errors
 from farm.credentials import Credentials, generate_key_file, read_keys
+from farm.fleet import inventory
+from farm.fleet.views import list_rows, select, status_report, summary
 from farm.store import ActionConflict, Store
-from farm.views import list_rows, select, status_report, summary
 
 PROGRESS_FROM = 10_000  # nodes; smaller imports finish before a bar helps
 BACKEND_ERRORS = (errors.BackendUnavailable, errors.BackendRefused)
@@ -34,7 +35,7 @@ class _Ctx:
 
     def select(self, text):
         """The names a selection picks, or a clear error (nothing changed)."""
-        from farm.selection import SelectionError
+        from farm.fleet.selection import SelectionError
         try:
             return select(self.store, text)
         except SelectionError as exc:
@@ -310,8 +311,8 @@ def render_status(report):
 def probe(address, port, username, password_file, kg_file, timeout):
     """Try every cipher suite and privilege level against one IPMI BMC; say
     what works, what was refused and why, and the inventory entry to use."""
-    from farm import inventory as inv
-    from farm import probe as probing
+    from farm.fleet import inventory as inv
+    from farm.fleet import probe as probing
     if not inv.is_valid_address(address):
         raise click.ClickException(f"not an IP address or host name: {address!r}")
     password = (_first_line(password_file) if password_file

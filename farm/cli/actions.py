@@ -1,6 +1,6 @@
 """Bulk power as a record in Redis (farm.store.actions), and `farm actions`:
 the CLI writes the plan and follows it; the owning workers run its steps
-(farm.steps), so a plan goes on when the CLI exits or is killed.
+(farm.power.steps), so a plan goes on when the CLI exits or is killed.
 Registered on farm.cli."""
 
 import json
@@ -11,12 +11,13 @@ import uuid
 
 import click
 
-from farm import errors, plan
-from farm.views import Refused, plan_action, write_action
+from farm import errors
+from farm.fleet.views import Refused, plan_action, write_action
+from farm.power import plan
 
 BACKEND_ERRORS = (errors.BackendUnavailable, errors.BackendRefused)
 LEAD = 2.0     # seconds from writing a plan to its first wave: the workers hear of it, read
-#                their steps and take the first ones a second ahead (farm.steps.LEAD)
+#                their steps and take the first ones a second ahead (farm.power.steps.LEAD)
 FOLLOW = 0.5   # seconds between two looks at a running action
 
 

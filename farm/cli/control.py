@@ -10,11 +10,10 @@ import time
 
 import click
 
-from farm import errors, plan
+from farm import errors
 from farm.cli import actions as cli_actions
 from farm.cli.actions import when
-from farm.control import POWER_ACTIONS
-from farm.views import (
+from farm.fleet.views import (
     EVENT_TYPES,
     against_desired,
     as_float,
@@ -25,6 +24,8 @@ from farm.views import (
     send_command,
     wave_settings,
 )
+from farm.power import plan
+from farm.power.control import POWER_ACTIONS
 
 BACKEND_ERRORS = (errors.BackendUnavailable, errors.BackendRefused)
 

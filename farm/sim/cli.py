@@ -9,7 +9,7 @@ import threading
 
 import click
 
-from farm import inventory
+from farm.fleet import inventory
 from farm.sim.fleet import Fleet
 from farm.sim.hardware import ControlJournal
 from farm.sim.lean import LeanFleet

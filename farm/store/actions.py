@@ -38,7 +38,7 @@ class Actions:
                 self._key("action", action_id, "grants"))
 
     def create_action(self, action_id, record, steps):
-        """Write a plan (`steps`: farm.plan.Step, earliest first) or nothing:
+        """Write a plan (`steps`: farm.power.plan.Step, earliest first) or nothing:
         ActionConflict names the node that stops it. Redis's creation time."""
         args = [action_id, record["action"], record["by"], record["batch"], record["interval"],
                 record.get("spread_by") or "", record["waves"], self._key("actions")]

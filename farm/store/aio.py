@@ -12,7 +12,7 @@ import redis.asyncio
 import redis.asyncio.retry
 import redis.asyncio.sentinel
 
-from farm import backend
+from farm.coordination import backend
 from farm.store.connection import client, translated
 
 

@@ -9,7 +9,7 @@ import redis.sentinel
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from farm import backend
+from farm.coordination import backend
 from farm.errors import BackendRefused, BackendUnavailable, ConfigError
 
 EVENTS_MAXLEN = 100_000
@@ -57,7 +57,7 @@ def translated(where, what, exc):
 class Connection:
     def __init__(self, url, namespace, socket_timeout=5.0, credentials=None,
                  events_max_len=EVENTS_MAXLEN, sel_recent=20):
-        """`url`: [coordination] backend_url (see farm.backend); a URL that is
+        """`url`: [coordination] backend_url (see farm.coordination.backend); a URL that is
         not one raises ConfigError. `credentials` (farm.credentials) seals
         and opens BMC passwords; without it they are stored as given."""
         self.namespace = namespace

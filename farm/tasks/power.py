@@ -1,5 +1,5 @@
 """Power: the state poll (Get Chassis Status, bit 0 of the current power
-state) and power actions (Chassis Control), which farm.control decides."""
+state) and power actions (Chassis Control), which farm.power.control decides."""
 
 import time
 

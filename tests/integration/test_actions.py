@@ -150,7 +150,7 @@ def test_late_waves_do_not_stack(fleet, store):
 
 def test_a_killed_workers_steps_run_on_the_new_owner(make_sim, store, redis_server, namespace,
                                                      tmp_path):
-    from farm.placement import partition_of
+    from farm.coordination.placement import partition_of
     from tests.integration.test_fencing import COORD, worker_id
     log = str(tmp_path / "controls.log")
     sim = make_sim(12, engine="lean", off_fraction=1.0, control_log=log)
@@ -239,7 +239,7 @@ def test_a_step_left_running_is_taken_over_by_its_rules(store):
     out) runs again for on; for cycle it fails with the reason and an event,
     since the BMC may have acted. A late outcome of the dead run is refused."""
     from farm.model import Node
-    from farm.plan import Step
+    from farm.power.plan import Step
     store.import_nodes([Node(f"t{i}", "127.0.0.1", 1000 + i, "u", "p") for i in range(2)])
     past = store.server_time() - 1
     for action_id, action, node in (("a-on", "on", "t0"), ("a-cycle", "cycle", "t1")):

@@ -68,7 +68,7 @@ def every_operation(store):
     assert store.report_worker("w", {"host": "h"}, 5)[1] >= 1
     assert "w" in store.worker_reports()
     # a bulk action, its step taken, finished; another cancelled; a slot
-    from farm.plan import Step
+    from farm.power.plan import Step
     now = store.server_time()
     store.create_action("a1", {"action": "on", "by": "me", "batch": 2, "interval": 1,
                                "waves": 1}, [Step("n0", 0, now - 1)])

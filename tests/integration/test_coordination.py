@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from farm import placement
+from farm.coordination import placement
 from farm.store import Store
 from tests.conftest import script, wait_for, write_config
 from tests.integration.test_worker import import_sim

@@ -8,7 +8,7 @@ import subprocess
 
 import redis
 
-from farm import inventory
+from farm.fleet import inventory
 from tests.conftest import script, wait_for, write_config
 from tests.integration.test_shutdown import start
 

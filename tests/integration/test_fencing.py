@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from farm.lease import acting_bound
-from farm.placement import partition_of
+from farm.coordination.placement import partition_of
+from farm.power.lease import acting_bound
 from tests.conftest import script, wait_for, write_config
 from tests.integration.test_openipmi import import_inventory
 from tests.integration.test_tasks import events, farm

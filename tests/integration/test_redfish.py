@@ -9,7 +9,7 @@ import subprocess
 
 import requests
 
-from farm import inventory
+from farm.fleet import inventory
 from tests.conftest import free_tcp_port, metrics_of, script, wait_for, write_config
 from tests.integration.test_tasks import farm, sim_stats
 from tests.integration.test_worker import import_sim, start_worker, stop_worker

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from farm import inventory
+from farm.fleet import inventory
 from farm.store import Store
 from tests.conftest import RedisServer, script, wait_for, write_config
 

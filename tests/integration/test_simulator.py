@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from farm import inventory
 from farm.bmc.engine import EngineConfig, run_one
+from farm.fleet import inventory
 from farm.tasks.power import read_power
 
 ENGINES = pytest.mark.parametrize("engine", ["pyghmi", "lean"])

@@ -9,7 +9,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from farm import views
+from farm.fleet import views
 from farm.model import Node, PollResult, PowerState
 
 NAMES = [f"n{i}" for i in range(8)]

@@ -231,7 +231,7 @@ def test_a_command_sent_after_a_control_change_is_not_undone(make_sim, store, re
     worker must not turn X back off from the desired state it had not yet
     re-read (its sync reads controls once a second; the command comes at
     once). Three rounds: without the fix each lost the race most times."""
-    from farm.views import owner_of, send_command
+    from farm.fleet.views import owner_of, send_command
     sim = make_sim(1)
     name = import_sim(sim, store)[0].name
     cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, poll_interval=0.2,

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from farm import inventory
+from farm.fleet import inventory
 from farm.sim.fleet import pick
 from tests.conftest import metrics_of, script, wait_for, write_config
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from farm import backend
+from farm.coordination import backend
 from farm.errors import ConfigError
 
 SECRETS = ["Top#Secret/Pw?x", "p@ss:w/rd%x", "a b'c\"d", "hunter2", "::@@//??##"]
@@ -77,11 +77,11 @@ def test_bad_urls_are_clear_errors(url, words):
 
 
 def test_tooz_redis_driver_keeps_the_shape_farm_builds_it_with():
-    """farm builds tooz's Redis driver from parts (farm.membership.redis_coordinator):
+    """farm builds tooz's Redis driver from parts (farm.coordination.membership.redis_coordinator):
     this fails when tooz changes the constructor get_coordinator calls."""
     from tooz.drivers import redis as tooz_redis
 
-    from farm.membership import redis_coordinator, tooz_options
+    from farm.coordination.membership import redis_coordinator, tooz_options
     params = list(inspect.signature(tooz_redis.RedisDriver.__init__).parameters)
     assert params == ["self", "member_id", "parsed_url", "options"]
     b = backend.parse("redis://u:p%23w@127.0.0.1:1/2?ssl=true")

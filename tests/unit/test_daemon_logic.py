@@ -3,11 +3,12 @@ in-process against in-memory stand-ins (tests/memory.py)."""
 
 import pytest
 
-from farm import conf, errors, placement
+from farm import conf, errors
+from farm.coordination import placement
+from farm.coordination.identity import groups
 from farm.coordinator import Coordinator
-from farm.identity import groups
 from farm.model import Node, PollResult, PowerState
-from farm.results import ResultWriter
+from farm.polling.results import ResultWriter
 from farm.worker import Worker
 from tests.memory import MemoryMembership, MemoryStore
 
@@ -181,7 +182,7 @@ class Recorder:
 
 
 def test_a_fenced_worker_decides_nothing_and_rereads_the_assignment(tmp_path):
-    from farm.lease import ActingLease
+    from farm.power.lease import ActingLease
     store = MemoryStore()
     store.set_nodes(NODES[:4])
     store.control = {n.name: {"desired": "off"} for n in NODES[:4]}  # off: sent at once
@@ -233,7 +234,7 @@ def test_a_correction_read_back_ends_its_settle_window(tmp_path):
     window: a change out of band before the next poll is corrected at once,
     not settle_time later."""
     from farm.bmc.engine import Outcome
-    from farm.control import Action
+    from farm.power.control import Action
     store = MemoryStore()
     store.set_nodes(NODES[:1])
     store.control = {"n0": {"desired": "off"}}

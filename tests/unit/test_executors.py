@@ -13,8 +13,8 @@ import time
 import pytest
 
 from farm.bmc.engine import EngineConfig
-from farm.executors import ChildPool, InProcess
 from farm.model import Node
+from farm.polling.executors import ChildPool, InProcess
 from farm.sim.harness import wait_for
 from farm.sim.lean import LeanFleet
 from farm.sim.ports import free_udp_range

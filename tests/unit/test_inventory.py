@@ -2,8 +2,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from farm import inventory
 from farm.errors import InventoryError
+from farm.fleet import inventory
 from farm.model import Node
 
 GOOD_YAML = """

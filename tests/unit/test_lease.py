@@ -1,10 +1,10 @@
-"""The acting lease (farm.lease): its bound runs out before any other worker
+"""The acting lease (farm.power.lease): its bound runs out before any other worker
 can be handed the node, and the lease fences, logs once and renews."""
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from farm.lease import MIN_BOUND, ActingLease, acting_bound, renew_every, tooz_heartbeat
+from farm.power.lease import MIN_BOUND, ActingLease, acting_bound, renew_every, tooz_heartbeat
 
 
 @given(membership=st.floats(2.5, 120), leader=st.floats(2, 120), confirm=st.floats(0, 1000),

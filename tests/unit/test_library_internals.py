@@ -9,7 +9,7 @@ from tooz.drivers import redis as tooz_redis
 
 
 def test_hashring_points_and_owners():
-    """farm.placement looks partitions up by ring position: tooz offers
+    """farm.coordination.placement looks partitions up by ring position: tooz offers
     lookups by key only, so it reads the sorted points and their owners."""
     ring = hashring.HashRing([], partitions=8)
     ring.add_node("a", weight=1)
@@ -20,7 +20,7 @@ def test_hashring_points_and_owners():
 
 
 def test_leader_lock_name_and_acquired_locks():
-    """farm.membership.stand_down releases tooz's leader lock itself (tooz
+    """farm.coordination.membership.stand_down releases tooz's leader lock itself (tooz
     has no public 'resign'): it finds it in _acquired_locks by its name."""
     source = inspect.getsource(tooz_redis.RedisLock.__init__)
     assert re.search(r"name = b'%s_%s_lock' % \(coord\.namespace", source), source

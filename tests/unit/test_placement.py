@@ -5,7 +5,7 @@ import collections
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from farm import placement
+from farm.coordination import placement
 
 member_ids = st.text("abcdefghij0123456789-", min_size=1, max_size=12)
 members_st = st.dictionaries(member_ids, st.integers(1, 4), min_size=1, max_size=12)

@@ -1,4 +1,4 @@
-"""Waves of a bulk power action (farm.plan): each node once, waves of at
+"""Waves of a bulk power action (farm.power.plan): each node once, waves of at
 most `batch` spaced by `interval`, and spread round-robin across a label."""
 
 import collections
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from farm.plan import GUARD, summary, waves
+from farm.power.plan import GUARD, summary, waves
 
 names = st.lists(st.from_regex(r"n[0-9]{1,4}", fullmatch=True), min_size=1, max_size=300,
                  unique=True)

@@ -1,7 +1,7 @@
 """farm probe's verdict from its trials (pure)."""
 
+from farm.fleet.probe import Trial, report, settings_needed
 from farm.model import Node
-from farm.probe import Trial, report, settings_needed
 
 
 def t(suite, level, ok):

@@ -4,8 +4,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from farm import conf, errors, scheduling
-from farm.scheduling import phase
+from farm import conf, errors
+from farm.polling import scheduling
+from farm.polling.scheduling import phase
 from farm.sim.fleet import pick
 
 
@@ -76,7 +77,7 @@ def test_missing_config_file():
 
 
 def test_summarize():
-    from farm.views import summarize
+    from farm.fleet.views import summarize
     counts = {"nodes": 3, "polled": 2, "power": {"on": 1, "off": 1}, "failing": {"timeout": 1},
               "oldest_seen_at": 70.0, "now": 100.0}
     assert summarize(counts) == {"nodes": 3, "power": {"off": 1, "on": 1, "unknown": 1},
@@ -85,7 +86,7 @@ def test_summarize():
 
 
 def test_against_desired_names_the_nodes_farm_would_turn_back():
-    from farm.views import against_desired
+    from farm.fleet.views import against_desired
     controls = {"a": {"desired": "on"}, "b": {"desired": "off"}, "c": {}, "d": {"desired": ""}}
     names = ["a", "b", "c", "d", "e"]
     assert against_desired(controls, names, "off") == ["a"]

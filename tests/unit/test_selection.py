@@ -1,11 +1,11 @@
-"""Selections (farm.selection): ranges, labels, union, exclusion and
+"""Selections (farm.fleet.selection): ranges, labels, union, exclusion and
 intersection against Python's own set algebra; unknown names refused."""
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from farm.selection import LabelsOf, SelectionError, expand, named, needs_labels, parse, resolve
+from farm.fleet.selection import LabelsOf, SelectionError, expand, named, needs_labels, parse, resolve
 
 NODES = [f"rack{r}-{i:02d}" for r in (1, 2) for i in range(1, 41)] + ["n1", "n3", "n5", "n7"]
 LABELS = {n: {"rack": n[4] if n.startswith("rack") else "0",
@@ -14,7 +14,7 @@ LABELS = {n: {"rack": n[4] if n.startswith("rack") else "0",
 
 
 def select(text):
-    """As farm.views.select does: every name only when a term needs it."""
+    """As farm.fleet.views.select does: every name only when a term needs it."""
     items = parse(text)
     mentioned = named(items)
     names = NODES if mentioned is None else [n for n in NODES if n in mentioned]

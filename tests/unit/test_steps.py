@@ -1,14 +1,14 @@
-"""The worker's step runner (farm.steps) against an in-memory store: which
+"""The worker's step runner (farm.power.steps) against an in-memory store: which
 steps it asks Redis for and when, what it sends, and that it sends nothing
 outside the acting lease. Redis's own side (spacing, ownership) is covered
 by tests/integration/test_actions.py."""
 
-from farm import control
 from farm.cli.actions import progress
 from farm.conf import Power
-from farm.lease import ActingLease
 from farm.model import Node
-from farm.steps import StepRunner
+from farm.power import control
+from farm.power.lease import ActingLease
+from farm.power.steps import StepRunner
 
 
 class Store:

@@ -3,7 +3,7 @@ driven against the simulator's hardware model (the bytes a BMC would send),
 so SDR parsing, SEL cursors and power actions are checked without sockets."""
 
 from farm.bmc.session import Response
-from farm.control import Correct, Enforcer, Maintenance, check_command
+from farm.power.control import Correct, Enforcer, Maintenance, check_command
 from farm.sim.hardware import SEL_CAPACITY, Hardware
 from farm.tasks.power import act, read_power
 from farm.tasks.sel import clear_sel, read_sel

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from farm.model import Node
-from farm.scheduling import Wheel
+from farm.polling.scheduling import Wheel
 
 
 def nodes(count, prefix="n"):
@@ -75,7 +75,7 @@ def test_a_node_handed_over_just_after_its_phase_is_polled_at_once():
     """Handed over between workers just after its phase, a node is polled at
     the next tick, not an interval late; one whose phase is long past or
     still ahead waits for it."""
-    from farm.scheduling import phase
+    from farm.polling.scheduling import phase
     wheel = Wheel(10, width=0.05)
     kept = nodes(5)
     wheel.set_nodes(kept)

@@ -28,7 +28,7 @@ class Action(typing.NamedTuple):
     operator command's id ('' for farm's own), who asked, the monotonic
     time after which no packet of it may leave (the acting lease; None: no
     limit, for the CLI's and tests' own engines), for a bulk action's step
-    (farm.steps) its (action id, attempt), and the monotonic time before
+    (farm.power.steps) its (action id, attempt), and the monotonic time before
     which its command may not leave (a step's send time)."""
     action: str
     command_id: str

@@ -7,7 +7,7 @@ nodes change. When a step is due it asks Redis to take it: Redis spaces the
 steps fleet-wide (at most `batch` started in any `interval` seconds, a late
 wave never stacking onto the next) and gives a step only to the worker the
 current assignment names. Taken steps go to the executor within the acting
-lease (farm.lease), as every power packet does. A node whose worker dies
+lease (farm.power.lease), as every power packet does. A node whose worker dies
 moves, and its step is read by the new owner; a step left running by a dead
 worker is taken over once its hold runs out (on and off only: a cycle or
 reset repeated is not safe, so it fails instead).
@@ -21,7 +21,7 @@ import itertools
 import logging
 import threading
 
-from farm import control, plan
+from farm.power import control, plan
 
 LOG = logging.getLogger("farm.worker")
 IDLE = 1.0  # seconds between looks when nothing is due (a wake comes sooner)

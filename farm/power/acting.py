@@ -1,7 +1,7 @@
 """What a worker does to its nodes' power, and when it may (one node, one
-actor): corrections that keep a desired state (farm.control decides them)
+actor): corrections that keep a desired state (farm.power.control decides them)
 and operators' commands, each sent only within the acting lease
-(farm.lease) and carrying its end, so no packet of it leaves after the
+(farm.power.lease) and carrying its end, so no packet of it leaves after the
 worker could have lost the node. Decisions that reach Redis late (a
 maintenance verdict, an action's event) are written only if the current
 assignment still gives this worker the node.
@@ -9,7 +9,9 @@ assignment still gives this worker the node.
 
 import logging
 
-from farm import control, errors, placement
+from farm import errors
+from farm.coordination import placement
+from farm.power import control
 
 LOG = logging.getLogger("farm.worker")
 # Seconds enforcement leaves a node alone while an operator's command for it
@@ -27,7 +29,7 @@ class Actor:
         self.enforcer = control.Enforcer(power.max_retries, power.settle_time)
         self.by_name = {}       # the nodes the worker polls now
         self.assignment = None  # the assignment they come from (None: no coordinator yet)
-        self.steps = None       # farm.steps.StepRunner: actions' steps, spaced corrections
+        self.steps = None       # farm.power.steps.StepRunner: actions' steps, spaced corrections
         self.commanding = {}    # name -> (action, hold until): an operator's command on its way
 
     def enforce(self, results):

@@ -18,7 +18,7 @@ import tooz
 from tooz import coordination
 from tooz.drivers import redis as tooz_redis
 
-from farm import backend
+from farm.coordination import backend
 from farm.errors import BackendRefused, BackendUnavailable
 
 LOG = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ def tooz_options(namespace, membership_timeout, leader_timeout, socket_timeout=5
                  lock_timeout=None):
     """farm's timeouts as tooz Redis driver options (pure). tooz beats every
     min(lock_timeout, membership_timeout): workers, which hold no lock, pass
-    their own lock_timeout where farm.lease needs a faster beat."""
+    their own lock_timeout where farm.power.lease needs a faster beat."""
     if lock_timeout is None:
         # tooz wants an integer; half the leader timeout, since farm's
         # lease (the other half) starts counting at the same moment.

@@ -5,7 +5,7 @@ them. Nothing here reads a password."""
 
 import collections
 
-from farm import selection
+from farm.fleet import selection
 
 
 def as_float(value):
@@ -16,7 +16,7 @@ def as_float(value):
 
 
 def select(store, text):
-    """The sorted names a selection picks (farm.selection), reading the name
+    """The sorted names a selection picks (farm.fleet.selection), reading the name
     index, and the label index only when the selection has label terms."""
     items = selection.parse(text)
     store.upgrade()  # an older farm gets its name index first
@@ -200,7 +200,7 @@ def send_command(store, owner, kind, node, action, by, ttl, now=None):
 def owners(store, names):
     """owner_of for many names, from one read of the reports and the
     assignment: name -> (worker id or None, why none)."""
-    from farm.placement import partition_of
+    from farm.coordination.placement import partition_of
     reports = store.worker_reports()
     assignment = store.assignment()
     if assignment is None:
@@ -274,7 +274,7 @@ def plan_action(store, power, names, action, batch=None, interval=None, spread_b
     """The plan a bulk power action would run, checked against the fleet:
     (steps starting at 0.0, batch, interval, notes) or Refused. `power`: the
     [power] settings (defaults for batch and interval)."""
-    from farm import plan
+    from farm.power import plan
     batch, interval = wave_settings(power, action, len(names), batch, interval)
     controls = store.controls_of(names)
     owned = owners(store, names)
@@ -304,7 +304,7 @@ def plan_action(store, power, names, action, batch=None, interval=None, spread_b
 def write_action(store, action_id, steps, action, batch, interval, spread_by, by, lead):
     """Write a plan whose first wave starts `lead` seconds from now (Redis's
     clock): the steps as written, or Refused (nothing changed)."""
-    from farm import plan
+    from farm.power import plan
     from farm.store import ActionConflict
     begin = store.server_time() + lead
     steps = [plan.Step(s.node, s.wave, begin + s.not_before) for s in steps]

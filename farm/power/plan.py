@@ -13,7 +13,7 @@ import dataclasses
 # Seconds added between waves. Workers send each command at the moment Redis
 # set for it, give or take some milliseconds (a busy engine, two cores).
 # Redis keeps the send moments of any `interval + GUARD / 2` seconds to at
-# most `batch` (farm.steps), so a command that arrives up to GUARD / 2 late
+# most `batch` (farm.power.steps), so a command that arrives up to GUARD / 2 late
 # still leaves every `interval`-second window at the BMCs with `batch` at
 # most; the other half lets a wave whose first commands went a little late
 # start the next one on time instead of pushing every later wave back.
