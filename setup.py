@@ -14,8 +14,9 @@ setup(
         "cryptography>=3.4",  # AES for farm's RMCP+ client; Fernet for credentials at rest
         "pyghmi==1.6.19",  # farm-sim only: its BMC server, patched in farm/sim/pyghmi_loop.py
         # private parts used, shape-tested in tests/unit/test_library_internals.py:
-        # HashRing._partitions/_ring, RedisDriver._acquired_locks and RedisLock's name,
-        # and RedisDriver(member_id, parsed_url, options)
+        # RedisDriver._acquired_locks and RedisLock's name, and
+        # RedisDriver(member_id, parsed_url, options); the tests also compare
+        # farm's own ring with HashRing._ring (placement stays the same)
         "tooz>=9.0,<10",
         "redis>=4.5",
         "oslo.config>=9.0",

@@ -2,17 +2,22 @@
 
 A node belongs to partition `partition_of(name, P)`, fixed for the life of a
 farm. The leader places the P partitions on the live workers with a consistent
-hash ring (tooz.hashring, itself pure), weighted by each worker's capacity, so
-that any coordinator computes the same map from the same members and a join or
-leave moves only the partitions it must.
+hash ring, weighted by each worker's capacity, so that any coordinator
+computes the same map from the same members and a join or leave moves only
+the partitions it must.
+
+The ring's points are the ones tooz.hashring.HashRing computes (md5 of the
+member's name, fed the name once more for each point), so coordinators of
+farm versions that used tooz's ring place partitions identically during a
+rolling upgrade; tests/unit/test_library_internals.py compares the two.
+Written here rather than read from tooz's private `_ring` so this module
+stays pure and no tooz release can change a farm's placement.
 """
 
 import bisect
 import hashlib
 
-from tooz import hashring
-
-_RING_SIZE = 2**128  # tooz hashes ring points with md5
+_RING_SIZE = 2**128  # points are md5 digests
 
 # Ring points per unit of weight. tooz's default (32) leaves shares between
 # 0.62x and 1.46x of even over 50 members; 256 keeps them within about 15 %.
@@ -34,23 +39,34 @@ def place(members, partitions, points=POINTS_PER_WEIGHT):
     """
     if not members:
         return ()
-    ring = hashring.HashRing([], partitions=points)
-    for member in sorted(members):
-        ring.add_node(member, weight=max(1, int(members[member])))
+    ring = ring_points(members, points)
     # Partitions sit at evenly spaced ring positions rather than at hashed
     # ones, which trims the sampling noise on top of the ring's own unevenness
     # (1,024 partitions over 10 members: 0.89-1.22x of even with hashed keys,
     # 0.89-1.10x spaced). Over many members the count of partitions per member
     # still varies by about 1/sqrt(P/members) (50 members: 0.63-1.61x while
-    # their ring arcs are 0.86-1.19x); more partitions reduce it. tooz's ring
-    # offers lookups by key only, so the lookup by position reads its points.
-    points_sorted = ring._partitions
+    # their ring arcs are 0.86-1.19x); more partitions reduce it.
+    points_sorted = sorted(ring)
     owners = []
     for p in range(partitions):
         position = (p * _RING_SIZE) // partitions
         i = bisect.bisect(points_sorted, position)
-        owners.append(ring._ring[points_sorted[i if i < len(points_sorted) else 0]])
+        owners.append(ring[points_sorted[i if i < len(points_sorted) else 0]])
     return tuple(owners)
+
+
+def ring_points(members, points=POINTS_PER_WEIGHT):
+    """The ring: point (int below 2**128) -> member id, `points` per unit of
+    weight. Members are added in name order and a later one takes a point
+    that collides (as tooz's ring does when fed in that order)."""
+    ring = {}
+    for member in sorted(members):
+        key = member.encode("utf-8")
+        digest = hashlib.md5(key, usedforsecurity=False)
+        for _ in range(points * max(1, int(members[member]))):
+            digest.update(key)
+            ring[int.from_bytes(digest.digest(), "big")] = member
+    return ring
 
 
 def owned(placement, member):

@@ -4,19 +4,25 @@ pinned in setup.py): each test fails when the part changes shape."""
 import inspect
 import re
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tooz import hashring
 from tooz.drivers import redis as tooz_redis
 
+from farm.coordination import placement
 
-def test_hashring_points_and_owners():
-    """farm.coordination.placement looks partitions up by ring position: tooz offers
-    lookups by key only, so it reads the sorted points and their owners."""
+
+@settings(max_examples=30, deadline=None)
+@given(st.dictionaries(st.text(min_size=1, max_size=16), st.integers(1, 4), min_size=1, max_size=8))
+def test_placements_ring_is_toozs(members):
+    """farm.coordination.placement builds its ring itself (pure, no tooz
+    import) with the points tooz.hashring.HashRing makes, so a coordinator of
+    an older farm, which read tooz's ring, places partitions the same way
+    during a rolling upgrade. Reads tooz's private `_ring` to compare."""
     ring = hashring.HashRing([], partitions=8)
-    ring.add_node("a", weight=1)
-    ring.add_node("b", weight=2)
-    points = ring._partitions
-    assert isinstance(points, list) and points == sorted(points) and len(points) == 8 * 3
-    assert {ring._ring[p] for p in points} == {"a", "b"}
+    for member in sorted(members):
+        ring.add_node(member, weight=members[member])
+    assert placement.ring_points(members, points=8) == ring._ring
 
 
 def test_leader_lock_name_and_acquired_locks():
