@@ -7,7 +7,7 @@
 #
 #   bash deploy/demo.sh [--duration SECONDS] [--count N] [--executor threads|processes]
 #                       [--backend-url redis://HOST:PORT]   (use that Redis, start none)
-#                       [--no-install]   (use .venv as it is)
+#                       [--no-install]   (use .venv and the machine as they are)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,18 +23,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-if [ -z "$backend_url" ]; then
-  command -v redis-server >/dev/null || { echo "needs redis-server (apt-get install redis-server)" >&2; exit 1; }
-fi
-if [ ! -x .venv/bin/python ]; then
-  echo "setting up .venv ..."
-  python3 -m venv .venv
-  .venv/bin/pip install -q --upgrade pip
-fi
 if [ $install = 1 ]; then
-  .venv/bin/pip install -q -e .   # quick when already installed; picks up new dependencies
+  bash deploy/setup.sh demo   # redis-server, python3-venv, .venv with farm: what is missing
+elif [ ! -x .venv/bin/farm ]; then
+  echo "--no-install, and .venv has no farm: run without --no-install once" >&2; exit 1
 fi
-
 work=$(mktemp -d)
 infra=() daemons=()   # stopped in this order: farm's daemons first, then the sim and Redis
 stop_all() {  # TERM, then KILL whatever still runs after $2 seconds

@@ -132,3 +132,23 @@ def test_the_ipmi_scrape_config_passes_promtool(tmp_path):
     out = subprocess.run([promtool, "check", "config", str(tmp_path / "farm-ipmi.yml")],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_setup_names_the_missing_packages_when_it_may_not_install(tmp_path):
+    """deploy/setup.sh (run by the demo and tests/run.sh) as a user that is
+    not root and has no sudo, on a machine without redis-server: it names
+    the packages and the command, changes nothing, exits 1."""
+    import shutil
+    import subprocess
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "python3", "id", "ls", "dirname", "env"):
+        os.symlink(shutil.which(tool), bin_dir / tool)
+    command = ["bash", os.path.join(ROOT, "deploy", "setup.sh"), "demo"]
+    if os.geteuid() == 0:  # CI runs as root: become nobody, as a newcomer is not root
+        command = [shutil.which("setpriv"), "--reuid=65534", "--regid=65534", "--clear-groups"] + command
+    out = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                         env={"PATH": str(bin_dir), "HOME": str(tmp_path)}, cwd=tmp_path)
+    assert out.returncode == 1, (out.stdout, out.stderr)
+    assert "sudo apt-get install -y redis-server" in out.stderr, out.stderr
+    assert "setting up .venv" not in out.stdout   # stopped before it changed anything
