@@ -104,10 +104,10 @@ power_opts = [
     cfg.FloatOpt("settle_time", default=30.0, min=0.0,
                  help="Seconds a power correction may take to show in the polled "
                       "state before farm counts it as failed and tries again."),
-    cfg.IntOpt("wave_size", default=50, min=1,
+    cfg.IntOpt("wave_size", default=50, min=1, max=1_000_000,
                help="Bulk power on, cycle and reset: at most this many nodes a wave "
                     "(xCAT's syspowermaxnodes); `farm nodes power --batch` overrides it."),
-    cfg.FloatOpt("wave_interval", default=10.0, min=0.0,
+    cfg.FloatOpt("wave_interval", default=10.0, min=0.0, max=3600.0,
                  help="Bulk power on, cycle and reset: seconds between two waves "
                       "(xCAT's syspowerinterval); `--interval` overrides it. Farm's own "
                       "corrections to on are spaced the same way, fleet-wide: at most "

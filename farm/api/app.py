@@ -25,6 +25,7 @@ from farm import errors
 from farm.api import ipmi
 from farm.fleet import views
 from farm.fleet.selection import SelectionError
+from farm.power import plan
 
 # Ironic's words for farm's power actions and states (reset is farm's own)
 ACTIONS = {"power on": "on", "power off": "off", "rebooting": "cycle", "reset": "reset"}
@@ -57,8 +58,8 @@ class Maintenance(BaseModel):
 class PowerAction(BaseModel):
     select: str = Field(min_length=1, max_length=4096, description="a node selection")
     target: Literal["power on", "power off", "rebooting", "reset"]
-    batch: int | None = Field(None, ge=1)
-    interval: float | None = Field(None, ge=0)
+    batch: int | None = Field(None, ge=1, le=plan.MAX_BATCH)
+    interval: float | None = Field(None, ge=0, le=plan.MAX_INTERVAL, allow_inf_nan=False)
     spread_by: str | None = Field(None, max_length=63)
 
 
@@ -244,7 +245,7 @@ def create_app(store, tokens, settings, reader):
                                        body.spread_by, by(who), LEAD)
         except views.Refused as exc:
             status = {"node_in_maintenance": 409, "no_live_worker": 503,
-                      "node_busy": 409}.get(exc.code, 404)
+                      "node_busy": 409, "invalid_plan": 400}.get(exc.code, 404)
             raise ApiError(status, exc.code, str(exc)) from None
         return {"id": action_id, "nodes": len(steps), "waves": steps[-1].wave + 1,
                 "first_at": steps[0].not_before, "last_at": steps[-1].not_before,

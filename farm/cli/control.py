@@ -15,6 +15,7 @@ from farm.cli import actions as cli_actions
 from farm.cli.actions import when
 from farm.fleet.views import (
     EVENT_TYPES,
+    Refused,
     against_desired,
     as_float,
     event_matches,
@@ -113,11 +114,11 @@ def register(main, nodes, make_ctx, config_option):
                        "after this). Many: seconds past the last wave to wait for the last steps.")
     @click.option("--dry-run", is_flag=True,
                   help="Print the plan (waves, times, nodes) and act on nothing.")
-    @click.option("--batch", type=click.IntRange(1), metavar="N",
+    @click.option("--batch", type=click.IntRange(1, plan.MAX_BATCH), metavar="N",
                   help="At most N nodes a wave ([power] wave_size for on, cycle, reset; "
                        "off: all at once).")
-    @click.option("--interval", type=click.FloatRange(0), metavar="S",
-                  help="Seconds between waves ([power] wave_interval).")
+    @click.option("--interval", type=click.FloatRange(0, plan.MAX_INTERVAL), metavar="S",
+                  help="Seconds between waves ([power] wave_interval), at most an hour.")
     @click.option("--spread-by", metavar="LABEL",
                   help="Fill each wave round-robin across this label's values (pdu).")
     @click.option("--yes", "-y", is_flag=True,
@@ -138,8 +139,11 @@ def register(main, nodes, make_ctx, config_option):
             _command(ctx, "power", names[0], action, timeout, no_wait)
             return
         if dry_run:
-            batch, interval = wave_settings(ctx.settings.power, action, len(names), batch,
-                                            interval)
+            try:
+                batch, interval = wave_settings(ctx.settings.power, action, len(names), batch,
+                                                interval)
+            except Refused as exc:
+                raise click.ClickException(f"{exc}; nothing changed") from None
             try:
                 labels = ctx.store.labels_of(names) if spread_by else {}
             except BACKEND_ERRORS as exc:

@@ -264,9 +264,13 @@ class Refused(Exception):
 def wave_settings(power, action, count, batch=None, interval=None):
     """(batch, interval) of a bulk action: as given, else [power] wave_size and
     wave_interval for on, cycle and reset; off goes in one wave."""
+    from farm.power import plan
     staggered = action != "off"
-    batch = batch or (power.wave_size if staggered else count)
+    batch = batch or (power.wave_size if staggered else max(1, count))
     interval = (power.wave_interval if staggered else 0.0) if interval is None else interval
+    wrong = plan.check(batch, interval)
+    if wrong:  # before anything is written: a plan Redis cannot hold locks its nodes
+        raise Refused("invalid_plan", wrong)
     return batch, interval
 
 

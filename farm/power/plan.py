@@ -9,6 +9,7 @@ wait; nodes without the label form one group of their own.
 """
 
 import dataclasses
+import math
 
 # Seconds added between waves. Workers send each command at the moment Redis
 # set for it, give or take some milliseconds (a busy engine, two cores).
@@ -18,6 +19,23 @@ import dataclasses
 # most; the other half lets a wave whose first commands went a little late
 # start the next one on time instead of pushing every later wave back.
 GUARD = 0.1
+# The longest pause between waves an operator may ask for: an hour. A plan is
+# a node lock until it ends, so a pause of days (or an infinite one) would
+# hold its nodes out of every other plan and command.
+MAX_INTERVAL = 3600.0
+# The most nodes a wave may hold (a number, not a node count: a one-wave
+# plan says its own size).
+MAX_BATCH = 1_000_000
+
+
+def check(batch, interval):
+    """None, or why `batch` and `interval` make no plan (pure)."""
+    if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= MAX_BATCH:
+        return f"batch must be a whole number from 1 to {MAX_BATCH:,}, not {batch!r}"
+    if not isinstance(interval, (int, float)) or not math.isfinite(interval) \
+            or not 0 <= interval <= MAX_INTERVAL:
+        return f"interval must be a number of seconds from 0 to {MAX_INTERVAL:g}, not {interval!r}"
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,10 +49,9 @@ def waves(names, batch, interval, start, spread_by=None, labels_of=None):
     """[Step] for `names` (each once): waves of at most `batch`, `interval`
     seconds apart from `start` (plus GUARD); round-robin across
     `spread_by`'s values."""
-    if batch < 1:
-        raise ValueError("batch must be at least 1")
-    if interval < 0:
-        raise ValueError("interval must not be negative")
+    wrong = check(batch, interval)
+    if wrong:
+        raise ValueError(wrong)
     names = sorted(set(names))
     groups = {}
     for name in names:

@@ -46,10 +46,12 @@ class Actions:
             args += [s.node, s.wave, repr(s.not_before)]
         head, nodes, _ = self._action_keys(action_id)
         got = self._do("action create", self._scripts["create_action"], keys=[
-            self._key("inventory"), self._key("step-of"), self._key("steps"), self._key("actions"),
+            self._key("names"), self._key("step-of"), self._key("steps"), self._key("actions"),
             head, nodes, self._key("actions", "version")], args=args)
         if got[0] == "unknown":
             raise ActionConflict(f"no node named {got[1]}", "node_not_found")
+        if got[0] == "invalid":
+            raise ValueError(f"the send time of {got[1]} is not a finite number")
         if got[0] == "busy":
             raise ActionConflict(f"{got[1]} is in action {got[2]}, not finished "
                                  f"(`farm actions cancel {got[2]}` drops its steps not started)")

@@ -301,3 +301,36 @@ def test_exit_is_bounded_while_redis_is_paused(tmp_path, tokens):
                 api.proc.kill()
                 api.proc.wait(10)
         assert took < 11, (took, code, api.log.read_text()[-1500:])
+
+
+def test_a_plan_that_cannot_run_is_a_400_and_changes_nothing(store, redis_server, namespace,
+                                                             tmp_path, tokens):
+    """A wave interval that is not a finite number of seconds (or past an
+    hour), through the API and the CLI: a clear 4xx / error naming the
+    limit, and no node locked (it once left them in an action that did not
+    exist, and the answer carried the Redis URL and a script SHA)."""
+    path, _, operator = tokens
+    inv = tmp_path / "inv.yaml"
+    inv.write_text(yaml.safe_dump({"nodes": [
+        {"name": f"p{i}", "address": "127.0.0.1", "port": 30000 + i, "username": "admin",
+         "password": SECRET} for i in range(3)]}))
+    cfg = api_config(tmp_path, redis_server, namespace, str(path))
+    assert farm(cfg, "nodes", "import", str(inv)).returncode == 0
+    names = ["p0", "p1", "p2"]
+    api = Api(tmp_path, cfg)
+    hdr = {"Authorization": f"Bearer {operator}", "Content-Type": "application/json"}
+    try:
+        for interval in ("Infinity", "NaN", "-Infinity", "1e300", "3601"):
+            body = '{"select": "all", "target": "power off", "interval": %s}' % interval
+            got = requests.post(f"{api.url}/v1/power-actions", data=body, headers=hdr, timeout=10)
+            assert got.status_code == 400, (interval, got.text)
+            assert got.json()["error"]["code"] == "invalid_request", got.text
+            assert "redis://" not in got.text and "interval" in got.text
+            assert store.nodes_in_actions(names) == {}
+    finally:
+        assert api.stop() == 0, api.log.read_text()[-2000:]
+    for interval in ("nan", "inf", "7200"):
+        out = farm(cfg, "nodes", "power", "all", "off", "--interval", interval, "--yes")
+        assert out.returncode != 0 and "interval" in out.stderr, (interval, out.stderr)
+        assert "Traceback" not in out.stderr
+        assert store.nodes_in_actions(names) == {}

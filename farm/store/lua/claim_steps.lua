@@ -13,13 +13,52 @@
 -- KEYS[8] the event stream.
 -- ARGV: worker, partitions, hold (seconds past its send time a step may run
 -- before another worker may take it), action id, ttl of a finished action,
--- lead, guard, events maxlen, then name, partition pairs, earliest due first. Returns
+-- lead, guard, events maxlen, then name, partition pairs, earliest due first
+-- (the caller sends a page of them: the script's time is O(names log n)). Returns
 -- {retry or '', name, attempt, send_at, ...}: retry is the earliest send
 -- time for the steps not taken (the spacing is full, or not yet due).
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 local a = redis.call('HMGET', KEYS[5], 'state', 'batch', 'action', 'interval', 'by')
+local function finish_if_last()
+  local left = tonumber(redis.call('HGET', KEYS[5], 'pending')) +
+               tonumber(redis.call('HGET', KEYS[5], 'running'))
+  if left == 0 then  -- its last steps failed here (left running by a dead worker)
+    if a[1] == 'running' then redis.call('HSET', KEYS[5], 'state', 'done') end
+    redis.call('HSET', KEYS[5], 'finished_at', now)
+    redis.call('EXPIRE', KEYS[5], ARGV[5])
+    redis.call('EXPIRE', KEYS[6], ARGV[5])
+    redis.call('DEL', KEYS[7])
+  end
+end
+local function fail_left_running(name, step, why)
+  step.state, step.ended_at = 'failed', now
+  step.error = 'worker ' .. (step.worker or '?') .. ' stopped while running it; ' .. why
+  redis.call('HSET', KEYS[6], name, cjson.encode(step))
+  redis.call('ZREM', KEYS[4], name)
+  redis.call('HDEL', KEYS[2], name)
+  redis.call('HINCRBY', KEYS[5], 'running', -1)
+  redis.call('HINCRBY', KEYS[5], 'failed', 1)
+  redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[8], '*', 'node', name, 'type', 'action',
+             'action', a[3], 'by', a[5], 'outcome', 'failed', 'worker', step.worker or '',
+             'error', step.error, 'latency', '0', 'action_id', ARGV[4])
+end
+if a[1] == 'cancelled' then
+  -- Nothing is taken from a cancelled action; but a step its dead worker
+  -- left running would hold its node for good: past its hold it ends here,
+  -- failed (the BMC may have acted), and the action with its last step.
+  for i = 9, #ARGV, 2 do
+    local raw = redis.call('HGET', KEYS[6], ARGV[i])
+    local step = raw and cjson.decode(raw)
+    if step and step.state == 'running' and redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[4]
+        and tonumber(redis.call('ZSCORE', KEYS[4], ARGV[i]) or now + 1) <= now then
+      fail_left_running(ARGV[i], step, 'the action was cancelled meanwhile')
+    end
+  end
+  if redis.call('HEXISTS', KEYS[5], 'finished_at') == 0 then finish_if_last() end
+  return {''}
+end
 if a[1] ~= 'running' then return {''} end
 local batch, action = tonumber(a[2]), a[3]
 local lead, window = tonumber(ARGV[6]), tonumber(a[4]) + tonumber(ARGV[7])
@@ -29,6 +68,7 @@ if asg[2] then members, placement = cjson.decode(asg[1]), cjson.decode(asg[2]) e
 redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - window)
 local out = {''}
 local retry = nil
+local moved = 0  -- pending steps taken: the counters move once per call
 for i = 9, #ARGV, 2 do
   local name, p = ARGV[i], tonumber(ARGV[i + 1])
   local mine = redis.call('HGET', KEYS[2], name) == ARGV[4]
@@ -44,51 +84,42 @@ for i = 9, #ARGV, 2 do
   elseif step and step.state == 'running' then
     due = tonumber(redis.call('ZSCORE', KEYS[4], name) or now + 1) <= now
     if due and action ~= 'on' and action ~= 'off' then
-      step.state, step.ended_at = 'failed', now
-      step.error = 'worker ' .. (step.worker or '?') .. ' stopped while running it; ' ..
-                   action .. ' is not repeated (the BMC may have acted)'
-      redis.call('HSET', KEYS[6], name, cjson.encode(step))
-      redis.call('ZREM', KEYS[4], name)
-      redis.call('HDEL', KEYS[2], name)
-      redis.call('HINCRBY', KEYS[5], 'running', -1)
-      redis.call('HINCRBY', KEYS[5], 'failed', 1)
-      redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[8], '*', 'node', name, 'type', 'action',
-                 'action', action, 'by', a[5], 'outcome', 'failed', 'worker', step.worker or '',
-                 'error', step.error, 'latency', '0', 'action_id', ARGV[4])
+      fail_left_running(name, step, action .. ' is not repeated (the BMC may have acted)')
       due = false
     end
   end
   if due then
     local send_at = math.max(step.not_before, now + lead)
-    local held = redis.call('ZRANGEBYSCORE', KEYS[7], '(' .. (send_at - window), '+inf',
-                            'WITHSCORES', 'LIMIT', 0, batch)
-    if #held >= 2 * batch then  -- full: the earliest moment one leaves the window
-      retry = tonumber(held[2]) + window
+    -- O(log n) whatever the wave: counting the window, not listing it, keeps
+    -- a claim's cost to the steps it takes (a one-wave off of 10,000 nodes)
+    local held = redis.call('ZCOUNT', KEYS[7], '(' .. (send_at - window), '+inf')
+    if held >= batch then  -- full: the earliest moment one leaves the window
+      local first = redis.call('ZRANGEBYSCORE', KEYS[7], '(' .. (send_at - window), '+inf',
+                               'WITHSCORES', 'LIMIT', 0, 1)
+      retry = tonumber(first[2]) + window
       break
     end
     if step.state == 'pending' then
       redis.call('ZREM', KEYS[3], name)
-      redis.call('HINCRBY', KEYS[5], 'pending', -1)
-      redis.call('HINCRBY', KEYS[5], 'running', 1)
+      moved = moved + 1
     end
     step.attempt = (step.attempt or 0) + 1
     step.state, step.worker, step.started_at = 'running', ARGV[1], send_at
     redis.call('HSET', KEYS[6], name, cjson.encode(step))
     redis.call('ZADD', KEYS[4], send_at + tonumber(ARGV[3]), name)
     redis.call('ZADD', KEYS[7], send_at, name .. ':' .. step.attempt)
-    redis.call('EXPIRE', KEYS[7], math.ceil(window) + 60)  -- a cancelled action leaves none
     table.insert(out, name)
     table.insert(out, step.attempt)
     table.insert(out, string.format('%.6f', send_at))
   end
 end
-if retry then out[1] = string.format('%.6f', retry) end
-local left = tonumber(redis.call('HGET', KEYS[5], 'pending')) +
-             tonumber(redis.call('HGET', KEYS[5], 'running'))
-if left == 0 then  -- its last steps failed here (cycle or reset left by a dead worker)
-  redis.call('HSET', KEYS[5], 'state', 'done', 'finished_at', now)
-  redis.call('EXPIRE', KEYS[5], ARGV[5])
-  redis.call('EXPIRE', KEYS[6], ARGV[5])
-  redis.call('DEL', KEYS[7])
+if moved > 0 then
+  redis.call('HINCRBY', KEYS[5], 'pending', -moved)
+  redis.call('HINCRBY', KEYS[5], 'running', moved)
 end
+if #out > 1 then  -- a cancelled or finished action leaves no window behind
+  redis.call('EXPIRE', KEYS[7], math.ceil(window) + 60)
+end
+if retry then out[1] = string.format('%.6f', retry) end
+finish_if_last()
 return out
