@@ -4,8 +4,9 @@
 # it every time.
 #
 #   bash deploy/setup.sh demo    redis-server, python3-venv; farm
-#   bash deploy/setup.sh test    the demo's, and the BMCs, readers and tools the
-#                                tests run against; farm with its [test] extras
+#   bash deploy/setup.sh test    the demo's, and the BMCs, readers, exporters and
+#                                tools the tests run against; farm with its [test]
+#                                extras
 #
 # Not root and something missing: it uses `sudo -n` when that works without a
 # password, and otherwise names the packages and the command to run, and stops.
@@ -25,6 +26,7 @@ if [ "$what" = test ]; then
   have ipmi_sim || need+=(openipmi)          # an IPMI BMC nobody here wrote
   have ps || need+=(procps)
   have promtool || need+=(prometheus)
+  have prometheus-ipmi-exporter || need+=(prometheus-ipmi-exporter)   # /ipmi's oracle
   ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1 || need+=(faketime)
 fi
 
