@@ -11,6 +11,8 @@
   faults          takeover after a worker's SIGKILL, leader failover, longest gap
   login           what negotiation costs a first login (ipmi_sim and farm-sim), and later ones
   actions         a staggered power-on of 10,000 nodes as the BMCs see it: lateness, spacing
+  bulk-off        a one-wave power-off of 10,000 nodes: commands per BMC, Redis's slow calls;
+                  a cancel mid-plan: nodes left locked
   ipmi            /ipmi from farm-api at 100,000 nodes against the real ipmi_exporter
 """
 
@@ -20,7 +22,8 @@ import sys
 MODULES = {"compare": "bench.compare", "engine": "bench.engine", "scale": "bench.scale",
            "churn": "bench.churn", "cli": "bench.cli", "scaleout": "bench.scaleout",
            "faults": "bench.faults", "tasks": "bench.tasks", "redfish": "bench.redfish",
-           "login": "bench.login", "actions": "bench.actions", "ipmi": "bench.ipmi"}
+           "login": "bench.login", "actions": "bench.actions", "ipmi": "bench.ipmi",
+           "bulk-off": "bench.bulkoff"}
 
 if len(sys.argv) < 2 or sys.argv[1] not in MODULES:
     print(__doc__.strip(), file=sys.stderr)

@@ -10,6 +10,7 @@ nothing waits for in-flight polls (Ironic's one periodic pass feeding bounded
 workers, not one callable per node).
 """
 
+import collections
 import itertools
 import logging
 import math
@@ -47,8 +48,15 @@ class NodeState:
 
 
 class Wheel:
-    """One task's nodes in buckets over its interval. Thread-safe: nodes are
-    set by the sync loop, ticked by the scheduler, completed by the results."""
+    """One task's nodes in buckets over its interval.
+
+    State has one owner: the thread that ticks the wheel (`due`). The sync
+    loop (`set_nodes`) and the results (`done`) post to its inbox, which
+    `due` applies in the order posted before it reads a bucket, so no other
+    thread ever reads or writes a node's state. (With a lock per call, a
+    label-only change copied a node's in-flight flag while its poll ended
+    on another thread, and the node stayed "in flight", never polled again.)
+    """
 
     def __init__(self, interval, width):
         self.interval = interval
@@ -58,52 +66,78 @@ class Wheel:
         self._states = {}
         self._last = None  # the last bucket handed out
         self._catch_up = []  # new nodes whose phase passed just before they came
-        self._lock = threading.Lock()
+        self._inbox = collections.deque()  # appends and pops are atomic
         self.skipped_busy = 0
 
+    # -- posted from other threads ------------------------------------------
     def set_nodes(self, nodes):
-        """Poll exactly `nodes` from now on; kept nodes keep their state.
+        """Poll exactly `nodes` from the next tick on; kept nodes keep their
+        state. The buckets are computed here, on the caller's thread."""
+        self._inbox.append((self._set_nodes, [
+            (n, int(phase(n.name, self.interval) / self.width) % self.buckets) for n in nodes]))
 
-        A new node whose bucket was handed out less than CATCH_UP s (or half
-        an interval) ago is polled at the next tick instead of a whole
+    def done(self, name, ok):
+        """A poll of `name` ended."""
+        self._inbox.append((self._done, name, ok))
+
+    # -- the owner's thread -------------------------------------------------
+    def _apply(self):
+        while True:
+            try:
+                fn, *args = self._inbox.popleft()
+            except IndexError:
+                return
+            fn(*args)
+
+    def _set_nodes(self, placed):
+        """A new node whose bucket was handed out less than CATCH_UP s (or
+        half an interval) ago is polled at the next tick instead of a whole
         interval late: a node handed over between workers may have been
         missed by both (the old owner let go before its phase, the new one
         learnt of it after). The price is, at worst, one extra poll of it."""
         old = self._states
-        states = {n.name: (old[n.name] if n.name in old and old[n.name].node == n
-                           else NodeState(n)) for n in nodes}
-        for name, st in states.items():
-            if name in old and st is not old[name]:
-                st.in_flight = old[name].in_flight  # changed address: same BMC slot rules
-        slots = [[] for _ in range(self.buckets)]
-        new = []
-        for name, st in states.items():
-            bucket = int(phase(name, self.interval) / self.width) % self.buckets
-            slots[bucket].append(st)
-            if name not in old:
+        states, slots, new = {}, [[] for _ in range(self.buckets)], []
+        for node, bucket in placed:
+            st = old.get(node.name)
+            if st is None:
+                st = NodeState(node)
                 new.append((bucket, st))
+            elif st.node != node:  # changed (labels, address): same BMC slot rules
+                fresh = NodeState(node)
+                fresh.in_flight = st.in_flight
+                st = fresh
+            states[node.name] = st
+            slots[bucket].append(st)
         window = max(1, int(min(CATCH_UP, self.interval / 2) / self.width))
-        with self._lock:
-            self._states, self._slots = states, slots
-            self._catch_up = [st for st in self._catch_up if states.get(st.node.name) is st]
-            if self._last is not None:
-                self._catch_up += [st for bucket, st in new
-                                   if (self._last - bucket) % self.buckets < window]
+        self._states, self._slots = states, slots
+        self._catch_up = [st for st in self._catch_up if states.get(st.node.name) is st]
+        if self._last is not None:
+            self._catch_up += [st for bucket, st in new
+                               if (self._last - bucket) % self.buckets < window]
+
+    def _done(self, name, ok):
+        st = self._states.get(name)
+        if st is None:
+            return  # removed while its poll ran
+        st.in_flight = False
+        st.failures = 0 if ok else st.failures + 1
+        st.skip = rounds_to_skip(st.failures) if st.failures else 0
 
     def due(self, now):
         """The nodes whose phase passed since the last call (at most one
-        interval's worth, whatever the clock did)."""
+        interval's worth, whatever the clock did). Only the ticking thread
+        calls it."""
+        self._apply()
         current = int((now % self.interval) / self.width) % self.buckets
-        with self._lock:
-            last, self._last = self._last, current
-            if last is None or last == current:
-                indices = [current] if last is None else []
-            else:
-                count = (current - last) % self.buckets
-                indices = [(last + 1 + i) % self.buckets for i in range(count)]
-            slots, late, self._catch_up = self._slots, self._catch_up, []
+        last, self._last = self._last, current
+        if last is None or last == current:
+            indices = [current] if last is None else []
+        else:
+            count = (current - last) % self.buckets
+            indices = [(last + 1 + i) % self.buckets for i in range(count)]
+        late, self._catch_up = self._catch_up, []
         out = []
-        for st in itertools.chain(late, *(slots[i] for i in indices)):
+        for st in itertools.chain(late, *(self._slots[i] for i in indices)):
             if st.in_flight:
                 self.skipped_busy += 1
             elif st.skip > 0:
@@ -113,13 +147,11 @@ class Wheel:
                 out.append(st.node)
         return out
 
-    def done(self, name, ok):
-        st = self._states.get(name)
-        if st is None:
-            return  # removed while its poll ran
-        st.in_flight = False
-        st.failures = 0 if ok else st.failures + 1
-        st.skip = rounds_to_skip(st.failures) if st.failures else 0
+    def in_flight(self):
+        """How many nodes are in flight: for tests, from the owner's thread
+        or once it stopped."""
+        self._apply()
+        return sum(1 for st in self._states.values() if st.in_flight)
 
 
 class Scheduler:

@@ -94,3 +94,78 @@ def test_a_node_handed_over_just_after_its_phase_is_polled_at_once():
     # later in the round the ones ahead come on their phase, the long-past ones next round
     rest = {name for _, name in run(wheel, now + 0.1, 60.0, 0.05)}
     assert {n.name for n in ahead} <= rest and not rest & {n.name for n in long_past}
+
+
+def relabelled(count, tag):
+    return [Node(f"n{i}", "127.0.0.1", 1000 + i, labels=(("sync", tag),)) for i in range(count)]
+
+
+def test_a_label_change_and_a_poll_ending_in_either_order_leave_nothing_in_flight():
+    """The seam of the old race, driven in both orders through the owner's
+    inbox: a label-only change (a CMDB sync) makes new states that copy the
+    in-flight flag, and a poll ends just before or just after it."""
+    for order in ("change first", "end first"):
+        wheel = Wheel(10, width=0.5)
+        wheel.set_nodes(relabelled(20, "a"))
+        fired = [n.name for n in wheel.due(10.0)] + [n.name for n in wheel.due(19.9)]
+        assert wheel.in_flight() == 20 and sorted(fired) == sorted(f"n{i}" for i in range(20))
+        if order == "change first":
+            wheel.set_nodes(relabelled(20, "b"))
+        for name in fired:
+            wheel.done(name, True)
+        if order == "end first":
+            wheel.set_nodes(relabelled(20, "b"))
+        assert wheel.in_flight() == 0, order
+        again = [n.name for n in wheel.due(25.0)] + [n.name for n in wheel.due(29.9)]
+        assert sorted(again) == sorted(fired), order
+
+
+def test_label_changes_while_polls_end_on_other_threads_lose_no_node():
+    """The probe's reproduction: 2,000 nodes, a poller thread taking due nodes,
+    a finisher thread ending their polls, and 200 label-only changes from the
+    main thread, with thread switches forced often. Before the wheel had one
+    owner, 105 nodes stayed in flight for good (never polled again)."""
+    import queue
+    import sys
+    import threading
+
+    count, interval = 2000, 2.0
+    wheel = Wheel(interval, width=0.05)
+    wheel.set_nodes(relabelled(count, "0"))
+    polls, stop = queue.SimpleQueue(), threading.Event()
+    clock = [0.0]
+
+    def poller():  # the owner: the only caller of due()
+        while not stop.is_set():
+            clock[0] += 0.01
+            for node in wheel.due(clock[0]):
+                polls.put(node.name)
+
+    def finisher():
+        while not stop.is_set() or not polls.empty():
+            try:
+                wheel.done(polls.get(timeout=0.01), True)
+            except queue.Empty:
+                pass
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        threads = [threading.Thread(target=poller), threading.Thread(target=finisher)]
+        for t in threads:
+            t.start()
+        for i in range(200):
+            wheel.set_nodes(relabelled(count, str(i)))
+        stop.set()
+        for t in threads:
+            t.join(30)
+        assert not any(t.is_alive() for t in threads)
+    finally:
+        sys.setswitchinterval(before)
+    assert clock[0] > interval  # the wheel turned while the labels changed
+    # every poll has ended: nothing may be in flight, and a whole interval
+    # fires every node
+    assert wheel.in_flight() == 0
+    fired = set()
+    for step in range(1, 202):
+        fired |= {n.name for n in wheel.due(clock[0] + step * 0.01)}
+    assert fired == {f"n{i}" for i in range(count)}
