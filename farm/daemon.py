@@ -200,4 +200,8 @@ def keep_running(step, wait, stopping, tick, outage_message, on_trouble=lambda: 
             LOG.exception("%s failed; retrying", getattr(step, "__name__", "step"))
             on_trouble()
             delay = 5.0
-        wait(delay)
+        try:
+            wait(delay)
+        except Exception:  # (it refreshes metrics too): a bug there must not stop the daemon
+            LOG.exception("waiting for the next %s failed", getattr(step, "__name__", "step"))
+            time.sleep(min(delay, 1.0))

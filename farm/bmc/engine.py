@@ -98,6 +98,7 @@ class Engine:
         self._keepalive_after = config.keepalive_after()
         self.timeouts = dict(config.timeouts)
         self._resolver = None
+        self._kept = None  # names whose sessions stay (None: every one)
         self._stop = False
         self._thread = None
         self.now = time.monotonic
@@ -127,6 +128,15 @@ class Engine:
         with self._count_lock:
             self._submitted += len(jobs)
         self._inbox.append(jobs)
+        self._poke()
+
+    def retain(self, names):
+        """Keep sessions only with the BMCs of `names` (the nodes polled
+        here): the others are closed (RMCP+ Close Session) as soon as they
+        are idle. BMCs keep few sessions (often 4 or 5), and a former owner
+        keeping its own alive takes one from the new owner, from ipmitool and
+        from the BMC's web page."""
+        self._inbox.append(("retain", frozenset(names)))
         self._poke()
 
     def stop(self, timeout=2.0):
@@ -182,6 +192,9 @@ class Engine:
             if batch == "stop":
                 self._stop = True
                 return
+            if isinstance(batch, tuple):  # ("retain", names)
+                self._retain(batch[1])
+                continue
             for item in batch:
                 task, node = item[0], item[1]
                 if task == SESSION_HINT:
@@ -190,28 +203,46 @@ class Engine:
                 self._enqueue(Job(task, node, self.programs[task], arg=item[2] if len(item) > 2
                                   else None), now)
 
+    def _retain(self, names):
+        self._kept = names
+        for session in list(self.sessions.values()):
+            self._release_if_unowned(session)
+        self._endpoints = {key: e for key, e in self._endpoints.items() if e in self.sessions}
+
+    def _release_if_unowned(self, session):
+        """Close and forget an idle session no retained node uses."""
+        if (self._kept is None or session.job is not None or session.queue
+                or session.name in self._kept):
+            return
+        packet = session.close_packet()
+        if packet is not None:
+            self.send(session, packet)
+        self.stats["sessions_released"] += 1
+        del self.sessions[session.endpoint]
+
     def _hint(self, node, learned):
         job = Job(SESSION_HINT, node, None, arg=learned)
         endpoint = self._endpoint(job)
         if endpoint is None:
             return  # a name being resolved (it comes back) or that failed (reported)
-        session = self._session(endpoint)
+        session = self._session(endpoint, node.name)
         if session.suite_known is None:
             session.suite_known, session.privilege_known = learned
         self._fail_now(job, None)
 
-    def _session(self, endpoint):
+    def _session(self, endpoint, name):
         session = self.sessions.get(endpoint)
         if session is None:
             family = socket.AF_INET6 if ":" in endpoint[0] else socket.AF_INET
             session = self.sessions[endpoint] = Session(self, endpoint, family)
+        session.name = name
         return session
 
     def _enqueue(self, job, now):
         endpoint = self._endpoint(job)
         if endpoint is None:
             return  # resolving, or failed and reported
-        session = self._session(endpoint)
+        session = self._session(endpoint, job.node.name)
         session.queue.append(job)
         if session.job is None and len(session.queue) == 1:
             self._schedule(session, now)
@@ -239,6 +270,8 @@ class Engine:
             self.stats["keepalive_failures"] += 1
         if session.queue:
             self._schedule(session, now)
+        elif self._kept is not None and session.name not in self._kept:
+            self._release_if_unowned(session)  # its node left while this job ran
         elif session.state == ACTIVE and self.config.keepalive:
             when = session.last_activity + self._keepalive_after
             self.at(when, session, "keepalive", session.last_activity)

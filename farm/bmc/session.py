@@ -86,6 +86,7 @@ class Session:
         self.last_activity = 0.0
         self.fresh = False          # logged in during the current job
         self.job = self.node = self.request = self.program_request = None
+        self.name = None            # the node this endpoint was last asked for
         self.queue = collections.deque()
         self.memos = {}             # task -> its program's memo for this BMC
         self.last_command = float("-inf")  # when the last command went out

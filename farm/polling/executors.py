@@ -50,6 +50,8 @@ class ByDriver:
         return dict(self.ipmi.stats(), **self.redfish.stats_dict())
 
     def retain(self, names):
+        """Sessions only with the BMCs of `names`, the nodes polled here."""
+        self.ipmi.retain(names)
         self.redfish.retain(names)
 
     def stop(self, timeout):
@@ -78,6 +80,9 @@ class InProcess:
 
     def stats(self):
         return dict(self.engine.stats, sessions=len(self.engine.sessions))
+
+    def retain(self, names):
+        self.engine.retain(names)
 
     def in_flight(self):
         return self.engine.pending
@@ -108,7 +113,10 @@ def child_main(conn, config, task_names):
                 break
             if batch is None:
                 break
-            engine.submit(batch)
+            if isinstance(batch, tuple):  # ("retain", names)
+                engine.retain(batch[1])
+            else:
+                engine.submit(batch)
     finally:
         engine.stop(config.timeout + 1)
 
@@ -165,6 +173,18 @@ class ChildPool:
 
     def in_flight(self):
         return sum(len(c.in_flight) for c in self.children)
+
+    def retain(self, names):
+        """Each child keeps sessions only with its share of `names`."""
+        shares = [[] for _ in self.children]
+        for name in names:
+            shares[self.route(name)].append(name)
+        for child, share in zip(self.children, shares, strict=True):
+            with child.lock:
+                try:
+                    child.conn.send(("retain", share))
+                except (OSError, ValueError):
+                    pass  # dead: its replacement starts with no session
 
     def stats(self):
         total = dict(self._dead_stats)

@@ -138,10 +138,14 @@ class RedfishPool:
                 self._wake.wait(min(max(wait, 0.0), 1.0))
 
     def in_flight(self):
-        return len(self._running) + sum(len(q) for q in self._waiting.values())
+        # under the lock: pool threads change these (iterating them while a
+        # queue came or went raised RuntimeError into the worker's loop)
+        with self._lock:
+            return len(self._running) + sum(len(q) for q in self._waiting.values())
 
     def stats_dict(self):
-        return dict(self.stats, redfish_sessions=len(self.bmcs))
+        with self._lock:
+            return dict(self.stats, redfish_sessions=len(self.bmcs))
 
     def retain(self, names):
         """Forget the sessions of nodes no longer polled here."""

@@ -265,3 +265,33 @@ def test_a_bulk_plan_runs_on_ipmi_sim_and_reads_the_state_back(ipmi_sims, store,
         assert second - first >= 1.0 - 0.05, at
     finally:
         assert stop_worker(proc) == 0, log.read_text()[-2000:]
+
+
+def test_sessions_of_nodes_no_longer_polled_here_are_closed(ipmi_sims):
+    """After a rebalance the engine keeps sessions only with the BMCs of the
+    nodes it still polls: the others get Close Session, as ipmi_sim's own
+    count of active sessions (Get Session Info, read by ipmitool) says."""
+    bmcs = ipmi_sims(3)
+    got = []
+    eng = engine.Engine(engine.EngineConfig(timeout=3.0), PowerPoll.programs, got.extend).start()
+    nodes = [Node(f"n{i}", "127.0.0.1", b.port, USER, PASSWORD) for i, b in enumerate(bmcs)]
+
+    def active(bmc):  # ipmitool's own session counts too
+        out = bmc.ipmitool("session", "info", "active").stdout
+        return int(re.search(r"active sessions\s*:\s*(\d+)", out).group(1))
+    try:
+        eng.submit([("power", n) for n in nodes])
+        wait_for(lambda: len(got) == 3, 30, what="three polls")
+        assert all(o.ok for o in got) and [active(b) for b in bmcs] == [2, 2, 2]
+        eng.retain(["n0"])
+        wait_for(lambda: len(eng.sessions) == 1, 10, what="two sessions released")
+        assert [active(b) for b in bmcs] == [2, 1, 1]
+        # a node that comes back is logged in again; one polled here but not
+        # retained (a command for a node just handed on) is closed after it
+        eng.retain(["n0", "n1"])
+        eng.submit([("power", nodes[1]), ("power", nodes[2])])
+        wait_for(lambda: len(got) == 5, 30, what="two more polls")
+        wait_for(lambda: len(eng.sessions) == 2, 10, what="n2's session released after its job")
+        assert [active(b) for b in bmcs] == [2, 2, 1]
+    finally:
+        eng.stop()

@@ -271,3 +271,20 @@ def test_enforcement_never_fights_an_action_in_flight(tmp_path):
     w.steps.ended("n1")
     w.actor.enforce(off)
     assert list(w.steps.corrections) == ["n1"]   # on waits for its fleet-wide slot
+
+
+def test_a_failing_wait_does_not_stop_a_daemons_loop():
+    """keep_running's wait (the worker's refreshes its metrics there) raised
+    outside the loop's try once, and the worker's main loop ended."""
+    from farm import daemon
+    steps, waits = [], []
+
+    def step():
+        steps.append(1)
+
+    def wait(seconds):
+        waits.append(seconds)
+        if len(waits) == 1:
+            raise RuntimeError("dictionary changed size during iteration")
+    daemon.keep_running(step, wait, lambda: len(steps) >= 3, 0.0, lambda: "x")
+    assert len(steps) == 3 and len(waits) == 3
