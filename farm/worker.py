@@ -162,23 +162,43 @@ class Worker:
         return node.driver if node is not None else "ipmi"
 
     def _watch_commands(self):
-        """Take the commands the CLI queues for this worker, one at a time."""
-        backoff = 0.5
+        """Take the commands the CLI queues for this worker, one at a time.
+        A command stays on this worker's taken list until it reached the
+        engine: one that met a Redis error is taken again; one that meets a
+        bug three times is dropped, said in the log (no hot loop)."""
+        backoff, failing = 0.5, (None, 0)
         while not self.stopping.is_set():
+            raw = None
             try:
-                command = self.store.next_command(self.my_id, timeout=1.0)
+                taken = self.store.next_command(self.my_id, timeout=1.0)
                 backoff = 0.5
-                if command is not None:
+                if taken is not None:
+                    raw, command = taken
                     # A command may follow a control change this loop has not
                     # read yet (`desired X none` then `power X on`): read it
                     # first, or the enforcer would undo the command.
                     self._follow_controls(self.store.control_version())
                     self.actor.take_command(command, time.time() - self.clock_skew,
                                             "power" in self.tasks)
-            except Exception:  # Redis away: keep trying, the CLI's wait is bounded
+                    self.store.ack_command(self.my_id, raw)
+                    failing = (None, 0)
+            except errors.BackendUnavailable:  # Redis away: keep trying, the CLI's wait is bounded
                 LOG.debug("command queue unavailable", exc_info=True)
                 self.stopping.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
+            except Exception:
+                failing = (raw, failing[1] + 1 if raw == failing[0] else 1)
+                LOG.exception("taking a command failed (%d of 3)", failing[1])
+                if raw is not None and failing[1] >= 3:
+                    self._drop_command(raw)
+                self.stopping.wait(backoff)
+
+    def _drop_command(self, raw):
+        LOG.error("dropped a command that failed three times: %s", raw[:200])
+        try:
+            self.store.ack_command(self.my_id, raw)
+        except errors.BackendUnavailable:
+            pass  # taken again, and dropped again, once Redis is back
 
     def _follow_controls(self, version):
         """Read the nodes' controls if Redis's control version is not ours

@@ -4,6 +4,7 @@ commands to a worker, with their replies."""
 import json
 
 REPLY_TTL = 120  # seconds a command's outcome waits for the CLI
+TAKEN_TTL = 3600  # a dead worker's taken list goes with its queue
 
 
 class Control:
@@ -76,10 +77,24 @@ class Control:
         self._do("command send", pipe.execute)
 
     def next_command(self, worker_id, timeout=1.0):
-        """The next command for this worker, or None after `timeout` seconds."""
-        got = self._do("command read", self._redis.blpop, [self._key("commands", worker_id)],
-                       timeout=timeout)
-        return json.loads(got[1]) if got else None
+        """(raw, command): the next command for this worker, or None after
+        `timeout` seconds. It is moved, not popped, onto the worker's taken
+        list and stays there, first in line again, until `ack_command`: a
+        command taken when a Redis error or a bug struck is not lost."""
+        queue, taken = self._key("commands", worker_id), self._key("commands", worker_id, "taken")
+        raw = self._do("command read", self._redis.lindex, taken, 0)
+        if raw is None:
+            raw = self._do("command read", self._redis.blmove, queue, taken, timeout,
+                           "LEFT", "RIGHT")
+            if raw is None:
+                return None
+            self._do("command read", self._redis.expire, taken, TAKEN_TTL)
+        return raw, json.loads(raw)
+
+    def ack_command(self, worker_id, raw):
+        """The command `raw` was handed to the engine: off the taken list."""
+        self._do("command ack", self._redis.lrem, self._key("commands", worker_id, "taken"), 1,
+                 raw)
 
     def reply(self, command_id, outcome):
         key = self._key("reply", command_id)

@@ -51,7 +51,10 @@ def every_operation(store):
     assert store.set_control("n0", "desired", "me", desired="on")
     assert store.controls()[1]["n0"]["desired"] == "on"
     store.send_command("w", {"id": "c1"}, 5)
-    assert store.next_command("w", timeout=0.1) == {"id": "c1"}
+    raw, command = store.next_command("w", timeout=0.1)
+    assert command == {"id": "c1"} and store.next_command("w", timeout=0.1)[1] == command
+    store.ack_command("w", raw)
+    assert store.next_command("w", timeout=0.1) is None
     store.reply("c1", {"ok": True})
     assert store.wait_reply("c1", 1) == {"ok": True}
     store.append_event({"node": "n0", "type": "action"})
@@ -101,3 +104,43 @@ def test_a_plain_namespace_is_refused_by_a_cluster(cluster):
             every_operation(store)
     finally:
         store.close()
+
+
+def test_a_command_taken_when_redis_failed_is_taken_again(store):
+    """The worker's command loop on a real Redis: the read of the control
+    version right after the take fails once (a Redis blip); the command is
+    not lost (it was popped, and gone, before LMOVE), it reaches the actor
+    once, and leaves the taken list."""
+    import threading
+    import types
+
+    from farm import errors
+    from farm.worker import Worker
+    handed, stopping = [], threading.Event()
+
+    class Blip:
+        failed = False
+
+        def __getattr__(self, name):
+            return getattr(store, name)
+
+        def control_version(self):
+            if not Blip.failed:
+                Blip.failed = True
+                raise errors.BackendUnavailable("Redis at x failed during control read")
+            return store.control_version()
+
+    def take_command(command, now, power):
+        handed.append(command)
+        stopping.set()
+    me = types.SimpleNamespace(
+        store=Blip(), stopping=stopping, my_id="w-blip", clock_skew=0.0, tasks={"power": 1},
+        _follow_controls=lambda version: None, _drop_command=None,
+        actor=types.SimpleNamespace(take_command=take_command))
+    store.send_command("w-blip", {"id": "c9", "node": "n0"}, 30)
+    loop = threading.Thread(target=Worker._watch_commands, args=(me,), daemon=True)
+    loop.start()
+    loop.join(20)
+    assert not loop.is_alive() and Blip.failed
+    assert handed == [{"id": "c9", "node": "n0"}]
+    assert store.next_command("w-blip", timeout=0.1) is None
