@@ -4,7 +4,8 @@ Results wait at most `flush_interval` and go out in one round trip per batch
 and task. While Redis is away only the newest result per node and task is
 kept (memory stays bounded by the node count; SEL results merge their
 entries, up to a cap) and writes are retried with backoff. Other writes a
-worker must not lose (action outcomes, maintenance) queue here too (`defer`).
+worker must not lose (action outcomes, maintenance) queue here too (`defer`),
+in order, none dropped.
 """
 
 import collections
@@ -51,23 +52,32 @@ class ResultWriter:
 
     def defer(self, fn, *args):
         """Run fn(store, *args) in the writer's thread, in order, retried
-        while Redis is away (bounded: the oldest go first past MAX_BATCH * 10)."""
+        while Redis is away. Never dropped: these are step outcomes, replies
+        and maintenance marks, which nothing else would write again. Their
+        number is bounded by the power actions under way when Redis went
+        away (a worker that cannot renew its acting lease starts none), a few
+        per node; the log says when the queue grows past MAX_BATCH * 10."""
         with self._cond:
             self._calls.append((fn, args))
-            while len(self._calls) > MAX_BATCH * 10:
-                self._calls.popleft()
+            if len(self._calls) == MAX_BATCH * 10:
+                LOG.warning("%d writes wait for Redis (step outcomes, replies, maintenance); "
+                            "none is dropped", len(self._calls))
             self._cond.notify()
 
     def _run_calls(self):
-        while self._calls:
-            fn, args = self._calls[0]
+        while True:
+            with self._cond:
+                if not self._calls:
+                    return
+                fn, args = self._calls[0]
             try:
                 fn(self._store, *args)
             except (BackendUnavailable, BackendRefused):
                 raise  # kept, retried with the results
             except Exception:  # a bug costs this one write, not the queue
                 LOG.exception("deferred write %s failed", getattr(fn, "__name__", fn))
-            self._calls.popleft()
+            with self._cond:  # only this thread takes from the left
+                self._calls.popleft()
 
     def _take(self):
         with self._cond:
