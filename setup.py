@@ -26,7 +26,12 @@ setup(
         "sushy>=5.0,<6",
         # farm-api: request validation and the OpenAPI document (docs/architecture.md)
         "fastapi>=0.110",
-        "uvicorn>=0.29",
+        # farm/api/slowloris.py subclasses uvicorn's httptools protocol (a header
+        # deadline): its shape is tested in tests/unit/test_library_internals.py
+        "uvicorn>=0.29,<1",
+        # selections' `key=~regex`: RE2 matches in linear time (Python's re took
+        # 2 s on a 27-character label for `(a+)+$`, doubling per character)
+        "google-re2>=1.1",
         # farm-api's scrape path (/ipmi): uvicorn takes uvloop and httptools when
         # present, redis-py hiredis; together 0.56 ms of CPU a scrape instead of
         # 1.1 ms (docs/benchmarks.md, section 10)

@@ -228,6 +228,19 @@ api_opts = [
                 help="ipmi_exporter's modules for GET /ipmi?target=NODE&module=NAME: "
                      "NAME:collector+collector,... with collectors among bmc, chassis, dcmi, "
                      "ipmi, sel (a scrape without module= uses `default`)."),
+    cfg.IntOpt("max_body_bytes", default=65536, min=1024, max=16 * 2**20,
+               help="The largest request body farm-api reads (413 past it); a bulk action's "
+                    "selection is at most 4 KiB. The token is checked before any body is read."),
+    cfg.FloatOpt("header_timeout", default=10.0, min=1.0, max=300.0,
+                 help="Seconds a client has to send a request's headers once it has connected "
+                      "or begun a request; slower connections are closed (slowloris)."),
+    cfg.IntOpt("max_connections", default=1000, min=10, max=1_000_000,
+               help="Connections and requests farm-api serves at once; more are answered "
+                    "503 at once. Keep it below the process's open-file limit "
+                    "(LimitNOFILE in farm-api.service)."),
+    cfg.IntOpt("max_long_polls", default=100, min=1, max=100_000,
+               help="GET /v1/events?wait= requests that may wait at once (on the event loop, "
+                    "each holding a Redis connection); more are answered 429."),
 ]
 
 GROUPS = {"coordination": coordination_opts, "worker": worker_opts,
@@ -349,6 +362,10 @@ class Api:
     tokens_file: str = "/etc/farm/api-tokens"
     enterprise_numbers_file: str = "/usr/share/misc/enterprise-numbers.txt"
     ipmi_modules: tuple = (("default", ("bmc", "chassis", "dcmi", "ipmi", "sel")),)
+    max_body_bytes: int = 65536
+    header_timeout: float = 10.0
+    max_connections: int = 1000
+    max_long_polls: int = 100
 
 
 @dataclasses.dataclass(frozen=True)

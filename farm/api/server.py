@@ -64,12 +64,15 @@ def main(config_file, config_dir, port):
         sock = listen(a.bind, a.port)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {a.bind}:{a.port}: {exc.strerror}") from None
+    from farm.api.guard import Guard
+    from farm.api.slowloris import with_header_timeout
     from farm.store.aio import AsyncReader
     reader = AsyncReader(settings.coordination.backend_url, settings.coordination.namespace)
-    app = create_app(store, tokens, settings, reader)
+    app = Guard(create_app(store, tokens, settings, reader), tokens, a.max_body_bytes)
     server = uvicorn.Server(uvicorn.Config(
         app, log_config=None, access_log=False, timeout_graceful_shutdown=GRACE,
-        server_header=False, **tls))
+        server_header=False, http=with_header_timeout(a.header_timeout),
+        limit_concurrency=a.max_connections, **tls))
     scheme = "https" if tls else "http"
     LOG.info("farm-api listening on %s://%s:%d (%d tokens)", scheme, a.bind,
              sock.getsockname()[1], len(tokens.entries))

@@ -11,13 +11,26 @@ noderange (pure: no Redis, no click).
 A name (after its ranges are expanded) that matches no node is an error that
 names it: xCAT silently drops unknown names, which turns a typo into a
 partial action. A selection that selects nothing is an error too.
+
+Selections come from API clients too, so each is bounded before the work it
+would cause: its length (MAX_LENGTH), the names its ranges expand to, all
+terms together (MAX_EXPANDED, counted before any is made), and a regex's
+length (MAX_REGEX). Regexes are RE2's, matched in time linear in the label
+(Python's `re` backtracks: `(a+)+$` took 2 s on 27 characters, doubling
+with each more).
 """
 
 import re
 
+import re2
+
 from farm.errors import FarmError
 
-MAX_EXPANDED = 1_000_000  # names one selection may expand to before it is refused
+MAX_LENGTH = 4096        # characters in a selection
+MAX_EXPANDED = 200_000   # names one selection's ranges may expand to, all terms together
+MAX_REGEX = 256          # characters in a `key=~regex` term's regex
+_RE2 = re2.Options()
+_RE2.log_errors = False  # a bad regex is the caller's error, not a line on stderr
 _RANGE = re.compile(r"\[([^\]]*)\]")
 _PART = re.compile(r"^(\d+)(?:-(\d+))?$")
 _LABEL = re.compile(r"^([A-Za-z][A-Za-z0-9_.-]{0,62})(=~|!=|=)(.*)$", re.S)
@@ -31,7 +44,9 @@ def parse(text):
     """[(exclude, [term, ...])] for `text`; raises SelectionError."""
     if not isinstance(text, str) or not text.strip():
         raise SelectionError("an empty selection")
-    items = []
+    if len(text) > MAX_LENGTH:
+        raise SelectionError(f"a selection of {len(text):,} characters; at most {MAX_LENGTH:,}")
+    raw_items = []
     for raw in _split(text.strip(), ","):
         item = raw.strip()
         exclude = item.startswith("-")
@@ -39,8 +54,14 @@ def parse(text):
             item = item[1:].strip()
         if not item:
             raise SelectionError(f"an empty item in {text!r}")
-        terms = [_term(t.strip(), text) for t in _split(item, "@")]
-        items.append((exclude, terms))
+        raw_items.append((exclude, [t.strip() for t in _split(item, "@")]))
+    # every name term counted before any is expanded: the cap is the whole
+    # selection's, and nothing past it is ever built
+    total = sum(_count(t) for _, terms in raw_items for t in terms if _is_names(t))
+    if total > MAX_EXPANDED:
+        raise SelectionError(f"{text[:60]!r}... names {total:,} nodes through its ranges, past "
+                             f"what one selection may name ({MAX_EXPANDED:,} in all)")
+    items = [(exclude, [_term(t, text) for t in terms]) for exclude, terms in raw_items]
     if items[0][0]:
         items.insert(0, (False, [("all",)]))  # "-n1" alone means all but n1
     return items
@@ -65,6 +86,30 @@ def _split(text, sep):
     return out
 
 
+def _is_names(term):
+    label = _LABEL.match(term)
+    return term not in ("", "all") and not (label and "[" not in label.group(1)) \
+        and not any(ch in term for ch in "=~!")
+
+
+def _count(pattern):
+    """How many names `pattern` expands to, counted without making them."""
+    parts = _RANGE.split(pattern)
+    count = 1
+    for i in range(1, len(parts), 2):
+        size = 0
+        for piece in parts[i].split(","):
+            m = _PART.match(piece.strip())
+            if not m:
+                raise SelectionError(f"{pattern!r}: [{parts[i]}] is not a range like [01-40] or "
+                                     f"[1,3,5-9]")
+            size += max(0, int(m.group(2) or m.group(1)) - int(m.group(1)) + 1)
+        count *= size
+        if count > MAX_EXPANDED:
+            return count  # enough to refuse; the product of more could be huge
+    return count
+
+
 def _term(term, text):
     if not term:
         raise SelectionError(f"an empty term in {text!r}")
@@ -74,10 +119,16 @@ def _term(term, text):
     if label and "[" not in label.group(1):
         key, op, value = label.groups()
         if op == "=~":
+            if len(value) > MAX_REGEX:
+                raise SelectionError(f"{key}=~: a regex of {len(value)} characters; at most "
+                                     f"{MAX_REGEX}")
             try:
-                return ("match", key, re.compile(value))
-            except re.error as exc:
-                raise SelectionError(f"{term!r}: not a regular expression ({exc})") from None
+                return ("match", key, re2.compile(value, options=_RE2))
+            except re2.error as exc:
+                reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) \
+                    else str(exc)
+                raise SelectionError(f"{term!r}: not a regular expression RE2 reads "
+                                     f"({reason})") from None
         return ("label", key, op, value)
     if any(ch in term for ch in "=~!"):
         raise SelectionError(f"{term!r}: a label term is key=value, key!=value or key=~regex")
@@ -85,14 +136,17 @@ def _term(term, text):
 
 
 def expand(pattern):
-    """The names a pattern with [a-b,c] ranges stands for, in order."""
+    """The names a pattern with [a-b,c] ranges stands for, in order (at most
+    MAX_EXPANDED, counted before any is made)."""
+    count = _count(pattern)
+    if count > MAX_EXPANDED:
+        raise SelectionError(f"{pattern!r} expands to {count:,} names, past what one selection "
+                             f"may name ({MAX_EXPANDED:,} in all)")
     parts = _RANGE.split(pattern)
+    choices = [_range(parts[i], pattern) for i in range(1, len(parts), 2)]
     names = [parts[0]]
-    for i in range(1, len(parts), 2):
-        choices = _range(parts[i], pattern)
-        names = [n + c + parts[i + 1] for n in names for c in choices]
-        if len(names) > MAX_EXPANDED:
-            raise SelectionError(f"{pattern!r} expands to more than {MAX_EXPANDED:,} names")
+    for i, options in enumerate(choices):
+        names = [n + c + parts[2 * i + 2] for n in names for c in options]
     return names
 
 
@@ -105,7 +159,7 @@ def _range(spec, pattern):
         first, last = m.group(1), m.group(2) or m.group(1)
         if int(last) < int(first):
             raise SelectionError(f"{pattern!r}: {piece.strip()} runs backwards")
-        if int(last) - int(first) >= MAX_EXPANDED:
+        if int(last) - int(first) >= MAX_EXPANDED or len(out) >= MAX_EXPANDED:
             raise SelectionError(f"{pattern!r}: {piece.strip()} is too long a range")
         # zero padding kept: [01-10] gives 01..10, [1-10] gives 1..10
         width = len(first) if first.startswith("0") else 0

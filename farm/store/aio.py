@@ -40,5 +40,15 @@ class AsyncReader:
             raise translated(self._where, "node read", exc) from exc
         return (json.loads(entry) if entry else None), state, sensors, seconds + micros / 1e6
 
+    async def events_after(self, after, block_ms, count=1000):
+        """Events newer than id `after`, waiting up to block_ms (None: not
+        at all): [(id, fields)], as Store.events_after."""
+        try:
+            got = await self._redis.xread({self._key("events"): after}, count=count,
+                                          block=block_ms)
+        except redis.RedisError as exc:
+            raise translated(self._where, "event read", exc) from exc
+        return got[0][1] if got else []
+
     async def close(self):
         await self._redis.aclose()

@@ -41,6 +41,8 @@ def test_api_systemd_unit():
     assert service["ExecStart"].split()[0].endswith("farm-api")
     assert service["Restart"] == "on-failure"
     assert int(service["TimeoutStopSec"]) > GRACE + 5  # the watchdog's budget
+    # open files for every connection [api] max_connections lets in, with room
+    assert int(service["LimitNOFILE"]) > 2 * conf.Api.max_connections
 
 
 def test_example_config_loads():

@@ -43,7 +43,7 @@ ADAPTERS = {
     "sushy": ("farm.bmc.redfish",),
     "oslo_config": ("farm.conf",),
     "fastapi": ("farm.api.app",),
-    "uvicorn": ("farm.api.server",),
+    "uvicorn": ("farm.api.server", "farm.api.slowloris"),
     "pyghmi": ("farm.sim",),
     "prometheus_client": ("farm.metrics", "farm.metrics_http"),
 }

@@ -114,3 +114,18 @@ def test_farm_api_connections_get_tcp_nodelay_from_asyncio():
             server.close()
 
     assert asyncio.run(accepted_nodelay()) != 0
+
+
+def test_uvicorns_httptools_protocol_has_what_the_header_deadline_wraps():
+    """farm/api/slowloris.py overrides these methods and uses these
+    attributes of uvicorn's HttpToolsProtocol (uvicorn pinned below 1)."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    for method in ("connection_made", "on_message_begin", "on_headers_complete",
+                   "connection_lost"):
+        assert callable(getattr(HttpToolsProtocol, method)), method
+    init = inspect.getsource(HttpToolsProtocol.__init__)
+    assert "self.loop =" in init
+    assert "self.transport = transport" in inspect.getsource(HttpToolsProtocol.connection_made)
+    assert "self.on_message_begin" not in init  # httptools calls it, not uvicorn itself
+    import uvicorn.config
+    assert "self.http_protocol_class = self.http" in inspect.getsource(uvicorn.config.Config.load)

@@ -99,3 +99,48 @@ def test_arbitrary_text_never_crashes(text):
         select(text)
     except SelectionError:
         pass
+
+
+def run_bounded(code, timeout=20):
+    """Run `code` in a fresh interpreter: a selection that would take
+    minutes (or gigabytes) fails the test at `timeout` instead of hanging it."""
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_a_catastrophic_regex_is_matched_in_linear_time():
+    """`(a+)+$` against 'a' * 40 + 'b': Python's re backtracks for hours
+    (2 s at 27 characters, doubling with each); RE2 answers at once."""
+    out = run_bounded(
+        "from farm.fleet import selection as s\n"
+        "items = s.parse('t26=~(a+)+$')\n"
+        "labels = s.LabelsOf(['n1'], lambda n: {'t26': 'a' * 40 + 'b'})\n"
+        "try:\n    s.resolve(items, ['n1'], labels)\n"
+        "except s.SelectionError as e:\n    print(e)\n")
+    assert out.returncode == 0 and "selects no node" in out.stdout, out.stderr
+
+
+def test_a_selection_is_bounded_before_its_work():
+    from farm.fleet import selection
+    with pytest.raises(SelectionError, match="at most 4,096"):
+        parse("n1," * 2000)
+    with pytest.raises(SelectionError, match="at most 256"):
+        parse("rack=~" + "a" * 300)
+    with pytest.raises(SelectionError, match="not a regular expression RE2 reads"):
+        parse(r"rack=~(a)\1")  # a backreference: no RE2, no backtracking
+    # ten terms of 100,000 names each: refused by counting, past the second
+    # (the cap was per term: 22.7 s and 1.27 GB)
+    out = run_bounded(
+        "from farm.fleet import selection as s\n"
+        "try:\n    s.parse(','.join(f'n{k}x[0-99999]' for k in range(10)))\n"
+        "except s.SelectionError as e:\n    print(e)\n"
+        # VmHWM: this process's peak (ru_maxrss would count the forking parent's)
+        "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])\n")
+    assert out.returncode == 0 and "past what one selection may name" in out.stdout, out.stderr
+    assert int(out.stdout.split()[-1]) < 100_000  # KiB: under 100 MB in all
+    # the budget is shared: two terms of 150,000 each are past 200,000 together
+    with pytest.raises(SelectionError, match="in all"):
+        parse("a[000001-150000],b[000001-150000]")
+    assert len(parse("a[000001-150000]")[0][1][0][1]) == 150_000 == selection.MAX_EXPANDED - 50_000

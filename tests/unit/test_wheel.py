@@ -132,7 +132,7 @@ def test_label_changes_while_polls_end_on_other_threads_lose_no_node():
     count, interval = 2000, 2.0
     wheel = Wheel(interval, width=0.05)
     wheel.set_nodes(relabelled(count, "0"))
-    polls, stop = queue.SimpleQueue(), threading.Event()
+    polls, stop, drained = queue.SimpleQueue(), threading.Event(), threading.Event()
     clock = [0.0]
 
     def poller():  # the owner: the only caller of due()
@@ -141,8 +141,8 @@ def test_label_changes_while_polls_end_on_other_threads_lose_no_node():
             for node in wheel.due(clock[0]):
                 polls.put(node.name)
 
-    def finisher():
-        while not stop.is_set() or not polls.empty():
+    def finisher():  # ends once the poller has ended and every poll is finished
+        while not drained.is_set() or not polls.empty():
             try:
                 wheel.done(polls.get(timeout=0.01), True)
             except queue.Empty:
@@ -156,8 +156,9 @@ def test_label_changes_while_polls_end_on_other_threads_lose_no_node():
         for i in range(200):
             wheel.set_nodes(relabelled(count, str(i)))
         stop.set()
-        for t in threads:
-            t.join(30)
+        threads[0].join(30)
+        drained.set()
+        threads[1].join(30)
         assert not any(t.is_alive() for t in threads)
     finally:
         sys.setswitchinterval(before)
