@@ -40,7 +40,7 @@ COMMAND_TTL = 30.0  # seconds a power command waits for its worker before it exp
 LEAD = 2.0          # seconds from writing a plan to its first wave (as the CLI)
 EXPOSITION = "text/plain; version=0.0.4; charset=utf-8"
 CHUNK = 65536  # /v1/targets goes out in pieces: a client that does not read holds one
-STREAM_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
+STREAM_ID = re.compile(r"^(\d{1,20})-(\d{1,20})\Z")
 LOG = logging.getLogger("farm.api")
 
 

@@ -21,21 +21,21 @@ from farm.errors import InventoryError
 from farm.model import Node
 
 # a name never begins with '-': in a selection that means "all but"
-NAME_RE = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,127}$")
-LABEL_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,127}\Z")
+LABEL_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,62}\Z")
 # values: no ',', '@', '=', '~', '!', '[' or spaces, which selections use
-LABEL_VALUE_RE = re.compile(r"^[A-Za-z0-9_.:/+-]{1,128}$")
+LABEL_VALUE_RE = re.compile(r"^[A-Za-z0-9_.:/+-]{1,128}\Z")
 MAX_LABELS = 32
-_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
 FIELDS = ("name", "address", "port", "username", "password", "password_file", "driver",
           "system_id", "verify_tls", "cipher_suites", "privilege", "kg", "workarounds", "labels")
 IPMI_ONLY = ("cipher_suites", "privilege", "kg", "workarounds")
 PRIVILEGES = ("user", "operator", "administrator")
 KG_MAX = 20  # bytes: K_g is a 20-byte key (IPMI 2.0 section 13.31), given in hex
-_HEX_RE = re.compile(r"^(0x)?([0-9A-Fa-f]{2}){1,20}$")
+_HEX_RE = re.compile(r"^(0x)?([0-9A-Fa-f]{2}){1,20}\Z")
 DRIVERS = ("ipmi", "redfish")
 REDFISH_MAX = 256  # bytes of a Redfish user name or password farm accepts
-_SYSTEM_ID_RE = re.compile(r"^[A-Za-z0-9._~/-]{1,256}$")
+_SYSTEM_ID_RE = re.compile(r"^[A-Za-z0-9._~/-]{1,256}\Z")
 DEFAULT_PORT = 623
 MAX_BYTES = 16 * 2**20  # about 170,000 nodes in YAML (parsed in ~20 s); larger files: split them
 IPMI_MAX = {"username": 16, "password": 20}  # bytes, IPMI 2.0 (section 22.29)
@@ -79,7 +79,10 @@ def _check_secrets(where, raw, problems, max_user, max_password, protocol):
                             f"worker hosts, got {_show(password_file)}")
     for field in secret_fields:
         value = raw.get(field)
-        if not isinstance(value, str) or not value:
+        if isinstance(value, str) and any(ch in value for ch in "\0\r\n"):
+            # never echoed; no BMC login form or ipmitool -P takes these
+            problems.append(f"{where}: field '{field}' contains a NUL or a line break")
+        elif not isinstance(value, str) or not value:
             shown = "<missing>" if value in (None, "") else f"a {type(value).__name__}"
             # The password's value is never echoed, even when it is wrong.
             problems.append(f"{where}: field '{field}' must be a non-empty string, got {shown}")
@@ -170,11 +173,20 @@ def _labels(where, value, problems):
     return tuple(sorted(pairs))
 
 
+def _scalar(value):
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
+
+
 def _listed(value):
-    """A YAML list, or a CSV cell 'a;b' (also 'a,b'), as a list of strings."""
-    if value in (None, ""):
+    """A YAML list, or a CSV cell 'a;b' (also 'a,b'), as a list of strings;
+    None when it is neither. An item that is not a scalar is never turned
+    into a string: str() of an alias bomb's list builds it (9 levels in 592
+    bytes: 79 s and 3.6 GB)."""
+    if value is None or value == "":
         return []
     if isinstance(value, list):
+        if len(value) > 64 or not all(_scalar(v) for v in value):
+            return None
         return [str(v).strip() for v in value]
     if isinstance(value, (str, int)) and not isinstance(value, bool):
         return [v.strip() for v in re.split(r"[;,]", str(value)) if v.strip()]
@@ -192,8 +204,9 @@ def _ipmi_settings(where, raw, problems):
     elif suites:
         out["cipher_suites"] = tuple(int(s) for s in suites)
     privilege = raw.get("privilege")
-    if privilege not in (None, ""):
-        privilege = {"admin": "administrator"}.get(privilege, privilege)
+    if privilege is not None and privilege != "":
+        if isinstance(privilege, str):  # (a list or a mapping is not a key to look up)
+            privilege = {"admin": "administrator"}.get(privilege, privilege)
         if privilege not in PRIVILEGES:
             problems.append(f"{where}: field 'privilege' must be one of {', '.join(PRIVILEGES)}, "
                             f"got {_show(raw.get('privilege'))}")

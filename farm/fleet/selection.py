@@ -32,8 +32,8 @@ MAX_REGEX = 256          # characters in a `key=~regex` term's regex
 _RE2 = re2.Options()
 _RE2.log_errors = False  # a bad regex is the caller's error, not a line on stderr
 _RANGE = re.compile(r"\[([^\]]*)\]")
-_PART = re.compile(r"^(\d+)(?:-(\d+))?$")
-_LABEL = re.compile(r"^([A-Za-z][A-Za-z0-9_.-]{0,62})(=~|!=|=)(.*)$", re.S)
+_PART = re.compile(r"^(\d+)(?:-(\d+))?\Z")
+_LABEL = re.compile(r"^([A-Za-z][A-Za-z0-9_.-]{0,62})(=~|!=|=)(.*)\Z", re.S)
 
 
 class SelectionError(FarmError):

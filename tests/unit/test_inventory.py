@@ -261,3 +261,67 @@ def test_labels_yaml_and_csv_and_their_errors():
 def test_names_may_not_begin_with_a_dash():
     with pytest.raises(InventoryError, match="not beginning with '-'"):
         inventory.parse("name,address,username,password\n-n1,10.0.0.1,u,p\n", "x.csv")
+
+
+def bomb_in(field):
+    """A 592-byte-class alias bomb (9 levels: 9**9 strings if expanded) in
+    one field of an otherwise good entry."""
+    head = BOMB.rsplit("nodes:", 1)[0]
+    return head + ("nodes: [{name: n1, address: 127.0.0.1, username: u, password: p, "
+                   f"{field}: *i}}]\n")
+
+
+@pytest.mark.parametrize("text,words", [
+    (bomb_in("workarounds"), "'workarounds' must list"),   # str() of the list built it: 79 s, 3.6 GB
+    (bomb_in("cipher_suites"), "'cipher_suites' must list"),
+    (bomb_in("labels"), "'labels' must be a mapping"),
+    (bomb_in("privilege"), "'privilege' must be one of"),
+    ("nodes: [{name: n1, address: 127.0.0.1, username: u, password: p, privilege: [admin]}]",
+     "nodes[0]: field 'privilege' must be one of"),          # was a TypeError traceback
+    ("nodes: [{name: n1, address: 127.0.0.1, username: u, password: p, privilege: {a: b}}]",
+     "nodes[0]: field 'privilege' must be one of"),
+])
+def test_hostile_fields_are_refused_in_bounded_memory(text, words):
+    """Each refused by a fresh interpreter, its peak memory (VmHWM) grown by
+    less than 50 MB over what importing farm took, within a deadline."""
+    import subprocess
+    import sys
+    code = ("import sys\nfrom farm.fleet import inventory\nfrom farm.errors import InventoryError\n"
+            "def peak():\n    return int([l.split()[1] for l in open('/proc/self/status') "
+            "if l.startswith('VmHWM')][0])\n"
+            "before = peak()\ntext = sys.stdin.read()\n"
+            "try:\n    inventory.parse(text, 'evil.yaml')\n    print('ACCEPTED')\n"
+            "except InventoryError as e:\n    print(e)\n"
+            "print(peak() - before)\n")
+    out = subprocess.run([sys.executable, "-c", code], input=text, capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 0, out.stderr[-1000:]
+    message, grown = out.stdout.rsplit("\n", 2)[0], int(out.stdout.split()[-1])
+    assert words in message, message
+    assert grown < 50_000, grown  # KiB
+
+
+@pytest.mark.parametrize("entry,words", [
+    ({"name": "good1\n"}, "field 'name'"),                  # `$` matched before the newline
+    ({"labels": {"rack": "r1\n"}}, "rack's value"),
+    ({"username": "ad\0min"}, "'username' contains a NUL"),
+    ({"password": "pw\0"}, "'password' contains a NUL"),
+    ({"password": "pw\nx"}, "'password' contains a NUL or a line break"),
+])
+def test_trailing_newlines_and_nuls_are_refused(entry, words):
+    raw = dict({"name": "good1", "address": "127.0.0.1", "username": "admin", "password": "pw"},
+               **entry)
+    import yaml
+    for text, filename in ((yaml.safe_dump({"nodes": [raw]}), "inv.yaml"),):
+        with pytest.raises(InventoryError) as err:
+            inventory.parse(text, filename)
+        assert words in str(err.value)
+        assert "pw\0" not in str(err.value) and "pw\nx" not in str(err.value)
+
+
+def test_a_nul_in_a_csv_secret_is_refused():
+    text = "name,address,username,password\nn1,127.0.0.1,adm\0in,pw\nn2,127.0.0.1,u,p\0w\n"
+    with pytest.raises(InventoryError) as err:
+        inventory.parse(text, "inv.csv")
+    assert "line 2: field 'username' contains a NUL" in str(err.value)
+    assert "line 3: field 'password' contains a NUL" in str(err.value)
