@@ -24,6 +24,10 @@ setup(
         "PyYAML>=6.0",
         # Redfish; farm's connector settings work around `retries or 3` (farm/bmc/redfish.py)
         "sushy>=5.0,<6",
+        # farm/bmc/redfish.py reads each answer itself (urllib3's read1) and
+        # hands requests the body (Response._content): shape-tested
+        "requests>=2.28,<3",
+        "urllib3>=2.0,<3",
         # farm-api: request validation and the OpenAPI document (docs/architecture.md)
         "fastapi>=0.110",
         # farm/api/slowloris.py subclasses uvicorn's httptools protocol (a header

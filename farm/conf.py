@@ -149,6 +149,14 @@ redfish_opts = [
                 help="Keep each Redfish BMC's HTTP connection between polls (sushy closes it "
                      "after every request, for BMCs that choke on persistent connections: "
                      "false restores that, at a TCP and TLS handshake per poll)."),
+    cfg.IntOpt("max_answer_bytes", default=4 * 2**20, min=65536, max=256 * 2**20,
+               help="The largest Redfish answer farm reads; a larger one is an error naming "
+                    "this limit, its connection closed (a SEL page of 1,000 entries is about "
+                    "1 MB)."),
+    cfg.IntOpt("max_members", default=1000, min=10, max=100_000,
+               help="The most members farm reads of one Redfish collection in one pass (log "
+                    "entries, sensors): more are left out, and entries a BMC lists by "
+                    "reference cost one GET each up to this number."),
 ]
 
 events_opts = [
@@ -345,6 +353,8 @@ class Bmc:
 class Redfish:
     pool_size: int = 64
     keep_alive: bool = True
+    max_answer_bytes: int = 4 * 2**20
+    max_members: int = 1000
 
 
 @dataclasses.dataclass(frozen=True)

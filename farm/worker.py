@@ -68,7 +68,9 @@ class Worker:
         from farm.polling.redfish_pool import RedfishPool  # sushy: imported by workers only
         self.executor = ByDriver(ipmi, RedfishPool(
             settings.redfish.pool_size, w.bmc_timeout, redfish_programs(load_tasks().values()),
-            self._on_results, timeouts=engine.timeouts, keep_alive=settings.redfish.keep_alive))
+            self._on_results, timeouts=engine.timeouts, keep_alive=settings.redfish.keep_alive,
+            max_answer_bytes=settings.redfish.max_answer_bytes,
+            max_members=settings.redfish.max_members))
         self.wheels = {name: Wheel(t.interval, width=0.05) for name, t in self.tasks.items()}
         self.scheduler = Scheduler(self.wheels, self._dispatch)
         self._reread_assignment = False

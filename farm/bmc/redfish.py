@@ -27,6 +27,11 @@ What farm sets, and why (docs/redfish.md):
   transport adapter that refuses any URL whose scheme, host or port is not
   the node's own (sushy keeps its requests session private: `_session`,
   pinned by tests/unit/test_library_internals.py).
+- A BMC's answer is bounded as a whole, not per read: requests' timeout is
+  per socket read, so a BMC dripping its body a byte a second held a thread
+  for as long as it liked. `_OriginGuard` reads each body itself (urllib3's
+  read1) against a deadline for the whole answer and a byte cap
+  (`[redfish] max_answer_bytes`), and closes the connection past either.
 """
 
 import logging
@@ -68,6 +73,13 @@ class OtherOrigin(requests.exceptions.RequestException):
     """A request to a URL outside the BMC's own origin, refused unsent."""
 
 
+class AnswerTooLarge(requests.exceptions.RequestException):
+    """An answer past [redfish] max_answer_bytes, cut off."""
+
+
+READ = 65536  # bytes asked of the socket at a time
+
+
 def origin(url):
     """(scheme, host, port) of a URL, the port defaulted by its scheme."""
     parts = urllib.parse.urlsplit(url)
@@ -78,40 +90,74 @@ def origin(url):
 class _OriginGuard(requests.adapters.BaseAdapter):
     """Sends through `inner` only requests to `allowed` (an origin); every
     other URL (a link, a redirect, a session service elsewhere) is refused
-    before a byte, a token or a password leaves."""
+    before a byte, a token or a password leaves. Each answer is read here,
+    whole, within `deadline` seconds and `max_bytes`."""
 
-    def __init__(self, inner, allowed):
+    def __init__(self, inner, allowed, deadline, max_bytes):
         super().__init__()
         self.inner, self.allowed = inner, allowed
+        self.deadline, self.max_bytes = deadline, max_bytes
 
-    def send(self, request, **kwargs):
+    def send(self, request, stream=False, **kwargs):
         if origin(request.url) != self.allowed:
             scheme, host, port = origin(request.url)
             raise OtherOrigin(f"the BMC pointed farm at {scheme}://{host}:{port}, not its own "
                               f"origin; farm sends nothing there", request=request)
-        return self.inner.send(request, **kwargs)
+        until = time.monotonic() + self.deadline
+        response = self.inner.send(request, stream=True, **kwargs)
+        chunks, size = [], 0
+        try:
+            while True:
+                if time.monotonic() > until:
+                    raise requests.exceptions.ReadTimeout(
+                        f"the BMC's answer took longer than {self.deadline:g} s in all",
+                        request=request)
+                data = response.raw.read1(READ, decode_content=True)  # one socket read's worth
+                if not data:
+                    break
+                size += len(data)
+                if size > self.max_bytes:
+                    raise AnswerTooLarge(f"the BMC's answer is larger than {self.max_bytes} "
+                                         f"bytes ([redfish] max_answer_bytes)", request=request)
+                chunks.append(data)
+        except BaseException:
+            response.close()  # the connection too: the rest of that answer is not wanted
+            raise
+        # requests' own attributes for a body already read (shape-tested in
+        # tests/unit/test_library_internals.py)
+        response._content = b"".join(chunks)  # noqa: SLF001
+        response._content_consumed = True  # noqa: SLF001
+        response.raw.release_conn()
+        return response
 
     def close(self):
         self.inner.close()
 
 
-def guard_origin(connector, address):
+def guard_origin(connector, address, deadline=30.0, max_bytes=4 * 2**20):
     """Wrap every transport adapter of sushy's connector in _OriginGuard."""
     session = connector._session  # noqa: SLF001 (sushy exposes no hook; pinned by a test)
     allowed = origin(address)
     for prefix in ("https://", "http://"):
-        session.mount(prefix, _OriginGuard(session.get_adapter(prefix), allowed))
+        session.mount(prefix, _OriginGuard(session.get_adapter(prefix), allowed, deadline,
+                                           max_bytes))
 
 
-def _refused_origin(exc):
+def _cause(exc, kind):
+    """The first `kind` in exc's chain (sushy keeps requests' error in
+    kwargs["error"]), or None."""
     e = exc
     for _ in range(6):
         if e is None:
             return None
-        if isinstance(e, OtherOrigin):
+        if isinstance(e, kind):
             return e
         e = getattr(e, "kwargs", {}).get("error") or e.__cause__ or e.__context__
     return None
+
+
+def _refused_origin(exc):
+    return _cause(exc, OtherOrigin)
 
 
 def translate(exc, what):
@@ -119,6 +165,9 @@ def translate(exc, what):
     refused = _refused_origin(exc)
     if refused is not None:
         return errors.BmcProtocolError(f"{what}: {refused}")
+    large = _cause(exc, AnswerTooLarge)
+    if large is not None:
+        return errors.BmcProtocolError(f"{what}: {large}")
     if isinstance(exc, sushy_exc.AccessError):
         return errors.BmcAuthError(f"{what}: the BMC refused the credentials (HTTP {exc.status_code})")
     if isinstance(exc, sushy_exc.ConnectionError):
@@ -143,13 +192,19 @@ def _short(exc):
     return text[:200]
 
 
+def _listed(value):
+    return value if isinstance(value, list) else []
+
+
 class RedfishBmc:
     """One BMC: a sushy root and its ComputerSystem, made on first use and
     kept (with its HTTP connection and session token) across polls."""
 
-    def __init__(self, node, timeout, on_login=lambda: None, keep_alive=True):
+    def __init__(self, node, timeout, on_login=lambda: None, keep_alive=True,
+                 max_bytes=4 * 2**20, max_members=1000):
         self.node = node
         self.timeout = timeout
+        self.max_bytes, self.max_members = max_bytes, max_members
         self.headers = {"Connection": "keep-alive"} if keep_alive else None
         self._on_login = on_login
         self._root = self._system = self._auth = self._conn = None
@@ -166,7 +221,7 @@ class RedfishBmc:
             self.node.address, verify=self._verify(), server_side_retries=1,
             server_side_retries_delay=0.01, default_request_timeout=self.timeout,
             connect_timeout=min(self.timeout, 3.0))
-        guard_origin(self._conn, self.node.address)
+        guard_origin(self._conn, self.node.address, self.timeout, self.max_bytes)
         self._root = sushy.Sushy(self.node.address, auth=self._auth, connector=self._conn)
         self._system = self._find_system()
         self._fresh = True
@@ -277,13 +332,16 @@ class RedfishBmc:
         def read():
             entries, _, capacity = self._log()
             doc = self._doc(entries)
-            members = list(doc.get("Members") or [])
+            members = _listed(doc.get("Members"))
             for _ in range(max_pages):
                 page = doc.get("Members@odata.nextLink")
-                if not isinstance(page, str):
+                if not isinstance(page, str) or len(members) >= self.max_members:
                     break
                 doc = self._doc(page)
-                members += doc.get("Members") or []
+                members += _listed(doc.get("Members"))
+            # at most max_members, so entries listed by reference cost at most
+            # that many GETs (a log of 1,000,000 was read one GET at a time)
+            members = members[:self.max_members]
             return [self._doc(m["@odata.id"]) if isinstance(m, dict) and "Id" not in m
                     and isinstance(m.get("@odata.id"), str) else m for m in members], capacity
         return self._call("event log", read)

@@ -34,9 +34,11 @@ class _Job:
 
 
 class RedfishPool:
-    def __init__(self, size, timeout, programs, on_results, timeouts=(), keep_alive=True):
+    def __init__(self, size, timeout, programs, on_results, timeouts=(), keep_alive=True,
+                 max_answer_bytes=4 * 2**20, max_members=1000):
         self.size = size
         self.keep_alive = keep_alive
+        self.limits = {"max_bytes": max_answer_bytes, "max_members": max_members}
         self.timeout = timeout
         self.timeouts = dict(timeouts)
         self.programs = programs        # program name -> fn(RedfishBmc, arg)
@@ -87,7 +89,7 @@ class RedfishPool:
         if held is not None:
             held[1].forget()  # the node changed (address, credentials): a new session
         bmc = RedfishBmc(node, self.timeouts.get("power", self.timeout), self._login,
-                         keep_alive=self.keep_alive)
+                         keep_alive=self.keep_alive, **self.limits)
         self.bmcs[node.name] = (node, bmc)
         return bmc
 

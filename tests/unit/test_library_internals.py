@@ -129,3 +129,19 @@ def test_uvicorns_httptools_protocol_has_what_the_header_deadline_wraps():
     assert "self.on_message_begin" not in init  # httptools calls it, not uvicorn itself
     import uvicorn.config
     assert "self.http_protocol_class = self.http" in inspect.getsource(uvicorn.config.Config.load)
+
+
+def test_requests_response_takes_a_body_read_elsewhere():
+    """farm/bmc/redfish.py reads each Redfish answer itself (a deadline for
+    the whole answer, a byte cap) and hands requests the body through
+    Response._content and _content_consumed, as requests' own adapters do."""
+    import requests
+    source = inspect.getsource(requests.models.Response.content.fget)
+    assert "self._content" in source and "self._content_consumed" in source
+    response = requests.models.Response()
+    response._content, response._content_consumed = b'{"a": 1}', True
+    response.status_code, response.encoding = 200, "utf-8"
+    assert response.json() == {"a": 1}
+    import urllib3
+    assert callable(urllib3.response.HTTPResponse.read1)
+    assert "decode_content" in inspect.signature(urllib3.response.HTTPResponse.read1).parameters
