@@ -1,6 +1,11 @@
 """In-memory stand-ins behind farm's Store and Membership interfaces, for
 logic tests of the worker's sync, the coordinator's step and the result
-writer (as dramatiq's StubBroker). Integration tests use the real Redis."""
+writer (as dramatiq's StubBroker). Integration tests use the real Redis.
+
+The lease and publish fences here mirror hold_lease.lua and publish.lua so
+the coordinator's logic can be driven in milliseconds; what guards a farm
+is the scripts, tested on a real Redis in
+tests/integration/test_coordination.py (test_the_leader_fence_is_redis_own_scripts)."""
 
 from farm.errors import BackendUnavailable
 

@@ -292,3 +292,34 @@ def test_redis_restart_recovers(farm, make_sim, tmp_path, namespace):
     finally:
         farm.stop_all()
         server.stop()
+
+
+def test_the_leader_fence_is_redis_own_scripts(store, redis_server, namespace, tmp_path):
+    """The coordinator's step on the real Store: the fences are hold_lease.lua
+    and publish.lua, not tests/memory.py's copies of them. A leader whose
+    lease another took publishes nothing and stands down; a publish by a
+    non-holder is refused by the script itself and changes nothing."""
+    import redis
+
+    from farm.coordination.identity import groups
+    from farm.coordinator import Coordinator
+    from tests.memory import MemoryMembership
+    from tests.unit.test_daemon_logic import settings
+    workers_group, _ = groups("t")
+    shared = {workers_group: {"w1": {"pool_size": 16}, "w2": {"pool_size": 16}}}
+    c = Coordinator(settings(tmp_path, leader_timeout=4), store, MemoryMembership("c1", shared),
+                    "c1")
+    c.step()
+    c.settle_until = 0.0
+    c.step()
+    first = store.assignment()
+    assert c.leading and set(first["members"]) == {"w1", "w2"} and first["leader"] == "c1"
+    # paused past its lease: another coordinator holds it now
+    redis.Redis(port=redis_server.port).set(f"{namespace}:leader", "c2", px=60_000)
+    shared[workers_group]["w3"] = {"pool_size": 16}
+    c.step()
+    assert not c.leading and store.assignment() == first
+    # publish.lua's own check, for a caller that believes it holds the lease
+    assert store.publish_assignment("c1", first["epoch"], ["w1", "w2", "w3"],
+                                    ["w3"] * len(first["placement"]), 1.0) == -1
+    assert store.assignment() == first
