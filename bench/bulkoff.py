@@ -34,12 +34,21 @@ from bench.common import Fleet, PrivateRedis, percentile
 from farm.sim.hardware import ControlJournal
 
 
-def wait(what, check, timeout):
+def wait(what, check, timeout, show=None):
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{what}: not within {timeout} s")
+            raise RuntimeError(f"{what}: not within {timeout} s" + (f" ({show()})" if show else ""))
         time.sleep(0.5)
+
+
+def script_names():
+    """SHA1 -> farm's Lua script name, as SLOWLOG shows scripts by SHA."""
+    import hashlib
+
+    from farm.store.connection import SCRIPTS
+    return {hashlib.sha1(text.encode()).hexdigest(): name  # noqa: S324 (Redis's own naming)
+            for name, text in SCRIPTS.items()}
 
 
 def fenced_lines(procs):
@@ -92,6 +101,11 @@ def main():
                     first.setdefault(name, t)
             late = sorted(first[s["node"]] - s["not_before"] for s in steps if s["node"] in first)
             slow = raw.slowlog_get(10_000)
+            scripts = script_names()
+            slow_kinds = collections.Counter(
+                scripts.get(e["command"].split()[1].decode()[:40], e["command"].split()[0].decode())
+                if e["command"].startswith(b"EVALSHA") else e["command"].split()[0].decode()
+                for e in slow)
             rows += [
                 ["one wave: commands per BMC, exactly one / none / more than one",
                  f"{sum(1 for n in names if per_bmc[n] == 1)} / "
@@ -100,13 +114,15 @@ def main():
                 ["one wave: a command's arrival at its BMC after the plan's send moment, "
                  "p50 / p99 / max (s)",
                  f"{percentile(late, 0.5):.2f} / {percentile(late, 0.99):.2f} / {late[-1]:.2f}"],
-                ["one wave: Redis calls over 10 ms (SLOWLOG), count / longest (ms)",
-                 f"{len(slow)} / {max((e['duration'] for e in slow), default=0) / 1000:.1f}"
-                 + (f" ({slow[0]['command'][:40]!r})" if slow else "")],
+                ["one wave: Redis calls over 10 ms (SLOWLOG), count / longest (ms) / which",
+                 f"{len(slow)} / {max((e['duration'] for e in slow), default=0) / 1000:.1f} / "
+                 + (", ".join(f"{k} x{n}" for k, n in slow_kinds.most_common()) or "none")],
                 ["one wave: 'fenced' lines in the workers' logs", fenced_lines(procs[1:]) - fenced0],
                 ["one wave: `farm nodes power all off` wall time (s)", round(wall, 1)],
             ]
-            wait("every node polled off", lambda: polled("off") == a.count, 120)
+            wait("every node polled off", lambda: polled("off") == a.count, 120,
+                 lambda: collections.Counter(s.get("power_state") for s in
+                                             store.node_states(names).values()))
 
             # 2. a staggered on, cancelled after its second wave
             batch = max(1, a.count // 10)

@@ -27,6 +27,7 @@ class Request:
     netfn: int
     command: int
     data: bytes = b""
+    acts: bool = False  # changes the server (Chassis Control): gated by the acting lease
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,13 +46,14 @@ class Job:
     cache) and `arg` what the submitter passed (a SEL cursor, an action)."""
 
     __slots__ = ("task", "node", "program", "gen", "deadline", "started", "internal",
-                 "logins", "error", "arg")
+                 "logins", "error", "arg", "sent")
 
     def __init__(self, task, node, program, internal=False, arg=None):
         self.task, self.node, self.program, self.internal = task, node, program, internal
         self.arg = arg
         self.gen = self.deadline = self.started = None
         self.logins = 0
+        self.sent = False  # a command of it left (on this session or one lost since)
         self.error = None  # the last rejected packet, reported if the deadline hits
 
 
@@ -171,16 +173,28 @@ class Session:
 
     def _send_ipmi(self, request, attempts=1):
         # A power action carries the acting lease it was decided under: no
-        # packet of it (a retransmission included) leaves once that ran out.
+        # packet of its acting command (a retransmission included) leaves once
+        # that ran out. Reads after it (the state read back) are not gated:
+        # refusing them after the command was answered put a done step back
+        # as "not sent", and it was sent again.
         not_after = getattr(self.job.arg, "not_after", None)
-        if not_after is not None and self.engine.now() >= not_after:
+        if request.acts and not_after is not None and self.engine.now() >= not_after:
             self.expect = self.packet = None
-            self._finish(error=errors.Fenced(
-                f"{self.job.task} not sent: the acting lease ran out"))
+            if self.job.sent:
+                # it went out before (a retransmission, or on a session lost
+                # since): the BMC may have acted. Not "not sent", which would
+                # put the step back to be sent again: a second command.
+                self._finish(error=errors.BmcTimeout(
+                    f"{self.job.task} sent, unanswered when the acting lease ran out; "
+                    f"the BMC may have acted"))
+            else:
+                self._finish(error=errors.Fenced(
+                    f"{self.job.task} not sent: the acting lease ran out"))
             return
         self.seq_out = (self.seq_out + 1) & 0xFFFFFFFF or 1
         message = rmcp.ipmi_request(request.netfn, request.command, self.rq_seq, request.data)
         self.request = request
+        self.job.sent = self.job.sent or request.acts
         self._send(rmcp.wrap(rmcp.IPMI, message, self.bmc_sid, self.seq_out, self.keys), attempts)
 
     def _send(self, packet, attempts=1):

@@ -20,6 +20,10 @@ LOG = logging.getLogger("farm.worker")
 COMMAND_HOLD = 120.0
 
 
+def _finish_steps(store, outcomes):
+    store.finish_steps(outcomes)
+
+
 class Actor:
     def __init__(self, my_id, power, lease, executor, writer, store, metrics):
         """`power`: the [power] settings; `lease`: the worker's ActingLease,
@@ -146,8 +150,8 @@ class Actor:
         self.metrics.actions.labels(action, {"pending": "fenced", "done": "ok"}.get(result, result),
                                     "operator").inc()
         after = getattr(outcome.value, "value", "") if outcome.ok else ""
-        self.writer.defer(lambda store, *a: store.finish_step(*a), action_id, name, self.my_id,
-                          attempt, result, error, after or "", outcome.latency)
+        self.writer.defer_many(_finish_steps, (action_id, name, self.my_id, attempt, result,
+                                               error, after or "", outcome.latency))
         if result == "pending":  # after the write: the re-read then finds it waiting
             self.writer.defer(lambda store: self.steps.reload())
 

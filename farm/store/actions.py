@@ -110,6 +110,21 @@ class Actions:
             action_id, name, worker, attempt, outcome, error or "", power_after or "",
             self.events_max_len, f"{latency:.3f}", ACTION_TTL]))
 
+    def finish_steps(self, outcomes):
+        """finish_step for many steps in one round trip (pipelined, not one
+        transaction: each script is atomic alone); [True/False] each."""
+        if not outcomes:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for (action_id, name, worker, attempt, outcome, error, power_after, latency) in outcomes:
+            head, nodes, grants = self._action_keys(action_id)
+            self._scripts["finish_step"](keys=[
+                self._key("step-of"), self._key("steps"), self._key("steps", "running"), head,
+                nodes, self._key("events"), grants], args=[
+                action_id, name, worker, attempt, outcome, error or "", power_after or "",
+                self.events_max_len, f"{latency:.3f}", ACTION_TTL], client=pipe)
+        return [bool(x) for x in self._do("step finish", pipe.execute)]
+
     def cancel_action(self, action_id, who):
         """(its state before, how many steps not started were dropped)."""
         head, nodes, _ = self._action_keys(action_id)

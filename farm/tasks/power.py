@@ -29,7 +29,7 @@ def act(node, memo, arg):
     after a change): the power state after, or None if the read failed.
     `arg` = (action, ...) with action one of ACTIONS."""
     action = arg[0]
-    response = yield Request(NETFN_CHASSIS, CHASSIS_CONTROL, bytes([ACTIONS[action]]))
+    response = yield Request(NETFN_CHASSIS, CHASSIS_CONTROL, bytes([ACTIONS[action]]), acts=True)
     if response.code:
         raise codes.refused(f"power {action}", response.code)
     response = yield Request(NETFN_CHASSIS, GET_CHASSIS_STATUS)

@@ -86,7 +86,8 @@ def clear_sel(node, memo, arg):
         raise errors.BmcProtocolError("Reserve SEL reply too short")
     action = 0xAA
     for _ in range(20):
-        got = yield Request(NETFN_STORAGE, CLEAR_SEL, reserved.data[:2] + b"CLR" + bytes([action]))
+        got = yield Request(NETFN_STORAGE, CLEAR_SEL, reserved.data[:2] + b"CLR" + bytes([action]),
+                            acts=action == 0xAA)  # starting the erasure is gated by the lease
         if got.code:
             raise codes.refused("Clear SEL", got.code)
         if got.data and got.data[0] & 0x0F == 0x01:

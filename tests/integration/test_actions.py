@@ -346,3 +346,22 @@ def test_a_plan_redis_cannot_hold_changes_nothing(store):
             store.create_action("inf", {"action": "on", "by": "me", "batch": 1, "interval": 1,
                                         "waves": 2}, [Step("f0", 0, now), Step("f1", 1, bad)])
         assert store.nodes_in_actions(["f0", "f1"]) == {} and store.action("inf") is None
+
+
+def test_a_worker_never_takes_its_own_running_step_again(store):
+    """A step whose hold ran out while its outcome waited in its own
+    worker's write queue (10,000 outcomes behind a slow write): that worker
+    knows it sent it and must not send it again; another worker, which
+    cannot know, takes it over (on and off only)."""
+    from farm.model import Node
+    from farm.power.plan import Step
+    store.import_nodes([Node("o0", "127.0.0.1", 1000, "u", "p")])
+    past = store.server_time() - 1
+    store.create_action("own", {"action": "off", "by": "me", "batch": 5, "interval": 0,
+                                "waves": 1}, [Step("o0", 0, past)])
+    (taken,), _ = store.claim_steps("own", "w1", 0, [("o0", 0)], 0.0, 0.0, 0.0)
+    assert taken[:2] == ("o0", 1)
+    assert store.claim_steps("own", "w1", 0, [("o0", 0)], 0.0, 0.0, 0.0) == ([], None)
+    assert store.action_steps("own")["o0"]["attempt"] == 1
+    assert store.finish_steps([("own", "o0", "w1", 1, "done", "", "off", 0.01)]) == [True]
+    assert store.action("own")["state"] == "done"

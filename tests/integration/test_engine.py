@@ -219,3 +219,4 @@ def test_one_engine_many_bmcs_one_session_each(make_sim):
         assert sum(o.value is PowerState.OFF for o in outcomes) == 40
     finally:
         eng.stop()
+

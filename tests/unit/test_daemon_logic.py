@@ -309,3 +309,25 @@ def test_deferred_writes_are_kept_in_order_through_an_outage():
     store.down = False
     assert writer.flush() is True
     assert written == list(range(25_000))
+
+
+def test_step_outcomes_go_out_in_batches_in_order():
+    """Consecutive step outcomes are one store call each run (pipelined in
+    the real Store), other deferred writes keep their place between them."""
+    store = MemoryStore()
+    writer = ResultWriter(store, flush_interval=0.01)
+    calls = []
+
+    def many(s, items):
+        calls.append(("many", list(items)))
+
+    def one(s, x):
+        calls.append(("one", x))
+    for i in range(1200):
+        writer.defer_many(many, i)
+    writer.defer(one, "reply")
+    writer.defer_many(many, 1200)
+    assert writer.flush() is True
+    assert [kind for kind, _ in calls] == ["many", "many", "many", "one", "many"]
+    flat = [x for kind, items in calls if kind == "many" for x in items]
+    assert flat == list(range(1201)) and max(len(i) for k, i in calls if k == "many") == 500

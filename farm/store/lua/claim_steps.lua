@@ -6,8 +6,9 @@
 -- at the moment given, not when its claim returned: the claims' own jitter
 -- never reaches the BMCs. A step is taken only while the assignment still
 -- gives the worker its node and the action still runs. A step left running
--- past its hold (its worker died) is taken again for on and off, which are
--- safe to repeat, and failed for cycle and reset, which are not.
+-- past its hold (its worker died) is taken again, by another worker, for on
+-- and off, which are safe to repeat, and failed for cycle and reset, which
+-- are not.
 -- KEYS[1] assignment, KEYS[2] step-of, KEYS[3] steps zset, KEYS[4] running
 -- zset, KEYS[5] action hash, KEYS[6] its nodes hash, KEYS[7] its send times,
 -- KEYS[8] the event stream.
@@ -81,7 +82,10 @@ for i = 9, #ARGV, 2 do
     local at = tonumber(redis.call('ZSCORE', KEYS[3], name) or now)
     due = at <= now + lead
     if not due and (retry == nil or at < retry) then retry = at end
-  elseif step and step.state == 'running' then
+  elseif step and step.state == 'running' and step.worker ~= ARGV[1] then
+    -- (never its own: a worker knows whether it sent a step, and its outcome
+    -- may still be on its way here; taking it again sent the BMC a second
+    -- command when 10,000 outcomes queued behind a slow write)
     due = tonumber(redis.call('ZSCORE', KEYS[4], name) or now + 1) <= now
     if due and action ~= 'on' and action ~= 'off' then
       fail_left_running(name, step, action .. ' is not repeated (the BMC may have acted)')
