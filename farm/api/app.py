@@ -283,7 +283,8 @@ def create_app(store, tokens, settings, reader):
                                        body.spread_by, by(who), LEAD)
         except views.Refused as exc:
             status = {"node_in_maintenance": 409, "no_live_worker": 503,
-                      "node_busy": 409, "invalid_plan": 400}.get(exc.code, 404)
+                      "node_busy": 409, "invalid_plan": 400,
+                      "action_expired": 503}.get(exc.code, 404)
             raise ApiError(status, exc.code, str(exc)) from None
         return {"id": action_id, "nodes": len(steps), "waves": steps[-1].wave + 1,
                 "first_at": steps[0].not_before, "last_at": steps[-1].not_before,

@@ -21,6 +21,8 @@ cancelling. A node is in at most one unfinished action (as a node lock).
 import json
 
 ACTION_TTL = 7 * 86400  # seconds a finished action stays readable
+CREATE_PAGE = 1000     # steps written by one script call (a few milliseconds)
+STAGING_TIME = 60      # seconds a large plan's pages may take to write
 
 
 class ActionConflict(Exception):
@@ -39,23 +41,73 @@ class Actions:
 
     def create_action(self, action_id, record, steps):
         """Write a plan (`steps`: farm.power.plan.Step, earliest first) or nothing:
-        ActionConflict names the node that stops it. Redis's creation time."""
+        ActionConflict names the node that stops it. Redis's creation time.
+
+        Up to CREATE_PAGE steps in one script call. A larger plan is staged a
+        page a call (a script runs alone: one call of 10,000 steps held
+        Redis for 36 ms) and started by one more; if a page is refused the
+        pages before it are let go of. A writer that dies while staging holds
+        its nodes for STAGING_TIME seconds at most."""
+        pages = [steps[i:i + CREATE_PAGE] for i in range(0, len(steps), CREATE_PAGE)] or [[]]
+        state = "running" if len(pages) == 1 else "preparing"
+        written = []
+        try:
+            for page in pages:
+                created = self._create_page(action_id, record, page, state)
+                written.append(page)
+            if state == "preparing":
+                self._finish_create(action_id, "start")
+        except ActionConflict:
+            if written:
+                self._abort_create(action_id, written)
+            raise
+        return created
+
+    def _create_page(self, action_id, record, page, state):
         args = [action_id, record["action"], record["by"], record["batch"], record["interval"],
-                record.get("spread_by") or "", record["waves"], self._key("actions")]
-        for s in steps:
+                record.get("spread_by") or "", record["waves"], self._key("actions"), state,
+                STAGING_TIME]
+        for s in page:
             args += [s.node, s.wave, repr(s.not_before)]
         head, nodes, _ = self._action_keys(action_id)
         got = self._do("action create", self._scripts["create_action"], keys=[
             self._key("names"), self._key("step-of"), self._key("steps"), self._key("actions"),
-            head, nodes, self._key("actions", "version")], args=args)
+            head, nodes, self._key("actions", "version"), self._key("actions", "staging")],
+            args=args)
         if got[0] == "unknown":
             raise ActionConflict(f"no node named {got[1]}", "node_not_found")
         if got[0] == "invalid":
             raise ValueError(f"the send time of {got[1]} is not a finite number")
+        if got[0] == "expired":
+            raise ActionConflict(f"writing action {action_id} took longer than {STAGING_TIME} s; "
+                                 f"nothing of it runs", "action_expired")
         if got[0] == "busy":
             raise ActionConflict(f"{got[1]} is in action {got[2]}, not finished "
                                  f"(`farm actions cancel {got[2]}` drops its steps not started)")
         return float(got[1])
+
+    def _finish_create(self, action_id, how, names=(), last=False):
+        head, nodes, _ = self._action_keys(action_id)
+        got = self._do("action create", self._scripts["finish_create"], keys=[
+            self._key("step-of"), self._key("steps"), self._key("actions"), head, nodes,
+            self._key("actions", "version"), self._key("actions", "staging")],
+            args=[action_id, how, "last" if last else "", self._key("actions"), *names])
+        if got[0] == "expired":
+            self._abort_create(action_id, None)
+            raise ActionConflict(f"writing action {action_id} took longer than {STAGING_TIME} s; "
+                                 f"nothing of it runs", "action_expired")
+
+    def _abort_create(self, action_id, pages):
+        """Let go of the nodes a staging holds (`pages` written, or all of its
+        own nodes hash when None), a page a call, then drop it."""
+        if pages is None:
+            names = sorted(self._do("action read", self._redis.hkeys,
+                                    self._key("action", action_id, "nodes")))
+            pages = [names[i:i + CREATE_PAGE] for i in range(0, len(names), CREATE_PAGE)]
+        else:
+            pages = [[s.node for s in page] for page in pages]
+        for i, page in enumerate(pages or [[]]):
+            self._finish_create(action_id, "abort", page, last=i == len(pages or [[]]) - 1)
 
     def actions_channel(self):
         return self._key("actions")

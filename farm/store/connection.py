@@ -17,7 +17,7 @@ EVENTS_MAXLEN = 100_000
 SCRIPT_NAMES = ("write_results", "hold_lease", "release_lease", "publish", "write_sensors",
                 "write_sel", "set_control", "remove_nodes", "recount", "report_worker",
                 "append_owned_event", "create_action", "claim_steps", "finish_step",
-                "cancel_action", "take_slots")
+                "cancel_action", "take_slots", "finish_create")
 SCRIPTS = {name: (files("farm.store.lua") / f"{name}.lua").read_text() for name in SCRIPT_NAMES}
 
 

@@ -365,3 +365,43 @@ def test_a_worker_never_takes_its_own_running_step_again(store):
     assert store.action_steps("own")["o0"]["attempt"] == 1
     assert store.finish_steps([("own", "o0", "w1", 1, "done", "", "off", 0.01)]) == [True]
     assert store.action("own")["state"] == "done"
+
+
+def test_a_large_plan_is_written_in_pages_or_not_at_all(store, monkeypatch):
+    """Past a page of steps a plan is staged a page a call and then started:
+    whole when it starts; nothing of it left when a later page meets a busy
+    node; and a staging whose writer died lets its nodes go once its time
+    has passed (to a new plan, and to the claims of their owners)."""
+    from farm.model import Node
+    from farm.power.plan import Step
+    from farm.store import actions as store_actions
+    from farm.store import ActionConflict
+    monkeypatch.setattr(store_actions, "CREATE_PAGE", 100)
+    names = [f"p{i:03d}" for i in range(250)]
+    store.import_nodes([Node(n, "127.0.0.1", 1000, "u", "p") for n in names])
+    at = store.server_time() + 60
+    record = {"action": "on", "by": "me", "batch": 10, "interval": 1, "waves": 25}
+    store.create_action("big", record, [Step(n, i // 10, at + i // 10) for i, n in enumerate(names)])
+    big = store.action("big")
+    assert big["state"] == "running" and (big["total"], big["pending"]) == (250, 250)
+    assert set(store.nodes_in_actions(names).values()) == {"big"}
+    assert store.cancel_action("big", "me") == ("running", 250)
+    # a plan whose third page meets a busy node: its first two pages let go
+    store.create_action("holder", record, [Step(names[-1], 0, at)])
+    with pytest.raises(ActionConflict):
+        store.create_action("late", record, [Step(n, 0, at) for n in names])
+    assert store.nodes_in_actions(names) == {names[-1]: "holder"} and store.action("late") is None
+    # a writer that died after its first page: its nodes are held until its
+    # staging time has passed, then another plan, or a claim, frees them
+    monkeypatch.setattr(store_actions, "STAGING_TIME", 1)
+    store._create_page("dead", record, [Step(n, 0, at) for n in names[:100]], "preparing")
+    assert store.nodes_in_actions(names[:1]) == {names[0]: "dead"}
+    with pytest.raises(ActionConflict, match="is in action dead"):
+        store.create_action("early", record, [Step(names[0], 0, at)])
+    wait_for(lambda: store.server_time() > store.action("dead")["created"] + 1.1, 10,
+             what="the staging's time to pass")
+    store.create_action("after", record, [Step(names[0], 0, at)])
+    assert store.nodes_in_actions(names[:2]) == {names[0]: "after", names[1]: "dead"}
+    assert store.claim_steps("dead", "w", 0, [(names[1], 0)], 5.0, 0.0, 0.0) == ([], None)
+    held = store.nodes_in_actions(names[1:100])
+    assert names[1] not in held and len(held) == 98  # the rest, as each comes due

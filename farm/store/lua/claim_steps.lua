@@ -60,6 +60,19 @@ if a[1] == 'cancelled' then
   if redis.call('HEXISTS', KEYS[5], 'finished_at') == 0 then finish_if_last() end
   return {''}
 end
+if a[1] == 'preparing' then
+  -- a staged plan never started (its writer died): past its time, the nodes
+  -- asked about are let go of, as they come due
+  if tonumber(redis.call('HGET', KEYS[5], 'expires_at') or 0) < now then
+    for i = 9, #ARGV, 2 do
+      if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[4] then
+        redis.call('HDEL', KEYS[2], ARGV[i])
+        redis.call('ZREM', KEYS[3], ARGV[i])
+      end
+    end
+  end
+  return {''}
+end
 if a[1] ~= 'running' then return {''} end
 local batch, action = tonumber(a[2]), a[3]
 local lead, window = tonumber(ARGV[6]), tonumber(a[4]) + tonumber(ARGV[7])
