@@ -19,9 +19,9 @@ LOG = logging.getLogger(__name__)
 
 # Results written in one script call. A Redis script runs alone: 2,000 took
 # about 33 ms on a 2-core host (SLOWLOG, bench bulk-off), holding every other
-# client; 500 keep a call near 8 ms, and 100,000 nodes a minute are still
-# only a few calls a second.
-MAX_BATCH = 500
+# client, and 500 up to 14.5 ms on a busy one; 250 keep a call under 10 ms,
+# and 100,000 nodes a minute are still only 7 calls a second.
+MAX_BATCH = 250
 DEFERRED_WARN = 20_000  # deferred writes waiting before the log says so
 
 
