@@ -141,8 +141,10 @@ def test_ipmi_matches_ipmi_exporter_on_farm_sim(make_sim, store, redis_server, n
     nodes = import_sim(sim, store)
     hung = {i for i in pick(5, 0.2, 0)}
     cfg = config(tmp_path, redis_server, namespace, path)
+    # the exporter first: where it cannot start, no daemon is left behind
+    exporter = Exporter(tmp_path, sim.username, sim.password)
     proc, wlog = start_worker(tmp_path, cfg)
-    api, exporter = Api(tmp_path, cfg), Exporter(tmp_path, sim.username, sim.password)
+    api = Api(tmp_path, cfg)
     try:
         healthy = [(i, n) for i, n in enumerate(nodes) if i not in hung]
         wait_for(lambda: all_read(store, [n.name for _, n in healthy]), 60,
@@ -189,9 +191,9 @@ def test_ipmi_matches_ipmi_exporter_on_openipmi_ipmi_sim(ipmi_sims, store, redis
     bmcs[1].ipmitool("chassis", "power", "off")
     cfg = config(tmp_path, redis_server, namespace, path)
     names = import_inventory(tmp_path, cfg, bmcs)
+    exporter = Exporter(tmp_path, USER, PASSWORD, workarounds=["opensesspriv"])
     proc, wlog = start_worker(tmp_path, cfg)
     api = Api(tmp_path, cfg)
-    exporter = Exporter(tmp_path, USER, PASSWORD, workarounds=["opensesspriv"])
     try:
         wait_for(lambda: all_read(store, names), 60, what="every node's power, sensors and SEL")
         for bmc, name in zip(bmcs, names, strict=True):
@@ -241,8 +243,9 @@ def test_prometheus_scrapes_the_same_series_from_farm_and_ipmi_exporter(
                    hot_fraction=0)
     nodes = import_sim(sim, store)
     cfg = config(tmp_path, redis_server, namespace, path)
+    exporter = Exporter(tmp_path, sim.username, sim.password)
     proc, wlog = start_worker(tmp_path, cfg)
-    api, exporter = Api(tmp_path, cfg), Exporter(tmp_path, sim.username, sim.password)
+    api = Api(tmp_path, cfg)
     doc = documented_scrape_config(api, tmp_path / "reader.token")
     doc["global"] = {"scrape_interval": "2s", "scrape_timeout": "2s"}
     # the job it replaces: the same relabelling, to ipmi_exporter, BMCs by address
