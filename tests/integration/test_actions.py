@@ -374,8 +374,8 @@ def test_a_large_plan_is_written_in_pages_or_not_at_all(store, monkeypatch):
     has passed (to a new plan, and to the claims of their owners)."""
     from farm.model import Node
     from farm.power.plan import Step
-    from farm.store import actions as store_actions
     from farm.store import ActionConflict
+    from farm.store import actions as store_actions
     monkeypatch.setattr(store_actions, "CREATE_PAGE", 100)
     names = [f"p{i:03d}" for i in range(250)]
     store.import_nodes([Node(n, "127.0.0.1", 1000, "u", "p") for n in names])
