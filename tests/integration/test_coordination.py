@@ -12,7 +12,7 @@ import pytest
 
 from farm.coordination import placement
 from farm.store import Store
-from tests.conftest import script, wait_for, write_config
+from tests.conftest import metrics_of, script, wait_for, write_config
 from tests.integration.test_worker import import_sim
 
 MEMBERSHIP_TIMEOUT = 3.0
@@ -167,6 +167,14 @@ def test_workers_share_nodes_and_survive_faults(farm, make_sim, redis_server, na
     assert len(moved) == sum(1 for owner in a4["placement"] if owner == newcomer)
     joined = time.time()
     wait_for(lambda: polled_by_owner(store, nodes, a4, joined), 20, what="polls follow the new owners")
+    # each worker keeps sessions only with the BMCs it owns now: the three
+    # that gave partitions away closed the others' (they kept all 60 before)
+    owned = collections.Counter(a4["placement"][placement.partition_of(n.name, PARTITIONS)]
+                                for n in nodes)
+    for proc in [*workers, fourth]:
+        me = member_of(proc, store)
+        wait_for(lambda p=proc, m=me: metrics_of(p.log_path)["farm_bmc_endpoints"] == owned[m],
+                 INTERVAL * 5, interval=0.2, what=f"{me}'s BMC endpoints to equal its nodes")
     doubles = max(log.double_window(a3["placement"][p], newcomer, before_join) for p in moved)
     join_gap = log.longest_gap(before_join, time.time())
 
