@@ -40,6 +40,15 @@ def busiest_window(times, width):
     return most
 
 
+def journaled_fleet(count, work, off_fraction):
+    """(Fleet, journal path): lean BMCs that journal every Chassis Control,
+    with still sensors and no SEL growth."""
+    journal = os.path.join(work, "controls.log")
+    return Fleet(count, 0.0, work, sim_args=[
+        "--off-fraction", str(off_fraction), "--control-log", journal, "--sensor-period", "0",
+        "--sel-interval", "0"]), journal
+
+
 def farm(conf, *args, timeout=900):
     t = time.monotonic()
     out = subprocess.run([os.path.join(BIN, "farm"), *args, "--config-file", conf],
@@ -56,9 +65,7 @@ def main():
     ap.add_argument("--write-docs", action="store_true")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="farm-actions-")
-    journal = os.path.join(work, "controls.log")
-    fleet = Fleet(a.count, 0.0, work, sim_args=["--off-fraction", "1", "--control-log", journal,
-                                                "--sensor-period", "0", "--sel-interval", "0"])
+    fleet, journal = journaled_fleet(a.count, work, 1)
     procs = []
     try:
         with PrivateRedis(work) as redis:

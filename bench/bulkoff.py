@@ -29,8 +29,8 @@ import time
 import redis as redis_py
 
 from bench import common, report
-from bench.actions import farm
-from bench.common import Fleet, PrivateRedis, percentile
+from bench.actions import farm, journaled_fleet
+from bench.common import PrivateRedis, percentile
 from farm.sim.hardware import ControlJournal
 
 
@@ -66,9 +66,7 @@ def main():
     ap.add_argument("--write-docs", action="store_true")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="farm-bulkoff-")
-    journal = os.path.join(work, "controls.log")
-    fleet = Fleet(a.count, 0.0, work, sim_args=["--off-fraction", "0", "--control-log", journal,
-                                                "--sensor-period", "0", "--sel-interval", "0"])
+    fleet, journal = journaled_fleet(a.count, work, 0)
     procs, rows = [], []
     try:
         with PrivateRedis(work) as redis:
