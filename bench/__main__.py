@@ -15,6 +15,7 @@
                   a cancel mid-plan: nodes left locked
   ipmi            /ipmi from farm-api at 100,000 nodes against the real ipmi_exporter
   api-hostile     /ipmi while the adversarial probe's clients run; their 4xx times
+  redfish-hostile healthy nodes' intervals beside dripping and oversized Redfish BMCs
 """
 
 import runpy
@@ -24,7 +25,8 @@ MODULES = {"compare": "bench.compare", "engine": "bench.engine", "scale": "bench
            "churn": "bench.churn", "cli": "bench.cli", "scaleout": "bench.scaleout",
            "faults": "bench.faults", "tasks": "bench.tasks", "redfish": "bench.redfish",
            "login": "bench.login", "actions": "bench.actions", "ipmi": "bench.ipmi",
-           "bulk-off": "bench.bulkoff", "api-hostile": "bench.hostile_api"}
+           "bulk-off": "bench.bulkoff", "api-hostile": "bench.hostile_api",
+           "redfish-hostile": "bench.hostile_redfish"}
 
 if len(sys.argv) < 2 or sys.argv[1] not in MODULES:
     print(__doc__.strip(), file=sys.stderr)
