@@ -184,7 +184,9 @@ class Worker:
                                             "power" in self.tasks)
                     self.store.ack_command(self.my_id, raw)
                     failing = (None, 0)
-            except errors.BackendUnavailable:  # Redis away: keep trying, the CLI's wait is bounded
+            except (errors.BackendUnavailable, errors.BackendRefused):
+                # Redis away (or refusing us: the main loop ends the daemon on
+                # that): keep trying, the CLI's wait is bounded
                 LOG.debug("command queue unavailable", exc_info=True)
                 self.stopping.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
@@ -199,7 +201,7 @@ class Worker:
         LOG.error("dropped a command that failed three times: %s", raw[:200])
         try:
             self.store.ack_command(self.my_id, raw)
-        except errors.BackendUnavailable:
+        except (errors.BackendUnavailable, errors.BackendRefused):
             pass  # taken again, and dropped again, once Redis is back
 
     def _follow_controls(self, version):
