@@ -3,7 +3,7 @@
 # starts its own redis-server and simulated fleet and writes its tables into
 # docs/benchmarks.md (and the staleness plot into docs/staleness.png).
 # Needs: redis-server, ipmitool, ipmipower (Debian: freeipmi-tools), ipmi_sim (openipmi),
-# wrk and prometheus-ipmi-exporter (bench ipmi), and
+# wrk and prometheus-ipmi-exporter (bench ipmi, api-hostile), and
 # `pip install -e '.[bench]'` (matplotlib). About 100 minutes on 2 cores.
 set -eu
 cd "$(dirname "$0")/.."
@@ -21,3 +21,6 @@ $PY -m bench redfish --count 1000 --write-docs
 $PY -m bench login --count 20 --rounds 5 --write-docs
 $PY -m bench actions --count 10000 --batch 200 --interval 2 --write-docs
 $PY -m bench ipmi --count 100000 --live 200 --duration 20 --write-docs
+$PY -m bench bulk-off --count 10000 --write-docs
+$PY -m bench api-hostile --count 10000 --duration 15 --write-docs
+$PY -m bench redfish-hostile --interval 10 --window 90 --write-docs
