@@ -22,7 +22,6 @@ import argparse
 import collections
 import json
 import os
-import sys
 import tempfile
 import time
 
@@ -148,12 +147,8 @@ def main():
     finally:
         common.stop(procs)
         fleet.stop()
-    table = report.table([f"bulk power, {a.count:,} nodes, {a.workers} worker(s)", "measured"],
-                         rows)
-    print(table)
-    print(f"work directory: {work}", file=sys.stderr)
-    if a.write_docs:
-        report.section("bulk-off", table)
+    report.publish("bulk-off", [f"bulk power, {a.count:,} nodes, {a.workers} worker(s)", "measured"],
+                   rows, work, a.write_docs)
 
 
 if __name__ == "__main__":

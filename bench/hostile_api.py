@@ -18,7 +18,6 @@ request's time to its answer (p50/p99/max, by kind), and farm-api's RSS.
 
 import argparse
 import socket
-import sys
 import tempfile
 import threading
 import time
@@ -168,12 +167,8 @@ def main():
         rows.append([f"{kind}: answers, time to the answer p50 / p99 / max (ms)",
                      f"{len(times)}, {percentile(times, 0.5) * 1000:.1f} / "
                      f"{percentile(times, 0.99) * 1000:.1f} / {times[-1] * 1000:.1f}"])
-    table = report.table([f"farm-api, {a.count:,} nodes, under the probe's clients", "measured"],
-                         rows)
-    print(table)
-    print(f"work directory: {work}", file=sys.stderr)
-    if a.write_docs:
-        report.section("api-hostile", table)
+    report.publish("api-hostile", [f"farm-api, {a.count:,} nodes, under the probe's clients", "measured"],
+                   rows, work, a.write_docs)
 
 
 

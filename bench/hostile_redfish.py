@@ -15,7 +15,6 @@ peak RSS; what the 8 hostile servers sent; Redis's memory growth.
 
 import argparse
 import os
-import sys
 import tempfile
 import threading
 import time
@@ -127,12 +126,9 @@ def main():
              ["bytes the 8 hostile servers sent (MB)", f"{Hostile.sent[0] / 2**20:.1f}"],
              ["Redis used_memory growth over the window (MB)",
               f"{(memory1 - (memory0 or memory1)) / 2**20:.2f}"]]
-    table = report.table([f"one worker, [redfish] pool_size 4, interval {a.interval:g} s, "
-                          f"{a.window:g} s", "measured"], rows)
-    print(table)
-    print(f"work directory: {work}", file=sys.stderr)
-    if a.write_docs:
-        report.section("redfish-hostile", table)
+    report.publish("redfish-hostile", [f"one worker, [redfish] pool_size 4, interval {a.interval:g} s, "
+                          f"{a.window:g} s", "measured"],
+                   rows, work, a.write_docs)
 
 
 if __name__ == "__main__":

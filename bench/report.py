@@ -57,3 +57,13 @@ def table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def publish(name, header, rows, work, write_docs):
+    """Print a benchmark's table (and where its files are); with
+    `write_docs`, write it into docs/benchmarks.md as NAME's block."""
+    text = table(header, rows)
+    print(text)
+    print(f"work directory: {work}", file=sys.stderr)
+    if write_docs:
+        section(name, text)
