@@ -241,9 +241,7 @@ def create_app(store, tokens, settings, reader):
         if since is None:
             found = await run_in_threadpool(views.recent_events, store, limit, chosen, type)
         elif wait <= 0:
-            found = [e for e in await reader.events_after(since, None, limit)
-                     if views.event_matches(e[1], chosen, type)][:limit]
-            since = found[-1][0] if found else since
+            found, since = await wait_for_events(since, 0, limit, chosen, type)
         else:
             if long_polls.locked():
                 raise ApiError(429, "too_many_long_polls",

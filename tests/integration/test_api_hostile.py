@@ -199,3 +199,18 @@ def test_targets_are_sent_in_pieces_from_one_body(api):
     assert [t["targets"] for t in first.json()] == [["h0"], ["h1"], ["h2"]]
     assert int(first.headers["content-length"]) == len(first.content)
 
+
+
+def test_following_one_nodes_events_moves_past_the_others(api, store):
+    """`since` with a node selection: events of other nodes are skipped, and
+    `last` moves past them, with or without a wait (a `last` that stayed put
+    had a follower read the same other nodes' events again, for ever)."""
+    server, reader, _ = api
+    hdr = {"Authorization": f"Bearer {reader}"}
+    start = store.append_event({"node": "h1", "type": "power", "state": "on"})
+    others = [store.append_event({"node": "h2", "type": "power", "state": "off"})
+              for _ in range(3)]
+    for wait in (0, 1):
+        got = requests.get(f"{server.url}/v1/events", headers=hdr, timeout=10,
+                           params={"since": start, "node": "h0", "wait": wait}).json()
+        assert got["events"] == [] and got["last"] == others[-1], (wait, got)
