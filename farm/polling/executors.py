@@ -147,6 +147,7 @@ class ChildPool:
         self._closing = False   # no more replacements
         self._stopping = False  # the reader may end
         self._reader = None
+        self._retained = None   # the names of the last retain, for a replacement child
 
     def start(self):
         self.children = [_Child(i, self.config, self.task_names) for i in range(self.count)]
@@ -176,15 +177,17 @@ class ChildPool:
 
     def retain(self, names):
         """Each child keeps sessions only with its share of `names`."""
-        shares = [[] for _ in self.children]
-        for name in names:
-            shares[self.route(name)].append(name)
-        for child, share in zip(self.children, shares, strict=True):
-            with child.lock:
-                try:
-                    child.conn.send(("retain", share))
-                except (OSError, ValueError):
-                    pass  # dead: its replacement starts with no session
+        self._retained = list(names)
+        for child in self.children:
+            self._send_retain(child)
+
+    def _send_retain(self, child):
+        share = [n for n in self._retained or () if self.route(n) == child.index]
+        with child.lock:
+            try:
+                child.conn.send(("retain", share))
+            except (OSError, ValueError):
+                pass  # dead: its replacement is told when it starts
 
     def stats(self):
         total = dict(self._dead_stats)
@@ -238,6 +241,8 @@ class ChildPool:
         with child.lock:
             lost, child.in_flight = child.in_flight, {}
         self.children[child.index] = _Child(child.index, self.config, self.task_names)
+        if self._retained is not None:  # it lets go of what others own, as its forerunner did
+            self._send_retain(self.children[child.index])
         self.restarts += 1
         now = time.time()
         self._deliver([Outcome(task, name, None, "error",

@@ -21,6 +21,8 @@ COMMAND_HOLD = 120.0
 
 
 def _finish_steps(store, outcomes):
+    # one module-level function: the writer batches consecutive outcomes by
+    # the identity of this function (a lambda per call would never batch)
     store.finish_steps(outcomes)
 
 
