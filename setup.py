@@ -44,7 +44,10 @@ setup(
         "hiredis>=2.0",
     ],
     extras_require={"test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "ruff",
-                             "sushy-tools>=2.0"],  # sushy-emulator: a Redfish service nobody here wrote
+                             "sushy-tools>=2.0",  # sushy-emulator: a Redfish service nobody here wrote
+                             # DMTF's Redfish-Mockup-Server (vendored in tests/fixtures) needs
+                             # grequests; DMTF's Tacklebox (rf_sensor_list.py) reads as an oracle
+                             "grequests>=0.7", "redfish-utilities>=3.0"],
                     "bench": ["matplotlib>=3.5"]},
     entry_points={
         "console_scripts": [

@@ -157,6 +157,12 @@ redfish_opts = [
                help="The most members farm reads of one Redfish collection in one pass (log "
                     "entries, sensors): more are left out, and entries a BMC lists by "
                     "reference cost one GET each up to this number."),
+    cfg.IntOpt("sensor_gets_per_pass", default=4, min=1, max=1000,
+               help="The most GETs a sensors pass sends a BMC whose Sensors collection "
+                    "cannot be read in one GET ($expand): ThermalMetrics' and "
+                    "EnvironmentMetrics' readings, then the other sensors in turn (a sensor "
+                    "not read this pass keeps its last reading). Set it to the number of "
+                    "sensors plus 2 to read every sensor every pass."),
 ]
 
 events_opts = [
@@ -355,6 +361,7 @@ class Redfish:
     keep_alive: bool = True
     max_answer_bytes: int = 4 * 2**20
     max_members: int = 1000
+    sensor_gets_per_pass: int = 4
 
 
 @dataclasses.dataclass(frozen=True)

@@ -70,7 +70,8 @@ class Worker:
             settings.redfish.pool_size, w.bmc_timeout, redfish_programs(load_tasks().values()),
             self._on_results, timeouts=engine.timeouts, keep_alive=settings.redfish.keep_alive,
             max_answer_bytes=settings.redfish.max_answer_bytes,
-            max_members=settings.redfish.max_members))
+            max_members=settings.redfish.max_members,
+            sensor_gets=settings.redfish.sensor_gets_per_pass))
         self.wheels = {name: Wheel(t.interval, width=0.05) for name, t in self.tasks.items()}
         self.scheduler = Scheduler(self.wheels, self._dispatch)
         self._reread_assignment = False

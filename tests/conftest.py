@@ -54,6 +54,17 @@ def store(redis_server, namespace):
     s.close()
 
 
+def stop_process(proc, grace=10):
+    """SIGTERM, then SIGKILL after `grace` seconds; reaped either way."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 class Sim:
     """A farm-sim process serving `count` BMCs."""
 
@@ -100,14 +111,8 @@ class Sim:
         return self.base_port + i
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
         if self.proc:
+            stop_process(self.proc)
             self.log.close()
 
     def ipmitool(self, i, *command, timeout=20):

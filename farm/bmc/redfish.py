@@ -45,6 +45,7 @@ from sushy import connector as sushy_connector
 from sushy import exceptions as sushy_exc
 
 from farm import errors
+from farm.bmc.redfish_sensors import SensorReader, link
 from farm.model import PowerState
 
 logging.getLogger("sushy").setLevel(max(logging.INFO, logging.getLogger("sushy").level))
@@ -192,6 +193,18 @@ def _short(exc):
     return text[:200]
 
 
+# what a BMC answers a request it does not serve (a query, a method)
+_DECLINED = (400, 405, 406, 500, 501)
+
+
+def declined(exc):
+    return isinstance(exc, sushy_exc.HTTPError) and exc.status_code in _DECLINED
+
+
+def not_found(exc):
+    return isinstance(exc, sushy_exc.ResourceNotFoundError)
+
+
 def _listed(value):
     return value if isinstance(value, list) else []
 
@@ -201,7 +214,7 @@ class RedfishBmc:
     kept (with its HTTP connection and session token) across polls."""
 
     def __init__(self, node, timeout, on_login=lambda: None, keep_alive=True,
-                 max_bytes=4 * 2**20, max_members=1000):
+                 max_bytes=4 * 2**20, max_members=1000, sensor_gets=4):
         self.node = node
         self.timeout = timeout
         self.max_bytes, self.max_members = max_bytes, max_members
@@ -209,7 +222,9 @@ class RedfishBmc:
         self._on_login = on_login
         self._root = self._system = self._auth = self._conn = None
         self._fresh = False  # the system was just read (no need to read it again)
-        self._paths = {}  # found once per connection: Thermal/Power, the SEL's entries
+        self._paths = {}  # found once per connection: the SEL's entries
+        self._sensors = SensorReader(lambda path: self._doc(path), declined, not_found,
+                                     sensor_gets, max_members)
 
     def _verify(self):
         v = self.node.verify_tls
@@ -277,35 +292,17 @@ class RedfishBmc:
             raise errors.BmcProtocolError(f"{path}: the BMC sent no JSON object")
         return doc
 
-    def _link(self, doc, *keys):
-        for key in keys:
-            doc = doc.get(key) if isinstance(doc, dict) else None
-        if isinstance(doc, list):
-            doc = doc[0] if doc else None
-        path = doc.get("@odata.id") if isinstance(doc, dict) else None
-        return path if isinstance(path, str) else None
-
-    def sensor_docs(self):
-        """{"thermal": doc or None, "power": doc or None} of the system's
-        first chassis (farm.bmc.redfish_data.readings reads them)."""
-        def read():
-            if "sensors" not in self._paths:
-                chassis = self._link(self._doc(self._system.path), "Links", "Chassis")
-                if chassis is None:
-                    raise errors.BmcProtocolError("the system links no Chassis")
-                doc = self._doc(chassis)
-                paths = {"thermal": self._link(doc, "Thermal"), "power": self._link(doc, "Power")}
-                if not any(paths.values()):
-                    raise errors.BmcProtocolError("the chassis has neither Thermal nor Power")
-                self._paths["sensors"] = paths
-            return {k: self._doc(p) if p else None for k, p in self._paths["sensors"].items()}
-        return self._call("sensors", read)
+    def sensors(self):
+        """(readings, DCMI watts) of the system's first chassis, from the
+        resources the BMC serves, read the cheapest way it allows
+        (farm.bmc.redfish_sensors)."""
+        return self._call("sensors", lambda: self._sensors.read(self._system.path))
 
     def _log(self):
         """(entries path, ClearLog target or None, MaxNumberOfRecords or None)
         of the system's SEL."""
         if "log" not in self._paths:
-            services = self._link(self._doc(self._system.path), "LogServices")
+            services = link(self._doc(self._system.path), "LogServices")
             if services is None:
                 raise errors.BmcProtocolError("the system has no LogServices")
             members = [m.get("@odata.id") for m in self._doc(services).get("Members") or []
@@ -316,7 +313,7 @@ class RedfishBmc:
             sel = next((m for m in members if m.rstrip("/").rsplit("/", 1)[-1].upper()
                         in ("SEL", "IPMISEL", "LOG1", "LOG")), members[0])
             doc = self._doc(sel)
-            entries = self._link(doc, "Entries")
+            entries = link(doc, "Entries")
             if entries is None:
                 raise errors.BmcProtocolError(f"{sel} has no Entries")
             action = (doc.get("Actions") or {}).get("#LogService.ClearLog") or {}
@@ -397,6 +394,7 @@ class RedfishBmc:
         auth, conn = self._auth, self._conn
         self._root = self._system = self._auth = self._conn = None
         self._paths = {}
+        self._sensors.reset()
         if auth is not None:
             auth.log_out = log_out
             try:

@@ -3,12 +3,17 @@ the SEL cursor over a Redfish log. JSON in, the dicts the IPMI tasks make
 out, so Redis, events and `farm nodes show` do not care which protocol a
 node speaks.
 
-Readings come from the Chassis's Thermal (Temperatures, Fans) and Power
-(Voltages, PowerSupplies) resources, which nearly every BMC serves (the
-newer Sensors collection is not read yet). A threshold status is computed
-from the reading and the resource's own thresholds, in ipmitool's words:
-nr (fatal), cr (critical), nc (non-critical), ok, ns (no reading); where a
-member has no thresholds its Status.Health says it.
+Readings come from either shape a chassis may serve (docs/redfish.md):
+- the current one (DSP0268 2020.4 on): Sensor resources, from the Sensors
+  collection, and the excerpts ThermalMetrics and EnvironmentMetrics carry
+  (a reading and the DataSourceUri of its Sensor): sensor_readings();
+- the deprecated Thermal (Temperatures, Fans) and Power (Voltages,
+  PowerSupplies) resources: readings().
+A threshold status is computed from the reading and the resource's own
+thresholds, in ipmitool's words: nr (fatal), cr (critical), nc
+(non-critical), ok, ns (no reading); where a member has no thresholds its
+Status.Health says it. Readings of the current shape also keep the BMC's
+own Status.Health ("health"), as DMTF's Tacklebox prints it.
 
 A log's entries carry an Id and a Created time and nothing that says which
 came first besides them; the cursor is (last Id, its Created time, how many
@@ -64,6 +69,127 @@ def threshold_status(member, value):
         if (upper is not None and value >= upper) or (lower is not None and value <= lower):
             return word
     return "ok"
+
+
+# Sensor.ReadingType -> (farm type, IPMI sensor type code, farm unit); where
+# a BMC leaves ReadingType out (DMTF's own mockups do on temperatures) the
+# unit it gives (ReadingUnits, UCUM) decides
+_READING_TYPES = {"Temperature": ("temperature", 0x01, "degrees C"),
+                  "Voltage": ("voltage", 0x02, "Volts"), "Current": ("current", 0x03, "Amps"),
+                  "Rotational": ("fan", 0x04, "RPM"), "Power": ("other_units", 0x0B, "Watts"),
+                  "Percent": ("other_units", 0x0B, "percent"),
+                  "Frequency": ("other_units", 0x0B, "Hz"),
+                  "EnergykWh": ("other_units", 0x0B, "kWh"),
+                  "Humidity": ("other_units", 0x0B, "percent")}
+_UNITS = {"Cel": "Temperature", "V": "Voltage", "A": "Current", "RPM": "Rotational", "W": "Power",
+          "%": "Percent", "Hz": "Frequency", "kW.h": "EnergykWh"}
+FARM_UNITS = {"degrees C": "Cel", "Volts": "V", "Amps": "A", "RPM": "RPM", "Watts": "W",
+              "percent": "%", "Hz": "Hz", "kWh": "kW.h"}  # and back, for readers' words
+_SENSOR_LEVELS = (("Fatal", "nr"), ("Critical", "cr"), ("Caution", "nc"))
+
+
+def sensor_kind(doc):
+    """(farm type, code, unit) of a Sensor resource, or None (a kind farm
+    does not store: a reading of no unit it knows)."""
+    kind = doc.get("ReadingType")
+    if kind not in _READING_TYPES:
+        kind = _UNITS.get(doc.get("ReadingUnits"))
+    if kind is None:
+        return None
+    farm_type, code, unit = _READING_TYPES[kind]
+    if unit == "percent" and (doc.get("PhysicalContext") == "Fan"
+                              or "fan" in str(doc.get("Name") or doc.get("Id") or "").lower()):
+        farm_type, code = "fan", 0x04  # a fan's speed in percent: ipmi_fan_speed_ratio
+    return farm_type, code, unit
+
+
+def sensor_status(doc, value):
+    """nr, cr, nc or ok for a reading against a Sensor's Thresholds."""
+    limits = doc.get("Thresholds") if isinstance(doc.get("Thresholds"), dict) else {}
+    for level, word in _SENSOR_LEVELS:
+        upper, lower = limits.get(f"Upper{level}"), limits.get(f"Lower{level}")
+        upper = _number(upper.get("Reading")) if isinstance(upper, dict) else None
+        lower = _number(lower.get("Reading")) if isinstance(lower, dict) else None
+        if (upper is not None and value >= upper) or (lower is not None and value <= lower):
+            return word
+    return "ok"
+
+
+def sensor_readings(sensors, values=None):
+    """farm's reading dicts from Sensor resources (JSON objects, in the
+    collection's order); `values` ({Sensor path: reading}) are newer
+    readings of some of them (ThermalMetrics' and EnvironmentMetrics'
+    excerpts) that override the resource's own."""
+    values = values or {}
+    out, seen = [], {}
+    for i, doc in enumerate(sensors[:MAX_MEMBERS]):
+        if not isinstance(doc, dict):
+            raise errors.BmcProtocolError(f"Sensors member {i} is not an object")
+        status_doc = doc.get("Status") if isinstance(doc.get("Status"), dict) else {}
+        kind = sensor_kind(doc)
+        if kind is None or status_doc.get("State") in ("Absent", "Disabled"):
+            continue
+        name = _text(doc.get("Name")) or _text(doc.get("Id")) or f"Sensor {i}"
+        path = doc.get("@odata.id")
+        value = _number(values[path]) if path in values else _number(doc.get("Reading"))
+        status = "ns" if value is None else sensor_status(doc, value)
+        seen[name] = seen.get(name, 0) + 1
+        out.append({"key": name, "name": name, "number": i, "id": len(out) + 1, "type": kind[0],
+                    "code": kind[1], "et": 0x01, "value": value,
+                    "level": _THRESHOLD_LEVEL.get(status), "unit": kind[2], "status": status,
+                    "health": _text(status_doc.get("Health"), 32), "state": []})
+    for r in out:
+        if seen[r["name"]] > 1:
+            r["key"] = f"{r['name']} #{r['type']}{r['number']}"
+    return tuple(out)
+
+
+def excerpts(doc):
+    """{Sensor path: reading} of the excerpts in a ThermalMetrics or
+    EnvironmentMetrics document (objects with a DataSourceUri, alone or in
+    arrays, one level down as TemperatureSummaryCelsius holds them)."""
+    out = {}
+
+    def take(item):
+        if isinstance(item, dict) and isinstance(item.get("DataSourceUri"), str) \
+                and "Reading" in item:
+            out[item["DataSourceUri"]] = item["Reading"]
+
+    for value in list(doc.values())[:MAX_MEMBERS]:
+        items = value if isinstance(value, list) else [value]
+        for item in items[:MAX_MEMBERS]:
+            take(item)
+            if isinstance(item, dict) and "DataSourceUri" not in item:
+                for inner in list(item.values())[:MAX_MEMBERS]:
+                    take(inner)
+    return out
+
+
+def total_watts(sensors, environment=None, values=None):
+    """The DCMI reading where PowerControl is gone: EnvironmentMetrics'
+    PowerWatts (the Sensor it names, or its own reading), else the
+    chassis's total-power Sensor; "unsupported" when there is neither.
+    `values` as for sensor_readings."""
+    values = values or {}
+    power = (environment or {}).get("PowerWatts")
+    source = power.get("DataSourceUri") if isinstance(power, dict) else None
+    docs = [d for d in sensors if isinstance(d, dict)]
+    chosen = next((d for d in docs if source is not None and d.get("@odata.id") == source), None)
+    if chosen is None and isinstance(power, dict) and "Reading" in power:
+        return _watts(power.get("Reading"))
+    if chosen is None:
+        chosen = next((d for d in docs if d.get("ReadingType") == "Power"
+                       and d.get("ElectricalContext") == "Total"
+                       and d.get("PhysicalContext") in ("Chassis", None)), None)
+    if chosen is None:
+        return "unsupported"
+    path = chosen.get("@odata.id")
+    return _watts(values[path] if path in values else chosen.get("Reading"))
+
+
+def _watts(reading):
+    watts = _number(reading)
+    return "inactive" if watts is None else watts
 
 
 def readings(docs):

@@ -35,10 +35,11 @@ class _Job:
 
 class RedfishPool:
     def __init__(self, size, timeout, programs, on_results, timeouts=(), keep_alive=True,
-                 max_answer_bytes=4 * 2**20, max_members=1000):
+                 max_answer_bytes=4 * 2**20, max_members=1000, sensor_gets=4):
         self.size = size
         self.keep_alive = keep_alive
-        self.limits = {"max_bytes": max_answer_bytes, "max_members": max_members}
+        self.limits = {"max_bytes": max_answer_bytes, "max_members": max_members,
+                       "sensor_gets": sensor_gets}
         self.timeout = timeout
         self.timeouts = dict(timeouts)
         self.programs = programs        # program name -> fn(RedfishBmc, arg)

@@ -11,7 +11,7 @@ sensors on a BMC that refused DCMI once).
 import struct
 
 from farm import errors
-from farm.bmc import codes, redfish_data, sdr
+from farm.bmc import codes, sdr
 from farm.bmc.session import Request
 from farm.model import SensorResult
 
@@ -144,12 +144,11 @@ def read_sensors(node, memo, arg):
 
 
 def redfish_sensors(bmc, arg):
-    """Readings of a Redfish node: its chassis's Thermal and Power (two
-    GETs a pass once their paths are known), and PowerControl's
-    PowerConsumedWatts as the DCMI reading."""
-    docs = bmc.sensor_docs()
-    return redfish_data.readings(docs), False, {"watts": redfish_data.power_watts(docs),
-                                                "device": None}
+    """Readings of a Redfish node: its chassis's Sensors (one GET with
+    $expand), or its deprecated Thermal and Power (farm.bmc.redfish_sensors
+    chooses), and the chassis's power draw as the DCMI reading."""
+    readings, watts = bmc.sensors()
+    return readings, False, {"watts": watts, "device": None}
 
 
 class SensorsPoll:

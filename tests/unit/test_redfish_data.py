@@ -168,3 +168,74 @@ def test_a_node_that_changes_driver_reads_each_entry_once():
         cleared.append(was_cleared)
     assert cleared == [False] * 5
     assert [e["id"] for e in seen] == [rid for rid, _ in hw.sel_records()]
+
+
+# The current shape (Sensor resources and excerpts), from documents written
+# after DSP0268's Sensor schema; tests/integration/test_redfish_dmtf.py holds
+# the same code to DMTF's mockups and Tacklebox.
+def sensor(name, reading, units=None, kind=None, state="Enabled", health="OK", **limits):
+    doc = {"@odata.id": f"/redfish/v1/Chassis/1/Sensors/{name}", "Id": name, "Name": name,
+           "Reading": reading, "Status": {"State": state, "Health": health},
+           "Thresholds": {k: {"Reading": v} for k, v in limits.items()}}
+    if units:
+        doc["ReadingUnits"] = units
+    if kind:
+        doc["ReadingType"] = kind
+    return doc
+
+
+def test_sensor_types_from_reading_type_or_units():
+    docs = [sensor("T", 40, units="Cel"), sensor("V", 12.1, kind="Voltage", units="V"),
+            sensor("A", 3, units="A"), sensor("F", 5000, kind="Rotational", units="RPM"),
+            sensor("CPU Fan", 40, kind="Percent", units="%"), sensor("W", 300, units="W"),
+            sensor("Humid", 40, kind="Humidity", units="%"), sensor("Odd", 1, units="lx")]
+    got = {r["name"]: (r["type"], r["code"], r["unit"])
+           for r in redfish_data.sensor_readings(docs)}
+    assert got == {"T": ("temperature", 1, "degrees C"), "V": ("voltage", 2, "Volts"),
+                   "A": ("current", 3, "Amps"), "F": ("fan", 4, "RPM"),
+                   "CPU Fan": ("fan", 4, "percent"), "W": ("other_units", 0x0B, "Watts"),
+                   "Humid": ("other_units", 0x0B, "percent")}
+
+
+@pytest.mark.parametrize("reading,status,level", [
+    (50, "ok", "nominal"), (81, "nc", "nominal"), (91, "cr", "critical"), (101, "nr", "critical"),
+    (9, "nc", "nominal"), (4, "cr", "critical"), (None, "ns", None)])
+def test_sensor_thresholds_give_ipmitool_words(reading, status, level):
+    doc = sensor("T", reading, units="Cel", UpperCaution=80, UpperCritical=90, UpperFatal=100,
+                 LowerCaution=10, LowerCritical=5)
+    (r,) = redfish_data.sensor_readings([doc])
+    assert (r["status"], r["level"], r["value"]) == (status, level, reading)
+
+
+def test_absent_sensors_left_out_repeated_names_keyed_apart_health_kept():
+    docs = [sensor("T", 1, units="Cel", state="Absent"), sensor("T", 2, units="Cel", state="Disabled"),
+            sensor("X", 3, units="Cel", health="Warning"), sensor("X", 4, units="Cel")]
+    got = redfish_data.sensor_readings(docs)
+    assert [(r["value"], r["health"]) for r in got] == [(3, "Warning"), (4, "OK")]
+    assert len({r["key"] for r in got}) == 2
+
+
+def test_excerpts_override_and_give_the_power_draw():
+    environment = {"PowerWatts": {"Reading": 310, "DataSourceUri": "/redfish/v1/Chassis/1/Sensors/W"},
+                   "FanSpeedsPercent": [{"Reading": 55, "DataSourceUri": "/x/F"}],
+                   "TemperatureSummaryCelsius": {"Intake": {"Reading": 21, "DataSourceUri": "/x/T"}}}
+    values = redfish_data.excerpts(environment)
+    assert values == {"/redfish/v1/Chassis/1/Sensors/W": 310, "/x/F": 55, "/x/T": 21}
+    docs = [sensor("W", 300, units="W")]
+    assert redfish_data.sensor_readings(docs, values)[0]["value"] == 310
+    assert redfish_data.total_watts(docs, environment, values) == 310
+    assert redfish_data.total_watts(docs, environment) == 300  # the Sensor it names
+    assert redfish_data.total_watts([], {"PowerWatts": {"Reading": 7}}) == 7
+    total = dict(sensor("Sum", 512, kind="Power", units="W"), ElectricalContext="Total",
+                 PhysicalContext="Chassis")
+    assert redfish_data.total_watts([sensor("PSU", 1, kind="Power"), total]) == 512
+    assert redfish_data.total_watts([sensor("T", 1, units="Cel")]) == "unsupported"
+    assert redfish_data.total_watts([dict(total, Reading=None)]) == "inactive"
+
+
+def test_expanded_collection_or_links_only():
+    from farm.bmc.redfish_sensors import expanded
+    assert expanded({"Members": [sensor("T", 1)]}, 10)[0]["Id"] == "T"
+    assert expanded({"Members": [{"@odata.id": "/a"}]}, 10) is None
+    with pytest.raises(BmcProtocolError):
+        expanded({"Members": "no"}, 10)
