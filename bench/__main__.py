@@ -6,6 +6,7 @@
   scaleout        1, 2 and 4 workers on one fleet: polls/s and staleness
   churn           healthy nodes' longest gap while the inventory changes and a worker joins
   redfish         client CPU per Redfish poll against IPMI and a plain requests loop
+  redfish-gets    GETs, bytes and client CPU per sensors pass in each Redfish shape, and IPMI
   tasks           each task's cost per pass (power, sensors, sel) and nodes per core with all three
   cli             farm status, nodes summary and nodes list at 100,000 nodes
   faults          takeover after a worker's SIGKILL, leader failover, longest gap
@@ -24,6 +25,7 @@ import sys
 MODULES = {"compare": "bench.compare", "engine": "bench.engine", "scale": "bench.scale",
            "churn": "bench.churn", "cli": "bench.cli", "scaleout": "bench.scaleout",
            "faults": "bench.faults", "tasks": "bench.tasks", "redfish": "bench.redfish",
+           "redfish-gets": "bench.redfish_gets",
            "login": "bench.login", "actions": "bench.actions", "ipmi": "bench.ipmi",
            "bulk-off": "bench.bulkoff", "api-hostile": "bench.hostile_api",
            "redfish-hostile": "bench.hostile_redfish"}

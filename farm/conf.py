@@ -157,6 +157,11 @@ redfish_opts = [
                help="The most members farm reads of one Redfish collection in one pass (log "
                     "entries, sensors): more are left out, and entries a BMC lists by "
                     "reference cost one GET each up to this number."),
+    cfg.IntOpt("max_requests_per_bmc", default=1, min=1, max=8,
+               help="Redfish requests farm has in flight to one BMC at most (one poll or "
+                    "action at a time each; never two of one task). 1: embedded BMCs serve "
+                    "few requests at once (bmcweb on one thread; iDRAC answers 503 past its "
+                    "limit), and a poll waiting its turn costs less than a BMC's queue."),
     cfg.IntOpt("sensor_gets_per_pass", default=4, min=1, max=1000,
                help="The most GETs a sensors pass sends a BMC whose Sensors collection "
                     "cannot be read in one GET ($expand): ThermalMetrics' and "
@@ -362,6 +367,7 @@ class Redfish:
     max_answer_bytes: int = 4 * 2**20
     max_members: int = 1000
     sensor_gets_per_pass: int = 4
+    max_requests_per_bmc: int = 1
 
 
 @dataclasses.dataclass(frozen=True)

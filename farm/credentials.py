@@ -73,6 +73,22 @@ class Credentials:
                           "in clear in Redis (make a key with `farm keys generate FILE`, or set "
                           "[security] allow_plaintext_credentials = true for a test farm)")
 
+    @property
+    def sealing(self):
+        """Whether secrets can be sealed (a key file): Redfish session
+        tokens are kept in Redis only then, never in clear."""
+        return bool(self._keys)
+
+    def seal_text(self, text):
+        """`text` sealed with the first key (ConfigError without a key)."""
+        if not self._keys:
+            raise ConfigError("no [security] credentials_key_file to seal with")
+        return self._keys[0].encrypt(text.encode("utf-8")).decode("ascii")
+
+    def open_text(self, sealed, name, what):
+        """What seal_text sealed (CredentialsError if no key opens it)."""
+        return self._open_sealed(sealed, name, what)
+
     def open_kg(self, fields, name):
         """The K_g key (hex) the stored `fields` stand for, or ''."""
         if "kg_sealed" in fields:

@@ -78,3 +78,15 @@ class Stopping(BmcError):
 class BmcTlsError(BmcError):
     """A Redfish BMC's certificate did not verify (or TLS failed)."""
     kind = "tls"
+
+
+class BmcSessionLimit(BmcError):
+    """A Redfish BMC's session table is full (iDRAC's RAC0218, Redfish's
+    Base.SessionLimitExceeded): the credentials may well be right; other
+    clients hold the sessions. farm tries again at most once a minute."""
+    kind = "session-limit"
+
+
+class BmcBusy(BmcError):
+    """A Redfish BMC answered 503 or 429 for longer than the poll could wait."""
+    kind = "busy"

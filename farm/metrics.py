@@ -17,7 +17,8 @@ from farm import metrics_http
 from farm.errors import ConfigError
 
 LOG = logging.getLogger(__name__)
-RESULTS = ("ok", "timeout", "auth", "privilege", "unreachable", "error", "tls")
+RESULTS = ("ok", "timeout", "auth", "privilege", "unreachable", "error", "tls", "session-limit",
+           "busy")
 ENGINE_COUNTERS = {
     "logins": "RMCP+ sessions established (one login is 4-5 round trips).",
     "keepalives": "Keepalive commands sent on idle sessions.",

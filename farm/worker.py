@@ -65,13 +65,16 @@ class Worker:
             ipmi = ChildPool(w.processes or os.cpu_count() or 1, engine, None, self._on_results)
         else:
             ipmi = InProcess(engine, programs(load_tasks().values()), self._on_results)
-        from farm.polling.redfish_pool import RedfishPool  # sushy: imported by workers only
+        # sushy: imported by workers only
+        from farm.polling.redfish_pool import RedfishPool, SharedSessions
         self.executor = ByDriver(ipmi, RedfishPool(
             settings.redfish.pool_size, w.bmc_timeout, redfish_programs(load_tasks().values()),
             self._on_results, timeouts=engine.timeouts, keep_alive=settings.redfish.keep_alive,
             max_answer_bytes=settings.redfish.max_answer_bytes,
             max_members=settings.redfish.max_members,
-            sensor_gets=settings.redfish.sensor_gets_per_pass))
+            sensor_gets=settings.redfish.sensor_gets_per_pass,
+            sessions=SharedSessions(self.store),
+            per_bmc=settings.redfish.max_requests_per_bmc))
         self.wheels = {name: Wheel(t.interval, width=0.05) for name, t in self.tasks.items()}
         self.scheduler = Scheduler(self.wheels, self._dispatch)
         self._reread_assignment = False

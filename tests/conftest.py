@@ -87,7 +87,8 @@ class Sim:
                 "--inventory", self.inventory]
         for key in ("delay", "hung_fraction", "off_fraction", "session_timeout", "engine",
                     "power_delay", "sensor_period", "hot_fraction", "sel_interval", "protocol",
-                    "quirk", "quirk_fraction", "control_log"):
+                    "quirk", "quirk_fraction", "control_log", "redfish_shape", "redfish_expand",
+                    "max_sessions"):
             if key in self.options:
                 args += ["--" + key.replace("_", "-"), str(self.options[key])]
         if self.options.get("tls"):

@@ -23,20 +23,19 @@ What farm sets, and why (docs/redfish.md):
 - A BMC's answers are hostile input: a link (`@odata.id`), a redirect or the
   session service's location may name another host, and sushy (like
   requests for its X-Auth-Token header) would send it the session token or,
-  basic auth, the password. Every request leaves through `_OriginGuard`, a
-  transport adapter that refuses any URL whose scheme, host or port is not
-  the node's own (sushy keeps its requests session private: `_session`,
-  pinned by tests/unit/test_library_internals.py).
-- A BMC's answer is bounded as a whole, not per read: requests' timeout is
-  per socket read, so a BMC dripping its body a byte a second held a thread
-  for as long as it liked. `_OriginGuard` reads each body itself (urllib3's
-  read1) against a deadline for the whole answer and a byte cap
-  (`[redfish] max_answer_bytes`), and closes the connection past either.
+  basic auth, the password. Every request leaves through
+  farm.bmc.redfish_http's guard, mounted on sushy's requests session
+  (private: `_session`, pinned by tests/unit/test_library_internals.py):
+  it refuses other origins, bounds each answer as a whole (a deadline and
+  `[redfish] max_answer_bytes`), and waits out a busy BMC.
+- The session: started from the one farm keeps in Redis (`sessions`), a
+  login only after a 401, never basic auth around a full session table;
+  after a full table, one login a minute (LIMITED_RETRY).
 """
 
 import logging
+import threading
 import time
-import urllib.parse
 
 import requests
 import sushy
@@ -45,103 +44,59 @@ from sushy import connector as sushy_connector
 from sushy import exceptions as sushy_exc
 
 from farm import errors
+from farm.bmc.redfish_http import BUSY, AnswerTooLarge, OtherOrigin, guard_origin, session_limited
 from farm.bmc.redfish_sensors import SensorReader, link
 from farm.model import PowerState
 
 logging.getLogger("sushy").setLevel(max(logging.INFO, logging.getLogger("sushy").level))
+LIMITED_RETRY = 60.0  # seconds between logins to a BMC whose session table is full
 RESETS = {"on": sushy.ResetType.ON, "off": sushy.ResetType.FORCE_OFF,
           "cycle": sushy.ResetType.POWER_CYCLE, "reset": sushy.ResetType.FORCE_RESTART}
 
 
-class _CountingAuth(sushy_auth.SessionOrBasicAuth):
-    """Session auth with a fallback to basic auth, counting logins."""
+class _SharedAuth(sushy_auth.SessionOrBasicAuth):
+    """Session auth that starts from a session farm already holds (`seed`:
+    (token, URI), kept in Redis for every worker) and logs in only after
+    the BMC refuses it (401); with sushy's fallback to basic auth, but
+    never around a full session table or a busy BMC (503, 429): that would
+    only be a second session, or hammering."""
 
-    def __init__(self, username, password, on_login):
+    def __init__(self, username, password, on_login, seed=None, on_session=None):
         super().__init__(username=username, password=password)
-        self._on_login = on_login
+        self._on_login, self._on_session = on_login, on_session
+        self._seed = seed
         self.log_out = True  # False: closing only forgets (a hung BMC would block a logout)
 
     def _do_authenticate(self):
+        if self._seed is not None:
+            token, uri = self._seed
+            self._seed = None
+            # sushy's own attributes for a session it made (no public setter;
+            # shape-tested in tests/unit/test_library_internals.py)
+            self._session_key, self._session_resource_id = token, uri
+            self._session_auth_previously_successful = True
+            self._connector.set_http_session_auth(token)
+            return
         self._on_login()
-        super()._do_authenticate()
+        try:
+            sushy_auth.SessionAuth._do_authenticate(self)
+        except sushy_exc.HTTPError as exc:
+            if exc.status_code in (429, 503) or (
+                    isinstance(exc, sushy_exc.AccessError)
+                    and (self.can_refresh_session() or self._session_auth_previously_successful)):
+                raise
+            self._fallback_to_basic_authentication()  # as sushy: no session service
+        except sushy_exc.ConnectionError:
+            raise
+        except sushy_exc.SushyError:
+            self._fallback_to_basic_authentication()
+        else:
+            if self._on_session is not None:
+                self._on_session(self._session_key, self._session_resource_id)
 
     def close(self):
         if self.log_out:
             super().close()
-
-
-class OtherOrigin(requests.exceptions.RequestException):
-    """A request to a URL outside the BMC's own origin, refused unsent."""
-
-
-class AnswerTooLarge(requests.exceptions.RequestException):
-    """An answer past [redfish] max_answer_bytes, cut off."""
-
-
-READ = 65536  # bytes asked of the socket at a time
-
-
-def origin(url):
-    """(scheme, host, port) of a URL, the port defaulted by its scheme."""
-    parts = urllib.parse.urlsplit(url)
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    return parts.scheme, (parts.hostname or "").lower(), port
-
-
-class _OriginGuard(requests.adapters.BaseAdapter):
-    """Sends through `inner` only requests to `allowed` (an origin); every
-    other URL (a link, a redirect, a session service elsewhere) is refused
-    before a byte, a token or a password leaves. Each answer is read here,
-    whole, within `deadline` seconds and `max_bytes`."""
-
-    def __init__(self, inner, allowed, deadline, max_bytes):
-        super().__init__()
-        self.inner, self.allowed = inner, allowed
-        self.deadline, self.max_bytes = deadline, max_bytes
-
-    def send(self, request, stream=False, **kwargs):
-        if origin(request.url) != self.allowed:
-            scheme, host, port = origin(request.url)
-            raise OtherOrigin(f"the BMC pointed farm at {scheme}://{host}:{port}, not its own "
-                              f"origin; farm sends nothing there", request=request)
-        until = time.monotonic() + self.deadline
-        response = self.inner.send(request, stream=True, **kwargs)
-        chunks, size = [], 0
-        try:
-            while True:
-                if time.monotonic() > until:
-                    raise requests.exceptions.ReadTimeout(
-                        f"the BMC's answer took longer than {self.deadline:g} s in all",
-                        request=request)
-                data = response.raw.read1(READ, decode_content=True)  # one socket read's worth
-                if not data:
-                    break
-                size += len(data)
-                if size > self.max_bytes:
-                    raise AnswerTooLarge(f"the BMC's answer is larger than {self.max_bytes} "
-                                         f"bytes ([redfish] max_answer_bytes)", request=request)
-                chunks.append(data)
-        except BaseException:
-            response.close()  # the connection too: the rest of that answer is not wanted
-            raise
-        # requests' own attributes for a body already read (shape-tested in
-        # tests/unit/test_library_internals.py)
-        response._content = b"".join(chunks)  # noqa: SLF001
-        response._content_consumed = True  # noqa: SLF001
-        response.raw.release_conn()
-        return response
-
-    def close(self):
-        self.inner.close()
-
-
-def guard_origin(connector, address, deadline=30.0, max_bytes=4 * 2**20):
-    """Wrap every transport adapter of sushy's connector in _OriginGuard."""
-    session = connector._session  # noqa: SLF001 (sushy exposes no hook; pinned by a test)
-    allowed = origin(address)
-    for prefix in ("https://", "http://"):
-        session.mount(prefix, _OriginGuard(session.get_adapter(prefix), allowed, deadline,
-                                           max_bytes))
 
 
 def _cause(exc, kind):
@@ -169,6 +124,13 @@ def translate(exc, what):
     large = _cause(exc, AnswerTooLarge)
     if large is not None:
         return errors.BmcProtocolError(f"{what}: {large}")
+    if isinstance(exc, sushy_exc.HTTPError) and exc.status_code in BUSY:
+        if session_limited({"error": exc.body or {}}):
+            return errors.BmcSessionLimit(
+                f"{what}: the BMC's session table is full (HTTP {exc.status_code}: other clients "
+                f"hold its sessions); farm tries again in a minute")
+        return errors.BmcBusy(f"{what}: the BMC stayed busy (HTTP {exc.status_code}) past the "
+                              f"poll's deadline")
     if isinstance(exc, sushy_exc.AccessError):
         return errors.BmcAuthError(f"{what}: the BMC refused the credentials (HTTP {exc.status_code})")
     if isinstance(exc, sushy_exc.ConnectionError):
@@ -209,17 +171,49 @@ def _listed(value):
     return value if isinstance(value, list) else []
 
 
+def verify_of(node):
+    v = node.verify_tls
+    return True if v in ("", "true") else False if v == "false" else v
+
+
+def end_session(node, token, uri, timeout=10.0):
+    """Log a Redfish session out: DELETE its URI with its own token (the
+    password is not needed), through the origin guard. BmcError if the BMC
+    could not be told; a session already gone (401, 404) is ended."""
+    if not uri:
+        raise errors.BmcProtocolError("the BMC gave no session URI to end it with")
+    conn = sushy_connector.Connector(node.address, verify=verify_of(node), server_side_retries=1,
+                                     server_side_retries_delay=0.01,
+                                     default_request_timeout=timeout,
+                                     connect_timeout=min(timeout, 3.0))
+    guard_origin(conn, node.address, timeout, 65536)
+    conn.set_http_session_auth(token)
+    try:
+        conn.delete(uri)
+    except (sushy_exc.AccessError, sushy_exc.ResourceNotFoundError):
+        pass  # no such session on the BMC any more
+    except Exception as exc:
+        raise translate(exc, "end the Redfish session") from exc
+    finally:
+        conn.close()
+
+
 class RedfishBmc:
     """One BMC: a sushy root and its ComputerSystem, made on first use and
     kept (with its HTTP connection and session token) across polls."""
 
     def __init__(self, node, timeout, on_login=lambda: None, keep_alive=True,
-                 max_bytes=4 * 2**20, max_members=1000, sensor_gets=4):
+                 max_bytes=4 * 2**20, max_members=1000, sensor_gets=4, sessions=None,
+                 on_response=None):
         self.node = node
         self.timeout = timeout
         self.max_bytes, self.max_members = max_bytes, max_members
         self.headers = {"Connection": "keep-alive"} if keep_alive else None
         self._on_login = on_login
+        self.sessions = sessions  # load(name), save(name, token, uri): the farm's one session
+        self.on_response = on_response  # each requests Response (counting: bench)
+        self._limited_until = 0.0  # monotonic: no login before (a full session table)
+        self._connecting = threading.Lock()
         self._root = self._system = self._auth = self._conn = None
         self._fresh = False  # the system was just read (no need to read it again)
         self._paths = {}  # found once per connection: the SEL's entries
@@ -227,15 +221,18 @@ class RedfishBmc:
                                      sensor_gets, max_members)
 
     def _verify(self):
-        v = self.node.verify_tls
-        return True if v == "" else False if v == "false" else v
+        return verify_of(self.node)
 
     def _connect(self):
-        self._auth = _CountingAuth(self.node.username, self.node.password, self._on_login)
+        seed = self.sessions.load(self.node.name) if self.sessions is not None else None
+        save = None if self.sessions is None else (
+            lambda token, uri: self.sessions.save(self.node.name, token, uri))
+        self._auth = _SharedAuth(self.node.username, self.node.password, self._on_login,
+                                 seed=seed, on_session=save)
         self._conn = sushy_connector.Connector(
             self.node.address, verify=self._verify(), server_side_retries=1,
             server_side_retries_delay=0.01, default_request_timeout=self.timeout,
-            connect_timeout=min(self.timeout, 3.0))
+            connect_timeout=min(self.timeout, 3.0), response_callback=self.on_response)
         guard_origin(self._conn, self.node.address, self.timeout, self.max_bytes)
         self._root = sushy.Sushy(self.node.address, auth=self._auth, connector=self._conn)
         self._system = self._find_system()
@@ -255,16 +252,26 @@ class RedfishBmc:
                 f"in the inventory") from exc
 
     def _call(self, what, fn):
+        wait = self._limited_until - time.monotonic()
+        if wait > 0:  # a full session table: one login a minute, not one a poll
+            raise errors.BmcSessionLimit(
+                f"{what}: the BMC's session table was full; farm tries again in {wait:.0f} s")
         try:
             if self._system is None:
-                self._connect()
+                with self._connecting:  # jobs at once on one BMC: one login
+                    if self._system is None:
+                        self._connect()
             return fn()
         except errors.BmcError:
             raise
         except Exception as exc:  # sushy and requests errors, translated
-            if isinstance(exc, (sushy_exc.ConnectionError, sushy_exc.AccessError)):
+            error = translate(exc, what)
+            if isinstance(error, errors.BmcSessionLimit):
+                self._limited_until = time.monotonic() + LIMITED_RETRY
+            if isinstance(exc, (sushy_exc.ConnectionError, sushy_exc.AccessError)) \
+                    or isinstance(error, errors.BmcSessionLimit):
                 self.forget()  # start from a new connection next time
-            raise translate(exc, what) from exc
+            raise error from exc
 
     def power_state(self):
         def read():

@@ -139,6 +139,8 @@ class SensorReader:
         elif plan["kind"] == "expand":
             docs = expanded(self._get(f"{plan['sensors']}?{EXPAND}"), self.max_members)
             if docs is None:
+                self.plan = None  # choose again next pass (no $expand, this time)
+                self.expand_refused = True
                 raise errors.BmcProtocolError("the BMC stopped expanding the Sensors collection")
             plan["docs"] = docs
         else:

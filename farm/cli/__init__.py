@@ -165,14 +165,66 @@ def keys_rotate(config_file, new_key_file):
 @click.argument("selections", nargs=-1, required=True)
 def remove(config_file, selections):
     """Remove the selected nodes (their state too); workers drop them
-    without a restart. Each argument is a selection."""
+    without a restart. Each argument is a selection. The Redfish sessions
+    farm holds on their BMCs are ended."""
     ctx = _Ctx(config_file)
     try:
         names = sorted({n for text in selections for n in ctx.select(text)})
+        try:
+            sessions = _held_sessions(ctx, names)
+        except errors.ConfigError as exc:  # the key file: sessions then idle out on the BMCs
+            click.echo(f"Redfish sessions not ended: {exc}", err=True)
+            sessions = []
         removed = ctx.store.remove_nodes(names)
     except (ActionConflict, *BACKEND_ERRORS) as exc:
         raise click.ClickException(f"{exc}; nothing removed") from None
     click.echo(f"{removed} of {len(names)} nodes removed")
+    _end_sessions(sessions)
+
+
+@nodes.command("forget-session")
+@_config_option
+@click.argument("name")
+def forget_session(config_file, name):
+    """End the Redfish session farm holds on NAME's BMC and forget it; the
+    node's next poll logs in anew (to free a slot in a full session table,
+    or after a BMC was reset)."""
+    ctx = _Ctx(config_file)
+    try:
+        sessions = _held_sessions(ctx, [name])
+        ctx.store.forget_redfish_session(name)
+    except (errors.ConfigError, *BACKEND_ERRORS) as exc:
+        raise click.ClickException(f"{exc}; nothing changed") from None
+    if not sessions:
+        click.echo(f"{name}: farm holds no Redfish session on its BMC")
+    _end_sessions(sessions)
+
+
+def _held_sessions(ctx, names):
+    """[(Node, token, uri)] of the Redfish sessions farm keeps for `names`."""
+    from farm.store.inventory import node_from_entry
+    ctx.store.credentials = Credentials.from_settings(ctx.settings.security)
+    out = []
+    for name in names:
+        held = ctx.store.redfish_session(name)
+        detail = ctx.store.node_detail(name, recent=0) if held else None
+        if held and detail:
+            public = detail["node"]
+            node = node_from_entry(name, {k: v for k, v in public.items() if k != "name"}, "")
+            out.append((node, *held))
+    return out
+
+
+def _end_sessions(sessions):
+    """Log each session out at its BMC; say which could not be."""
+    from farm.bmc.redfish import end_session
+    for node, token, uri in sessions:
+        try:
+            end_session(node, token, uri)
+            click.echo(f"{node.name}: its Redfish session ended")
+        except errors.BmcError as exc:
+            click.echo(f"{node.name}: its Redfish session forgotten but not ended ({exc}); "
+                       f"the BMC drops it when it idles out", err=True)
 
 
 def _now(store):

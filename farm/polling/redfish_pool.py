@@ -1,5 +1,6 @@
 """Where Redfish jobs run: a futurist thread pool (sushy blocks), with the
-guarantees the IPMI engine gives: one job at a time per BMC, a hard deadline
+guarantees the IPMI engine gives: at most `[redfish] max_requests_per_bmc`
+jobs at a time per BMC (default 1; one per task), a hard deadline
 per job (reported at the deadline even if the BMC still holds its thread),
 one kept session per BMC (farm.bmc.redfish), batches of Outcomes out.
 
@@ -24,6 +25,35 @@ from farm.bmc.redfish import RedfishBmc
 LOG = logging.getLogger(__name__)
 
 
+class SharedSessions:
+    """The farm's one Redfish session per BMC, kept sealed in Redis
+    (farm.store.sessions): what RedfishBmc loads before logging in and
+    saves after. Redis out of reach costs a login, never a poll."""
+
+    def __init__(self, store):
+        self.store = store
+
+    @property
+    def shared(self):
+        credentials = getattr(self.store, "credentials", None)
+        return credentials is not None and credentials.sealing
+
+    def load(self, name):
+        try:
+            return self.store.redfish_session(name) if self.shared else None
+        except errors.FarmError as exc:
+            LOG.warning("node %s: no stored Redfish session read (%s)", name, exc)
+            return None
+
+    def save(self, name, token, uri):
+        if not self.shared:
+            return
+        try:
+            self.store.save_redfish_session(name, token, uri)
+        except errors.FarmError as exc:
+            LOG.warning("node %s: its new Redfish session not stored (%s)", name, exc)
+
+
 class _Job:
     __slots__ = ("task", "node", "arg", "started", "reported")
 
@@ -35,11 +65,16 @@ class _Job:
 
 class RedfishPool:
     def __init__(self, size, timeout, programs, on_results, timeouts=(), keep_alive=True,
-                 max_answer_bytes=4 * 2**20, max_members=1000, sensor_gets=4):
+                 max_answer_bytes=4 * 2**20, max_members=1000, sensor_gets=4, sessions=None,
+                 per_bmc=1):
         self.size = size
+        self.per_bmc = per_bmc  # [redfish] max_requests_per_bmc: jobs (requests) at once
         self.keep_alive = keep_alive
         self.limits = {"max_bytes": max_answer_bytes, "max_members": max_members,
-                       "sensor_gets": sensor_gets}
+                       "sensor_gets": sensor_gets, "sessions": sessions}
+        # sessions kept in Redis outlive this worker: a clean stop leaves
+        # them to the nodes' next owners instead of logging out
+        self.log_out_at_stop = sessions is None or not sessions.shared
         self.timeout = timeout
         self.timeouts = dict(timeouts)
         self.programs = programs        # program name -> fn(RedfishBmc, arg)
@@ -51,7 +86,8 @@ class RedfishPool:
         # reentrant: on_results, called with it held, may submit (a power correction)
         self._lock = threading.RLock()
         self._waiting = collections.defaultdict(collections.deque)  # name -> jobs queued
-        self._running = {}              # name -> the job its thread runs
+        self._running = collections.Counter()  # name -> jobs its threads run (> 0)
+        self._tasks = set()             # (name, task) of the jobs running
         self._deadlines = []            # heap of (when, seq, job)
         self._seq = itertools.count()
         self._wake = threading.Condition(self._lock)
@@ -70,20 +106,31 @@ class RedfishPool:
                 job = _Job(item[0], item[1], item[2] if len(item) > 2 else None)
                 if self._stopping:
                     self._report(job, None, errors.Stopping())
-                elif job.node.name in self._running:
+                elif not self._may_begin(job):
                     self._waiting[job.node.name].append(job)
                 else:
                     self._begin(job)
 
+    def _may_begin(self, job):  # with the lock held
+        """Below the BMC's bound, and no job of the same task running on it
+        (a task's state, the sensors plan or the SEL cursor, is one pass's)."""
+        return (self._running[job.node.name] < self.per_bmc
+                and (job.node.name, job.task) not in self._tasks)
+
     def _begin(self, job):  # with the lock held
         job.started = time.monotonic()
-        self._running[job.node.name] = job
+        self._running[job.node.name] += 1
+        self._tasks.add((job.node.name, job.task))
         deadline = job.started + self.timeouts.get(job.task, self.timeout)
         heapq.heappush(self._deadlines, (deadline, next(self._seq), job))
         self._wake.notify()
         self._pool.submit(self._run, job)
 
     def _bmc(self, node):
+        with self._lock:  # one RedfishBmc (one session) per node, whatever runs at once
+            return self._bmc_of(node)
+
+    def _bmc_of(self, node):
         held = self.bmcs.get(node.name)
         if held is not None and held[0] == node:
             return held[1]
@@ -108,12 +155,17 @@ class RedfishPool:
             error = errors.BmcProtocolError(f"task {job.task} failed: {type(exc).__name__}")
         with self._lock:
             self._report(job, value, error)
-            del self._running[job.node.name]
+            self._running[job.node.name] -= 1
+            self._tasks.discard((job.node.name, job.task))
+            if not self._running[job.node.name]:
+                del self._running[job.node.name]
             queue = self._waiting.get(job.node.name)
-            if queue:
-                self._begin(queue.popleft())
-                if not queue:
-                    del self._waiting[job.node.name]
+            for waiting in list(queue or ()):  # in order; one task's jobs keep theirs
+                if self._may_begin(waiting):
+                    queue.remove(waiting)
+                    self._begin(waiting)
+            if queue is not None and not queue:
+                del self._waiting[job.node.name]
 
     def _report(self, job, value, error):  # with the lock held
         if job.reported:
@@ -144,7 +196,7 @@ class RedfishPool:
         # under the lock: pool threads change these (iterating them while a
         # queue came or went raised RuntimeError into the worker's loop)
         with self._lock:
-            return len(self._running) + sum(len(q) for q in self._waiting.values())
+            return self._running.total() + sum(len(q) for q in self._waiting.values())
 
     def stats_dict(self):
         with self._lock:
@@ -175,7 +227,10 @@ class RedfishPool:
             held = self.bmcs.get(name)
             if held is not None:
                 held[1].never_log_out()
-        if self._pool is not None:
+        if not self.log_out_at_stop:
+            for name in list(self.bmcs):
+                self.bmcs[name][1].never_log_out()
+        if self._pool is not None and self.log_out_at_stop:
             idle = [b for name, (_, b) in self.bmcs.items() if name not in self._running]
             futures = [self._pool.submit(b.close) for b in idle]
             for f in futures:
@@ -183,5 +238,6 @@ class RedfishPool:
                     f.result(max(0.0, deadline - time.monotonic()))
                 except Exception:  # noqa: S110 - logging out is best effort
                     pass
+        if self._pool is not None:
             self._pool.shutdown(wait=False)
         return clean

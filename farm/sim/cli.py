@@ -25,6 +25,18 @@ from farm.sim.quirks import parse as parse_quirks
 @click.option("--tls", is_flag=True,
               help="redfish: serve HTTPS with a self-signed certificate written next to the "
                    "inventory (the inventory's verify_tls names it).")
+@click.option("--redfish-shape", type=click.Choice(["deprecated", "current", "both"]),
+              default="deprecated", show_default=True,
+              help="redfish: the chassis's sensors as Thermal and Power (deprecated), as a "
+                   "Sensors collection with ThermalSubsystem, PowerSubsystem and "
+                   "EnvironmentMetrics (current: bmcweb's default build), or both.")
+@click.option("--redfish-expand", type=click.Choice(["on", "off", "refused"]), default="on",
+              show_default=True,
+              help="redfish: $expand on the Sensors collection served (on), neither offered nor "
+                   "served (off), or offered in the service root and answered 501 (refused).")
+@click.option("--max-sessions", type=click.IntRange(0, 10000), default=0, show_default=True,
+              help="redfish: sessions each BMC holds at most (iDRAC: 8); a login past them is "
+                   "answered 503 with iDRAC's RAC0218. 0: no limit.")
 @click.option("--engine", type=click.Choice(["pyghmi", "lean"]), default="pyghmi", show_default=True,
               help="pyghmi: pyghmi's BMC server (cipher suite 3 only; the oracle farm's tests use). "
                    "lean: farm's own epoll server (suites 17 and 3), cheap enough for 100,000 BMCs "
@@ -65,7 +77,8 @@ from farm.sim.quirks import parse as parse_quirks
               help="Append a line per Chassis Control received: epoch seconds, BMC name, action.")
 @click.option("--inventory", "inventory_file", type=click.Path(dir_okay=False),
               help="Write the fleet's inventory here (YAML, for `farm nodes import`).")
-def main(count, protocol, tls, engine, address, base_port, username, password, delay, hung_fraction,
+def main(count, protocol, tls, redfish_shape, redfish_expand, max_sessions, engine, address,
+         base_port, username, password, delay, hung_fraction,
          off_fraction, session_timeout, power_delay, sensor_period, hot_fraction, sel_interval,
          name_prefix, quirk_names, quirk_fraction, control_log, inventory_file):
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s farm-sim %(levelname)s %(message)s")
@@ -93,7 +106,9 @@ def main(count, protocol, tls, engine, address, base_port, username, password, d
             fleet = RedfishFleet(count, address, base_port, username, password,
                                  hung_fraction=hung_fraction, off_fraction=off_fraction,
                                  delay=delay, name_prefix=name_prefix, tls_dir=tls_dir,
-                                 session_timeout=session_timeout, hardware=hardware)
+                                 session_timeout=session_timeout, hardware=hardware,
+                                 shape=redfish_shape, expand=redfish_expand,
+                                 max_sessions=max_sessions)
         elif engine == "lean":
             fleet = LeanFleet(count, address, base_port, username, password,
                               hung_fraction=hung_fraction, off_fraction=off_fraction,

@@ -6,8 +6,11 @@ connection.
 Each serves what farm and sushy use: the service root, SessionService
 (sessions by POST, X-Auth-Token, DELETE), basic auth, the Systems collection
 and one ComputerSystem with PowerState and ComputerSystem.Reset, its Chassis
-with Thermal (Temperatures, Fans) and Power (Voltages, PowerSupplies), and
-its LogServices/SEL with Entries and LogService.ClearLog. Power, sensors and
+with Thermal (Temperatures, Fans) and Power (Voltages, PowerSupplies) or the
+current shape (farm.sim.redfish_shapes: Sensors, the subsystems,
+EnvironmentMetrics; --redfish-shape, --redfish-expand) or both, and its
+LogServices/SEL with Entries and LogService.ClearLog. --max-sessions bounds
+each BMC's session table as iDRAC's is (a login past it: 503, RAC0218). Power, sensors and
 the log are farm.sim.hardware's, the very model the IPMI engines serve
 (power changes take --power-delay; readings are the sensors' quantized
 values, with their thresholds). Hung BMCs accept
@@ -34,6 +37,7 @@ import uuid
 
 from farm.bmc import sel as sel_codec
 from farm.model import Node
+from farm.sim import redfish_shapes
 from farm.sim.fleet import pick
 from farm.sim.hardware import SENSORS, Hardware, quantize
 
@@ -50,7 +54,25 @@ LIMITS = ("LowerThresholdFatal", "LowerThresholdCritical", "LowerThresholdNonCri
 RESETS = {"On": 1, "ForceOn": 1, "ForceOff": 0, "GracefulShutdown": 5, "ForceRestart": 3,
           "GracefulRestart": 3, "PowerCycle": 2}
 REASONS = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
-           404: "Not Found", 405: "Method Not Allowed"}
+           404: "Not Found", 405: "Method Not Allowed", 501: "Not Implemented",
+           503: "Service Unavailable"}
+# A full session table, answered as Dell documents iDRAC's (503, message
+# RAC0218 "The maximum number of user sessions is reached.", in Redfish's
+# extended-error form) with the Base registry's SessionLimitExceeded beside it
+SESSION_LIMIT = {"error": {
+    "code": "Base.1.12.GeneralError",
+    "message": "A general error has occurred. See ExtendedInfo for more information.",
+    "@Message.ExtendedInfo": [
+        {"MessageId": "IDRAC.2.8.RAC0218",
+         "Message": "The maximum number of user sessions is reached.",
+         "Resolution": "Close one or more sessions and retry the operation.",
+         "Severity": "Critical", "MessageArgs": [], "RelatedProperties": []},
+        {"MessageId": "Base.1.12.SessionLimitExceeded",
+         "Message": "The session establishment failed due to the number of simultaneous "
+                    "sessions exceeding the limit of the implementation.",
+         "Resolution": "Reduce the number of other sessions before trying to establish the "
+                       "session or increase the limit of simultaneous sessions (if supported).",
+         "Severity": "Critical", "MessageArgs": [], "RelatedProperties": []}]}}
 
 
 def self_signed(directory, address, port):
@@ -84,12 +106,15 @@ class RedfishBmc:
     def __init__(self, fleet, name, hardware):
         self.fleet, self.name, self.hw = fleet, name, hardware
         self.sessions = {}  # token -> [session id, last used (monotonic)]
+        self.counts = {"logins": 0, "refused": 0, "unauthorized": 0, "peak": 0}
 
     def authorized(self, headers):
         token = headers.get("x-auth-token")
         if token and token in self.sessions:
             self.sessions[token][1] = time.monotonic()
             return True
+        if token:
+            self.counts["unauthorized"] += 1  # a token this BMC does not hold (any more)
         auth = headers.get("authorization", "")
         if auth.lower().startswith("basic "):
             try:
@@ -103,7 +128,8 @@ class RedfishBmc:
     def answer(self, method, path, headers, body):
         """(status, JSON body or None, extra headers)."""
         self.fleet.requests += 1
-        path = path.split("?")[0].rstrip("/") or "/"
+        path, _, query = path.partition("?")
+        path = path.rstrip("/") or "/"
         sessions = f"{ROOT}/SessionService/Sessions"
         system = f"{ROOT}/Systems/{SYSTEM_ID}"
         if method == "GET" and path == ROOT:  # the service root needs no login
@@ -113,7 +139,10 @@ class RedfishBmc:
                          "Systems": {"@odata.id": f"{ROOT}/Systems"},
                          "Chassis": {"@odata.id": f"{ROOT}/Chassis"},
                          "SessionService": {"@odata.id": f"{ROOT}/SessionService"},
-                         "Links": {"Sessions": {"@odata.id": sessions}}}, {}
+                         "Links": {"Sessions": {"@odata.id": sessions}},
+                         **({"ProtocolFeaturesSupported": {
+                             "ExpandQuery": redfish_shapes.EXPAND_FEATURE}}
+                            if self.fleet.expand != "off" else {})}, {}
         if method == "POST" and path == sessions:
             try:
                 creds = json.loads(body or b"{}")
@@ -122,9 +151,14 @@ class RedfishBmc:
                 return 400, {"error": {"message": "malformed body"}}, {}
             if not ok:
                 return 401, {"error": {"message": "invalid credentials"}}, {}
+            if self.fleet.max_sessions and len(self.sessions) >= self.fleet.max_sessions:
+                self.counts["refused"] += 1
+                return 503, SESSION_LIMIT, {}
             token, sid = uuid.uuid4().hex, uuid.uuid4().hex[:12]
             self.sessions[token] = [sid, time.monotonic()]
             self.fleet.logins += 1
+            self.counts["logins"] += 1
+            self.counts["peak"] = max(self.counts["peak"], len(self.sessions))
             return 201, {"@odata.id": f"{sessions}/{sid}", "Id": sid, "UserName": creds["UserName"]}, {
                 "X-Auth-Token": token, "Location": f"{sessions}/{sid}"}
         if not self.authorized(headers):
@@ -158,6 +192,9 @@ class RedfishBmc:
             self.hw.control(RESETS[kind])
             return 204, None, {}
         doc = self.resource(method, path)
+        if doc is None and method == "GET" and self.fleet.shape != "deprecated":
+            doc = redfish_shapes.resource(self.hw, CHASSIS, path, query, self.fleet.expand)
+            doc = doc and (*doc, {})
         if doc is not None:
             return doc
         return 404, {"error": {"message": f"no {method} {path}"}}, {}
@@ -172,13 +209,18 @@ class RedfishBmc:
         if path == f"{ROOT}/Chassis":
             return 200, {"@odata.id": path, "Name": "Chassis Collection",
                          "Members": [{"@odata.id": CHASSIS}], "Members@odata.count": 1}, {}
+        shape = getattr(self.fleet, "shape", "deprecated")  # None: a unit test's BMC
         if path == CHASSIS:
-            return 200, {"@odata.id": path, "@odata.type": "#Chassis.v1_10_0.Chassis", "Id": "1",
-                         "Name": "Chassis", "ChassisType": "RackMount",
-                         "Thermal": {"@odata.id": f"{path}/Thermal"},
-                         "Power": {"@odata.id": f"{path}/Power"},
-                         "Links": {"ComputerSystems": [{"@odata.id": SYSTEM}]}}, {}
-        if path in (f"{CHASSIS}/Thermal", f"{CHASSIS}/Power"):
+            doc = {"@odata.id": path, "@odata.type": "#Chassis.v1_10_0.Chassis", "Id": "1",
+                   "Name": "Chassis", "ChassisType": "RackMount",
+                   "Links": {"ComputerSystems": [{"@odata.id": SYSTEM}]}}
+            if shape != "current":
+                doc.update({"Thermal": {"@odata.id": f"{path}/Thermal"},
+                            "Power": {"@odata.id": f"{path}/Power"}})
+            if shape != "deprecated":
+                doc.update(redfish_shapes.chassis_links(path))
+            return 200, doc, {}
+        if path in (f"{CHASSIS}/Thermal", f"{CHASSIS}/Power") and shape != "current":
             return 200, self.sensors(path), {}
         if path == f"{SYSTEM}/LogServices":
             return 200, {"@odata.id": path, "Name": "Log Service Collection",
@@ -239,10 +281,11 @@ class RedfishFleet:
 
     def __init__(self, count, address, base_port, username, password, hung_fraction=0.0,
                  off_fraction=0.0, delay=0.0, session_timeout=1800.0, name_prefix="bmc-",
-                 tls_dir=None, hardware=None):
+                 tls_dir=None, hardware=None, shape="deprecated", expand="off", max_sessions=0):
         self.address, self.base_port = address, base_port
         self.username, self.password = username, password
         self.delay, self.session_timeout = delay, session_timeout
+        self.shape, self.expand, self.max_sessions = shape, expand, max_sessions
         self.drop_requested = False
         self.logins = self.requests = self.basic_requests = self.connections = 0
         self.lock = threading.Lock()  # the BMCs' state: one request at a time per fleet
@@ -307,6 +350,9 @@ class RedfishFleet:
                 self.send_response(status, REASONS.get(status, "Error"))
                 self.send_header("Content-Length", str(len(payload)))
                 self.send_header("OData-Version", "4.0")
+                if self.close_connection:  # the client asked to close (sushy does): say so,
+                    # or its pool may reuse the connection as we close it (RemoteDisconnected)
+                    self.send_header("Connection", "close")
                 if doc is not None:
                     self.send_header("Content-Type", "application/json")
                 for k, v in extra.items():
@@ -347,6 +393,7 @@ class RedfishFleet:
     def stats(self):
         return {"logins": self.logins, "requests": self.requests, "connections": self.connections,
                 "basic_auth_requests": self.basic_requests,
+                "bmcs": {name: b.counts for name, b in self.bmcs.items()},
                 "power_changes": sum(b.hw.power_changes for b in self.bmcs.values())}
 
     def close(self):

@@ -44,6 +44,8 @@ Keys, all under the namespace `ns`:
   {ns}:assignment         hash  generation, epoch, leader, members (JSON list),
                                 placement (JSON list: member index per partition),
                                 published_at; PUBLISHed on channel {ns}:assignment
+  {ns}:redfish-sessions  hash  node name -> its BMC's Redfish session token and URI, sealed
+                                (sessions.py)
   {ns}:action*, {ns}:steps*, {ns}:step-of, {ns}:corrections: bulk power actions and
                                 the spacing of farm's corrections (actions.py)
 """
@@ -53,11 +55,12 @@ from farm.store.connection import EVENTS_MAXLEN, Connection
 from farm.store.control import REPLY_TTL, Control
 from farm.store.coordination import Coordination
 from farm.store.inventory import LAYOUT, Inventory
+from farm.store.sessions import Sessions
 from farm.store.state import MAX_ERROR, State
 
 __all__ = ["ACTION_TTL", "ActionConflict", "EVENTS_MAXLEN", "LAYOUT", "MAX_ERROR", "REPLY_TTL", "Store"]
 
 
-class Store(Inventory, State, Control, Coordination, Actions, Connection):
+class Store(Inventory, State, Control, Coordination, Actions, Sessions, Connection):
     """Everything farm keeps in Redis under one namespace (see the key table
     above); one client, one connection pool, safe to share across threads."""

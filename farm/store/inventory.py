@@ -188,7 +188,8 @@ class Inventory:
         """remove_nodes.lua on `names`, directly or queued on a pipeline."""
         keys = [self._key(k) for k in ("inventory", "control", "counts", "polled", "names")]
         return self._scripts["remove_nodes"](
-            keys=keys + [self._key("inventory", "version"), self._key("labels")]
+            keys=keys + [self._key("inventory", "version"), self._key("labels"),
+                         self._key("redfish-sessions")]
             + self._node_keys(names),
             args=list(names), client=client)
 

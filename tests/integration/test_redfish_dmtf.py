@@ -201,3 +201,43 @@ def test_without_expand_at_most_the_configured_gets_and_every_sensor_read(mockup
                                  ["DataSourceUri"]]
     finally:
         bmc.close()
+
+
+def test_a_refused_expand_falls_back_once_and_is_remembered(make_sim):
+    """farm-sim offering $expand in its service root but answering 501
+    (--redfish-expand refused): the first pass falls back to the members,
+    later passes never ask again, within the GET bound, reading what a BMC
+    that expands reads."""
+    from farm.bmc.redfish import RedfishBmc
+    from farm.fleet import inventory as inv
+
+    def node_of(sim):
+        with open(sim.inventory) as f:
+            return inv.parse(f.read(), sim.inventory)[0]
+    refused = make_sim(1, protocol="redfish", redfish_shape="current", redfish_expand="refused",
+                       sensor_period=0)
+    served = make_sim(1, protocol="redfish", redfish_shape="current", redfish_expand="on",
+                      sensor_period=0)
+    asked = []
+    bmc = RedfishBmc(node_of(refused), 10.0,
+                     on_response=lambda r: asked.append((r.request.method, r.request.path_url)))
+    other = RedfishBmc(node_of(served), 10.0)
+    try:
+        first, _ = bmc.sensors()
+        assert any("$expand" in p for _, p in asked)
+        mark = len(asked)
+        for _ in range(3):
+            readings, _ = bmc.sensors()
+        later = [p for m, p in asked[mark:] if m == "GET"]
+        assert len(later) <= 3 * 4 and not any("$expand" in p for p in later), later
+        bmc.forget()  # a new connection chooses again, and remembers the refusal
+        mark = len(asked)
+        bmc.sensors()
+        assert not any("$expand" in p for _, p in asked[mark:])
+        expanded, _ = other.sensors()
+        fields = ("name", "type", "unit", "value", "status")
+        assert [tuple(r[f] for f in fields) for r in readings] == \
+            [tuple(r[f] for f in fields) for r in expanded]
+    finally:
+        bmc.close()
+        other.close()

@@ -31,7 +31,16 @@ def hostile(mode, counts):
 
         def do_GET(self):  # noqa: N802
             counts["gets"] = counts.get("gets", 0) + 1
-            if self.path == "/redfish/v1/Systems/1" and mode in ("drip", "huge"):
+            if self.path == "/redfish/v1/Systems/1" and mode.startswith("busy") \
+                    and (mode == "busy-always" or counts.get("busy", 0) < 2):
+                counts["busy"] = counts.get("busy", 0) + 1
+                counts.setdefault("busy_at", []).append(time.monotonic())
+                self.send_response(503)
+                if mode == "busy":
+                    self.send_header("Retry-After", "1")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            elif self.path == "/redfish/v1/Systems/1" and mode in ("drip", "huge"):
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 size = 200 * 2**20 if mode == "huge" else 4096
@@ -137,3 +146,32 @@ def test_the_whole_answer_deadline_keeps_a_kept_connection(servers):  # noqa: F8
         bmc.close()
     assert len(logins) == 1
 
+
+
+def test_a_busy_bmc_is_waited_out_as_it_asks(servers):  # noqa: F811
+    """503 with Retry-After: 1, twice: farm waits as asked, within the
+    poll's deadline, and reads; never a second session around it."""
+    counts = {}
+    bmc = RedfishBmc(Node("r1", servers("127.0.0.1", hostile("busy", counts)), 0, USER,
+                          PASSWORD, driver="redfish"), timeout=5.0)
+    try:
+        assert bmc.power_state() is not None
+    finally:
+        bmc.close()
+    assert counts["busy"] == 2
+    gaps = [b - a for a, b in zip(counts["busy_at"], counts["busy_at"][1:], strict=False)]
+    assert all(g >= 0.95 for g in gaps), gaps
+
+
+def test_a_bmc_busy_past_the_deadline_is_a_busy_error(servers):  # noqa: F811
+    """503 without Retry-After, for ever: backoff from 0.5 s, doubling,
+    until the 2 s deadline, then `busy`, not a protocol error."""
+    counts = {}
+    bmc = bmc_at(servers("127.0.0.1", hostile("busy-always", counts)))
+    try:
+        with pytest.raises(errors.BmcBusy):
+            bmc.power_state()
+    finally:
+        bmc.close()
+    gaps = [b - a for a, b in zip(counts["busy_at"], counts["busy_at"][1:], strict=False)]
+    assert 2 <= counts["busy"] <= 5 and gaps[0] >= 0.45 and gaps[1] >= 0.95, counts

@@ -85,6 +85,23 @@ def test_sushy_connector_keeps_a_requests_session():
     assert "self._session.request(" in inspect.getsource(connector.Connector._op)
 
 
+def test_sushy_session_auth_keeps_its_session_in_these_attributes():
+    """farm/bmc/redfish.py's _SharedAuth starts from a session kept in
+    Redis by setting what SessionAuth._do_authenticate sets after a login
+    (sushy has no public setter), and relies on refresh_session logging in
+    anew on a 401 when both key and URI are set."""
+    from sushy import auth
+
+    source = inspect.getsource(auth.SessionAuth._do_authenticate)
+    for attribute in ("self._session_key", "self._session_resource_id",
+                      "self._session_auth_previously_successful"):
+        assert attribute in source
+    a = auth.SessionOrBasicAuth("u", "p")
+    a._session_key, a._session_resource_id = "t", "/redfish/v1/SessionService/Sessions/1"
+    assert a.can_refresh_session() and a.get_session_key() == "t"
+    assert "self._do_authenticate()" in inspect.getsource(auth.SessionAuth.refresh_session)
+
+
 def test_farm_api_connections_get_tcp_nodelay_from_asyncio():
     """asyncio sets TCP_NODELAY on an accepted connection only if the
     listening socket says IPPROTO_TCP; farm-api's does (farm.api.server.

@@ -239,3 +239,37 @@ def test_expanded_collection_or_links_only():
     assert expanded({"Members": [{"@odata.id": "/a"}]}, 10) is None
     with pytest.raises(BmcProtocolError):
         expanded({"Members": "no"}, 10)
+
+
+@pytest.mark.parametrize("step", range(0, 600, 59))
+def test_current_shape_says_what_ipmi_says(step):
+    """The simulator's Sensors collection, expanded, read as farm reads
+    it: the threshold sensors IPMI reads from the same model, and the DCMI
+    power reading from EnvironmentMetrics' PowerWatts."""
+    from farm.sim import redfish_shapes
+    clock = Clock(2_000_000_000.0 + step)
+    hw = Hardware("n1", hot=True, sensor_period=600, clock=clock)
+    (ipmi, _, extra), _ = run(read_sensors, hw)
+    status, collection = redfish_shapes.resource(hw, sim.CHASSIS, f"{sim.CHASSIS}/Sensors",
+                                                 "$expand=.($levels=1)", "on")
+    environment = redfish_shapes.resource(hw, sim.CHASSIS, f"{sim.CHASSIS}/EnvironmentMetrics",
+                                          "", "on")[1]
+    current = redfish_data.sensor_readings(collection["Members"])
+    fields = ("name", "type", "code", "unit", "status", "level", "value")
+    assert [tuple(r[f] for f in fields) for r in current if r["name"] != "Total Power"] == \
+        [tuple(r[f] for f in fields) for r in ipmi if r["et"] == 0x01]
+    assert redfish_data.total_watts(collection["Members"], environment) == round(extra["watts"])
+    assert redfish_shapes.resource(hw, sim.CHASSIS, f"{sim.CHASSIS}/Sensors",
+                                   "$expand=.($levels=1)", "refused")[0] == 501
+
+
+def test_a_full_session_table_is_told_apart_from_other_errors():
+    from farm.bmc.redfish_http import retry_after, session_limited
+    base = {"error": {"code": "Base.1.8.GeneralError", "@Message.ExtendedInfo": [
+        {"MessageId": "Base.1.8.SessionLimitExceeded"}]}}
+    idrac = {"error": {"@Message.ExtendedInfo": [{"MessageId": "IDRAC.2.9.RAC0218"}]}}
+    busy = {"error": {"code": "Base.1.8.ServiceTemporarilyUnavailable"}}
+    assert session_limited(base) and session_limited(idrac)
+    assert not session_limited(busy) and not session_limited({}) and not session_limited([])
+    assert retry_after("3", 0) == 3 and retry_after(None, 2) == 2.0
+    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 0) == 0.0  # a date passed: now

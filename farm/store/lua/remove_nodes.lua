@@ -2,7 +2,8 @@
 -- counts, in one atomic call (a result written meanwhile cannot be counted
 -- for a node that is gone). KEYS[1] the inventory hash, KEYS[2] control,
 -- KEYS[3] the counts hash, KEYS[4] the polled zset, KEYS[5] the names zset,
--- KEYS[6] the inventory version, KEYS[7] the label index; then per node its
+-- KEYS[6] the inventory version, KEYS[7] the label index, KEYS[8] the Redfish
+-- session tokens; then per node its
 -- state, sensors and SEL keys. ARGV: the names. Returns how many were in the
 -- inventory.
 local counts = KEYS[3]
@@ -11,15 +12,16 @@ local function count(prefix, value, n)
 end
 local removed = 0
 for i, name in ipairs(ARGV) do
-  local state = KEYS[7 + (i - 1) * 3 + 1]
+  local state = KEYS[8 + (i - 1) * 3 + 1]
   if redis.call('HDEL', KEYS[1], name) == 1 then
     removed = removed + 1
     local s = redis.call('HMGET', state, 'power_state', 'error_kind')
     count('power:', s[1], -1)
     count('failing:', s[2], -1)
   end
-  redis.call('DEL', state, KEYS[7 + (i - 1) * 3 + 2], KEYS[7 + (i - 1) * 3 + 3])
+  redis.call('DEL', state, KEYS[8 + (i - 1) * 3 + 2], KEYS[8 + (i - 1) * 3 + 3])
   redis.call('HDEL', KEYS[7], name)
+  redis.call('HDEL', KEYS[8], name)
   redis.call('HDEL', KEYS[2], name)
   redis.call('ZREM', KEYS[4], name)
   redis.call('ZREM', KEYS[5], name)
