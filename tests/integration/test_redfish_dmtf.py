@@ -241,3 +241,35 @@ def test_a_refused_expand_falls_back_once_and_is_remembered(make_sim):
     finally:
         bmc.close()
         other.close()
+
+
+def tacklebox_tool(tool, sim, node, *args):
+    out = subprocess.run([script(tool), "-u", sim.username, "-p", sim.password, "-r",
+                          node.address, *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def test_power_actions_agree_with_dmtf_tacklebox(make_sim, store, redis_server, namespace,
+                                                 tmp_path):
+    """Tacklebox's rf_power_reset.py turns a current-shape BMC off and farm
+    sees it; farm turns it on and Tacklebox's rf_raw_request.py reads On."""
+    from tests.integration.test_tasks import farm
+    from tests.integration.test_worker import import_sim
+    sim = make_sim(1, protocol="redfish", redfish_shape="current", sensor_period=0)
+    (node,) = import_sim(sim, store)
+    cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, poll_interval=0.5,
+                       bmc_timeout=5)
+    proc, log = start_worker(tmp_path, cfg)
+    try:
+        def power():
+            return store.node_states([node.name])[node.name].get("power_state")
+        wait_for(lambda: power() == "on", 60, what="farm to read the BMC on")
+        tacklebox_tool("rf_power_reset.py", sim, node, "-t", "ForceOff")
+        wait_for(lambda: power() == "off", 60, what="farm to see Tacklebox's ForceOff")
+        out = farm(cfg, "nodes", "power", node.name, "on")
+        assert out.returncode == 0, out.stdout + out.stderr
+        system = tacklebox_tool("rf_raw_request.py", sim, node, "-req", "/redfish/v1/Systems/1")
+        assert json.loads(system[system.index("{"):])["PowerState"] == "On", system
+    finally:
+        assert stop_worker(proc) == 0, log.read_text()[-2000:]
