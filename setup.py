@@ -28,6 +28,8 @@ setup(
         # hands requests the body (Response._content): shape-tested
         "requests>=2.28,<3",
         "urllib3>=2.0,<3",
+        # the asyncio Redfish engine's HTTP client ([redfish] engine = asyncio)
+        "aiohttp>=3.9,<4",
         # farm-api: request validation and the OpenAPI document (docs/architecture.md)
         "fastapi>=0.110",
         # farm/api/slowloris.py subclasses uvicorn's httptools protocol (a header

@@ -157,6 +157,11 @@ redfish_opts = [
                help="The most members farm reads of one Redfish collection in one pass (log "
                     "entries, sensors): more are left out, and entries a BMC lists by "
                     "reference cost one GET each up to this number."),
+    cfg.StrOpt("engine", default="asyncio", choices=["threads", "asyncio"],
+               help="Where Redfish polls run: threads (a pool of pool_size threads, sushy; a "
+                    "request holds a thread as long as the BMC takes) or asyncio (one event "
+                    "loop, aiohttp, kept connections: a slow or hung BMC holds a coroutine, "
+                    "not a thread). Power actions and SEL clears run on the threads either way."),
     cfg.IntOpt("max_requests_per_bmc", default=1, min=1, max=8,
                help="Redfish requests farm has in flight to one BMC at most (one poll or "
                     "action at a time each; never two of one task). 1: embedded BMCs serve "
@@ -368,6 +373,7 @@ class Redfish:
     max_members: int = 1000
     sensor_gets_per_pass: int = 4
     max_requests_per_bmc: int = 1
+    engine: str = "asyncio"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -67,14 +67,24 @@ class Worker:
             ipmi = InProcess(engine, programs(load_tasks().values()), self._on_results)
         # sushy: imported by workers only
         from farm.polling.redfish_pool import RedfishPool, SharedSessions
-        self.executor = ByDriver(ipmi, RedfishPool(
+        redfish = RedfishPool(
             settings.redfish.pool_size, w.bmc_timeout, redfish_programs(load_tasks().values()),
             self._on_results, timeouts=engine.timeouts, keep_alive=settings.redfish.keep_alive,
             max_answer_bytes=settings.redfish.max_answer_bytes,
             max_members=settings.redfish.max_members,
             sensor_gets=settings.redfish.sensor_gets_per_pass,
             sessions=SharedSessions(self.store),
-            per_bmc=settings.redfish.max_requests_per_bmc))
+            per_bmc=settings.redfish.max_requests_per_bmc)
+        if settings.redfish.engine == "asyncio":
+            from farm.polling.redfish_loop import RedfishLoop
+            redfish = RedfishLoop(
+                w.bmc_timeout, redfish_programs(load_tasks().values()), self._on_results,
+                actions=redfish, timeouts=engine.timeouts, sessions=redfish.limits["sessions"],
+                per_bmc=settings.redfish.max_requests_per_bmc,
+                max_answer_bytes=settings.redfish.max_answer_bytes,
+                max_members=settings.redfish.max_members,
+                sensor_gets=settings.redfish.sensor_gets_per_pass)
+        self.executor = ByDriver(ipmi, redfish)
         self.wheels = {name: Wheel(t.interval, width=0.05) for name, t in self.tasks.items()}
         self.scheduler = Scheduler(self.wheels, self._dispatch)
         self._reread_assignment = False

@@ -65,6 +65,7 @@ class _SharedAuth(sushy_auth.SessionOrBasicAuth):
         super().__init__(username=username, password=password)
         self._on_login, self._on_session = on_login, on_session
         self._seed = seed
+        self._closing = False
         self.log_out = True  # False: closing only forgets (a hung BMC would block a logout)
 
     def _do_authenticate(self):
@@ -94,9 +95,18 @@ class _SharedAuth(sushy_auth.SessionOrBasicAuth):
             if self._on_session is not None:
                 self._on_session(self._session_key, self._session_resource_id)
 
+    def refresh_session(self):
+        if self._closing:  # a logout that met a 401: the session is gone already
+            raise errors.BmcAuthError("the session to log out of has ended; no new login")
+        super().refresh_session()
+
     def close(self):
         if self.log_out:
-            super().close()
+            self._closing = True
+            try:
+                super().close()
+            finally:
+                self._closing = False
 
 
 def _cause(exc, kind):

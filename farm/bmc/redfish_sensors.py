@@ -15,9 +15,11 @@ connection (and again after a 404), cheapest first (docs/redfish.md):
 3. "legacy": the deprecated Thermal and Power resources, two GETs, where
    the chassis serves no Sensors collection.
 
-No sushy here: `get(path)` returns a JSON object or raises; `refused(exc)`
-says whether an error is the BMC declining a request (an HTTP error other
-than 401/403/404), `gone(exc)` whether it is a 404.
+No I/O here: a pass is a generator (`steps`) that yields the paths it
+wants and is sent their JSON objects (or has the error thrown in), so one
+plan serves a blocking client (`read`, with `get(path)`) and an event loop
+alike. `refused(exc)` says whether an error is the BMC declining a request
+(an HTTP error other than 401/403/404), `gone(exc)` whether it is a 404.
 """
 
 from farm import errors
@@ -61,47 +63,53 @@ class SensorReader:
         self.plan = None
         self.gets = 0  # GETs so far (bench and tests: GETs per pass)
 
-    def _get(self, path):
-        self.gets += 1
-        return self.get(path)
-
     def reset(self):
         """A new connection: choose again."""
         self.plan = None
 
     def read(self, system_path):
-        """(readings, DCMI watts) of the system's first chassis."""
+        """(readings, DCMI watts) of the system's first chassis, each GET
+        through `get`."""
+        return drive(self.steps(system_path), self.get)
+
+    def steps(self, system_path):
+        """A pass as a generator: yields paths, is sent their documents,
+        returns (readings, DCMI watts)."""
         try:
             if self.plan is None:
-                self.plan = self._choose(system_path)
+                self.plan = yield from self._choose(system_path)
                 return self._result(self.plan)  # the plan's own reads are this pass's
-            return self._pass(self.plan)
+            return (yield from self._pass(self.plan))
         except Exception as exc:
             if self.gone(exc):  # a resource moved or went: choose again next pass
                 self.plan = None
             raise
 
+    def _get(self, path):
+        self.gets += 1
+        return (yield path)
+
     def _choose(self, system_path):
-        chassis_path = link(self._get(system_path), "Links", "Chassis")
+        chassis_path = link((yield from self._get(system_path)), "Links", "Chassis")
         if chassis_path is None:
             raise errors.BmcProtocolError("the system links no Chassis")
-        chassis = self._get(chassis_path)
+        chassis = yield from self._get(chassis_path)
         sensors = link(chassis, "Sensors")
         if sensors is None:
             paths = {"thermal": link(chassis, "Thermal"), "power": link(chassis, "Power")}
             if not any(paths.values()):
                 raise errors.BmcProtocolError(
                     "the chassis serves neither a Sensors collection nor Thermal or Power")
-            return {"kind": "legacy", "paths": paths, "docs": self._legacy(paths)}
+            return {"kind": "legacy", "paths": paths, "docs": (yield from self._legacy(paths))}
         environment_path = link(chassis, "EnvironmentMetrics")
-        environment = self._get(environment_path) if environment_path else {}
+        environment = (yield from self._get(environment_path)) if environment_path else {}
         power = environment.get("PowerWatts")
         source = {"PowerWatts": {"DataSourceUri": power.get("DataSourceUri")}} \
             if isinstance(power, dict) and power.get("DataSourceUri") else None
         plan = {"sensors": sensors, "environment": source}
-        if not self.expand_refused and self._expand_offered():
+        if not self.expand_refused and (yield from self._expand_offered()):
             try:
-                docs = expanded(self._get(f"{sensors}?{EXPAND}"), self.max_members)
+                docs = expanded((yield from self._get(f"{sensors}?{EXPAND}")), self.max_members)
             except Exception as exc:
                 if not self.refused(exc):
                     raise
@@ -109,35 +117,40 @@ class SensorReader:
             if docs is not None:
                 return dict(plan, kind="expand", docs=docs, values={})
             self.expand_refused = True
-        excerpt_paths = [p for p in (self._thermal_metrics(chassis), environment_path) if p]
-        members = [m.get("@odata.id") for m in _members(self._get(sensors), self.max_members)
+        thermal = link(chassis, "ThermalSubsystem")
+        metrics = link((yield from self._get(thermal)), "ThermalMetrics") if thermal else None
+        excerpt_paths = [p for p in (metrics, environment_path) if p]
+        collection = yield from self._get(sensors)
+        members = [m.get("@odata.id") for m in _members(collection, self.max_members)
                    if isinstance(m, dict) and isinstance(m.get("@odata.id"), str)]
-        docs = {p: self._get(p) for p in members}
+        docs = {}
+        for path in members:
+            docs[path] = yield from self._get(path)
         values = {}
         for path in excerpt_paths:
-            values.update(redfish_data.excerpts(environment if path == environment_path
-                                                else self._get(path)))
+            values.update(redfish_data.excerpts(
+                environment if path == environment_path else (yield from self._get(path))))
         covered = set(values)
         return dict(plan, kind="members", docs=docs, values=values, excerpts=excerpt_paths,
                     turn=[p for p in members if p not in covered])
 
     def _expand_offered(self):
-        root = self._get("/redfish/v1/")
+        root = yield from self._get("/redfish/v1/")
         expand = (root.get("ProtocolFeaturesSupported") or {}).get("ExpandQuery")
         return isinstance(expand, dict) and bool(expand.get("Levels") or expand.get("NoLinks"))
 
-    def _thermal_metrics(self, chassis):
-        thermal = link(chassis, "ThermalSubsystem")
-        return link(self._get(thermal), "ThermalMetrics") if thermal else None
-
     def _legacy(self, paths):
-        return {k: self._get(p) if p else None for k, p in paths.items()}
+        docs = {}
+        for key, path in paths.items():
+            docs[key] = (yield from self._get(path)) if path else None
+        return docs
 
     def _pass(self, plan):
         if plan["kind"] == "legacy":
-            plan["docs"] = self._legacy(plan["paths"])
+            plan["docs"] = yield from self._legacy(plan["paths"])
         elif plan["kind"] == "expand":
-            docs = expanded(self._get(f"{plan['sensors']}?{EXPAND}"), self.max_members)
+            docs = expanded((yield from self._get(f"{plan['sensors']}?{EXPAND}")),
+                            self.max_members)
             if docs is None:
                 self.plan = None  # choose again next pass (no $expand, this time)
                 self.expand_refused = True
@@ -146,13 +159,13 @@ class SensorReader:
         else:
             values = {}
             for path in plan["excerpts"]:
-                values.update(redfish_data.excerpts(self._get(path)))
+                values.update(redfish_data.excerpts((yield from self._get(path))))
             plan["values"] = values
             budget = self.gets_per_pass - len(plan["excerpts"])
             turn = plan["turn"]
             for _ in range(min(max(budget, 0), len(turn))):
                 path = turn.pop(0)
-                plan["docs"][path] = self._get(path)
+                plan["docs"][path] = yield from self._get(path)
                 turn.append(path)  # read last now: the others come first next pass
         return self._result(plan)
 
@@ -165,3 +178,19 @@ class SensorReader:
         sensors = list(docs.values()) if isinstance(docs, dict) else docs
         return (redfish_data.sensor_readings(sensors, plan["values"]),
                 redfish_data.total_watts(sensors, plan["environment"], plan["values"]))
+
+
+def drive(steps, get):
+    """Run a pass's generator with a blocking `get(path)`: its documents
+    sent in, its errors thrown in; the pass's return value."""
+    try:
+        path = next(steps)
+        while True:
+            try:
+                doc = get(path)
+            except Exception as exc:
+                path = steps.throw(exc)
+                continue
+            path = steps.send(doc)
+    except StopIteration as stop:
+        return stop.value

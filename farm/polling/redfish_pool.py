@@ -32,6 +32,9 @@ class SharedSessions:
 
     def __init__(self, store):
         self.store = store
+        # this process's own copy: the asyncio engine and the thread pool
+        # (its actions) share one session per BMC even without a key file
+        self._local = {}
 
     @property
     def shared(self):
@@ -39,6 +42,8 @@ class SharedSessions:
         return credentials is not None and credentials.sealing
 
     def load(self, name):
+        if name in self._local:
+            return self._local[name]
         try:
             return self.store.redfish_session(name) if self.shared else None
         except errors.FarmError as exc:
@@ -46,6 +51,7 @@ class SharedSessions:
             return None
 
     def save(self, name, token, uri):
+        self._local[name] = (token, uri)
         if not self.shared:
             return
         try:

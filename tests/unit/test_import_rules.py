@@ -42,6 +42,7 @@ ADAPTERS = {
     "redis": ("farm.store", "farm.sim.harness"),
     "tooz": ("farm.coordination.membership",),
     "sushy": ("farm.bmc.redfish",),
+    "aiohttp": ("farm.bmc.redfish_aio",),
     "oslo_config": ("farm.conf",),
     "fastapi": ("farm.api.app",),
     "uvicorn": ("farm.api.server", "farm.api.slowloris"),

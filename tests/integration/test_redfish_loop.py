@@ -1,0 +1,62 @@
+"""The asyncio Redfish engine ([redfish] engine = asyncio): hung and slow
+BMCs cost only their own slots, and what it reads equals what the thread
+pool reads and what DMTF's Tacklebox reads."""
+
+import asyncio
+
+from farm.bmc import redfish_data
+from farm.bmc.redfish_aio import AsyncRedfishBmc, http_client
+from farm.model import Node
+from tests.conftest import wait_for, write_config
+from tests.integration.test_redfish_dmtf import KINDS, mockup, sensors_of_tacklebox  # noqa: F401
+from tests.integration.test_tasks import sections
+from tests.integration.test_worker import import_sim, start_worker, stop_worker
+
+
+def loop_config(tmp_path, redis_server, namespace, engine="asyncio", **worker):
+    return write_config(tmp_path / "farm.conf", redis_server.url, namespace, sections=sections(
+        tasks={"enabled": "power,sensors"},
+        redfish={"engine": engine, "pool_size": 4}), **worker)
+
+
+def test_hung_and_slow_bmcs_cost_only_their_slots(make_sim, store, redis_server, namespace,
+                                                  tmp_path):
+    """40 BMCs answering in 1 s, half of them hung, a pool_size of 4 (the
+    threads engine's 4 threads would all wait on hung BMCs): every healthy
+    node is read, and again, within a few intervals."""
+    sim = make_sim(40, protocol="redfish", delay=1, hung_fraction=0.5, session_timeout=3600,
+                   redfish_shape="current")
+    nodes = import_sim(sim, store)
+    cfg = loop_config(tmp_path, redis_server, namespace, poll_interval=3, bmc_timeout=8)
+    proc, log = start_worker(tmp_path, cfg)
+    try:
+        def read_twice():
+            states = store.node_states([n.name for n in nodes])
+            good = [s for s in states.values() if s.get("power_state")]
+            return len(good) == 20 and all(s.get("sensors_seen_at") for s in good) and good
+        start = store.server_time()
+        wait_for(read_twice, 60, what="every healthy node read")
+        wait_for(lambda: all(float(s.get("seen_at") or 0) > start + 6 for s in read_twice() or []),
+                 60, what="every healthy node read again")
+    finally:
+        assert stop_worker(proc) == 0, log.read_text()[-3000:]
+
+
+def test_sensors_equal_tacklebox_and_power_reads(mockup):  # noqa: F811
+    server = mockup("public-liquid-cooled-server")
+    node = Node("dmtf", server.base, 0, "u", "p", driver="redfish")
+
+    async def read():
+        http = http_client(1)
+        try:
+            bmc = AsyncRedfishBmc(node, http)
+            readings, watts = await bmc.sensors()
+            again, _ = await bmc.sensors()
+            return readings, watts, again, await bmc.power_state()
+        finally:
+            await http.close()
+    readings, watts, again, power = asyncio.run(read())
+    ours = {r["name"]: (r["value"], redfish_data.FARM_UNITS[r["unit"]], r["health"])
+            for r in readings if redfish_data.FARM_UNITS.get(r["unit"]) in KINDS}
+    assert ours == sensors_of_tacklebox(server.base)
+    assert again == readings and watts == 374 and power == "on"
