@@ -4,11 +4,16 @@ pool reads and what DMTF's Tacklebox reads."""
 
 import asyncio
 
+import pytest
+
+from farm import errors
 from farm.bmc import redfish_data
 from farm.bmc.redfish_aio import AsyncRedfishBmc, http_client
 from farm.model import Node
 from tests.conftest import wait_for, write_config
 from tests.integration.test_redfish_dmtf import KINDS, mockup, sensors_of_tacklebox  # noqa: F401
+from tests.integration.test_redfish_hostile import PASSWORD, USER, hostile
+from tests.integration.test_redfish_origin import Recorder, bmc_handler, servers  # noqa: F401
 from tests.integration.test_tasks import sections
 from tests.integration.test_worker import import_sim, start_worker, stop_worker
 
@@ -60,3 +65,42 @@ def test_sensors_equal_tacklebox_and_power_reads(mockup):  # noqa: F811
             for r in readings if redfish_data.FARM_UNITS.get(r["unit"]) in KINDS}
     assert ours == sensors_of_tacklebox(server.base)
     assert again == readings and watts == 374 and power == "on"
+
+
+def run_async(node, method, timeout=10.0, **limits):
+    """`method` of an AsyncRedfishBmc on `node`, on a loop of its own, within
+    `timeout` (the engine's deadline does this in the worker)."""
+    async def go():
+        http = http_client(1)
+        try:
+            bmc = AsyncRedfishBmc(node, http, **limits)
+            return await asyncio.wait_for(getattr(bmc, method)(), timeout)
+        finally:
+            await http.close()
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("mode", ["link", "redirect", "sessions"])
+def test_the_aiohttp_client_never_leaves_the_bmcs_origin(servers, mode):  # noqa: F811
+    Recorder.seen = []
+    other = servers("127.0.0.3", Recorder)
+    node = Node("r1", servers("127.0.0.1", bmc_handler(other, mode)), 0, USER, PASSWORD,
+                driver="redfish")
+    try:
+        assert run_async(node, "power_state") == "on"  # it never followed that link
+    except errors.BmcProtocolError as exc:
+        assert PASSWORD not in str(exc)
+    assert Recorder.seen == [], Recorder.seen  # not one request reached the other host
+
+
+def test_the_aiohttp_client_caps_answers_and_a_drip_meets_the_deadline(servers):  # noqa: F811
+    counts = {}
+    with pytest.raises(errors.BmcProtocolError, match="max_answer_bytes"):
+        run_async(Node("r1", servers("127.0.0.1", hostile("huge", counts)), 0, USER, PASSWORD,
+                       driver="redfish"), "power_state", max_bytes=2**20)
+    assert counts["sent"] < 8 * 2**20
+    counts = {}
+    with pytest.raises(asyncio.TimeoutError):
+        run_async(Node("r1", servers("127.0.0.1", hostile("drip", counts)), 0, USER, PASSWORD,
+                       driver="redfish"), "power_state", timeout=2.0)
+    assert counts["sent"] < 100
