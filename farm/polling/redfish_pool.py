@@ -50,6 +50,11 @@ class SharedSessions:
             LOG.warning("node %s: no stored Redfish session read (%s)", name, exc)
             return None
 
+    def retain(self, names):
+        """Keep this process's copies only for the nodes polled here."""
+        for name in [n for n in list(self._local) if n not in names]:  # list(): atomic
+            self._local.pop(name, None)
+
     def save(self, name, token, uri):
         self._local[name] = (token, uri)
         if not self.shared:
@@ -211,6 +216,8 @@ class RedfishPool:
     def retain(self, names):
         """Forget the sessions of nodes no longer polled here."""
         with self._lock:
+            if self.limits["sessions"] is not None:
+                self.limits["sessions"].retain(names)
             gone = [n for n in self.bmcs if n not in names and n not in self._running]
             for name in gone:
                 self.bmcs.pop(name)[1].forget()
