@@ -44,8 +44,9 @@ from sushy import connector as sushy_connector
 from sushy import exceptions as sushy_exc
 
 from farm import errors
+from farm.bmc import redfish_log
 from farm.bmc.redfish_http import BUSY, AnswerTooLarge, OtherOrigin, guard_origin, session_limited
-from farm.bmc.redfish_sensors import SensorReader, link
+from farm.bmc.redfish_sensors import SensorReader, drive
 from farm.model import PowerState
 
 logging.getLogger("sushy").setLevel(max(logging.INFO, logging.getLogger("sushy").level))
@@ -175,10 +176,6 @@ def declined(exc):
 
 def not_found(exc):
     return isinstance(exc, sushy_exc.ResourceNotFoundError)
-
-
-def _listed(value):
-    return value if isinstance(value, list) else []
 
 
 def verify_of(node):
@@ -317,47 +314,18 @@ class RedfishBmc:
 
     def _log(self):
         """(entries path, ClearLog target or None, MaxNumberOfRecords or None)
-        of the system's SEL."""
+        of the system's SEL, found once per connection."""
         if "log" not in self._paths:
-            services = link(self._doc(self._system.path), "LogServices")
-            if services is None:
-                raise errors.BmcProtocolError("the system has no LogServices")
-            members = [m.get("@odata.id") for m in self._doc(services).get("Members") or []
-                       if isinstance(m, dict) and isinstance(m.get("@odata.id"), str)]
-            if not members:
-                raise errors.BmcProtocolError("the system's LogServices collection is empty")
-            # the IPMI SEL goes by these names on the BMCs farm has met; else the first
-            sel = next((m for m in members if m.rstrip("/").rsplit("/", 1)[-1].upper()
-                        in ("SEL", "IPMISEL", "LOG1", "LOG")), members[0])
-            doc = self._doc(sel)
-            entries = link(doc, "Entries")
-            if entries is None:
-                raise errors.BmcProtocolError(f"{sel} has no Entries")
-            action = (doc.get("Actions") or {}).get("#LogService.ClearLog") or {}
-            capacity = doc.get("MaxNumberOfRecords")
-            self._paths["log"] = (entries, action.get("target"),
-                                  capacity if isinstance(capacity, int) else None)
+            self._paths["log"] = drive(redfish_log.find_sel(self._system.path), self._doc)
         return self._paths["log"]
 
     def log_entries(self, max_pages=50):
         """(every LogEntry of the SEL (JSON objects), the log's capacity or
-        None), following nextLink pages and reading members a BMC lists by
-        reference only."""
+        None) (farm.bmc.redfish_log)."""
         def read():
             entries, _, capacity = self._log()
-            doc = self._doc(entries)
-            members = _listed(doc.get("Members"))
-            for _ in range(max_pages):
-                page = doc.get("Members@odata.nextLink")
-                if not isinstance(page, str) or len(members) >= self.max_members:
-                    break
-                doc = self._doc(page)
-                members += _listed(doc.get("Members"))
-            # at most max_members, so entries listed by reference cost at most
-            # that many GETs (a log of 1,000,000 was read one GET at a time)
-            members = members[:self.max_members]
-            return [self._doc(m["@odata.id"]) if isinstance(m, dict) and "Id" not in m
-                    and isinstance(m.get("@odata.id"), str) else m for m in members], capacity
+            return drive(redfish_log.read_entries(entries, self.max_members, max_pages),
+                         self._doc), capacity
         return self._call("event log", read)
 
     def clear_log(self):

@@ -30,6 +30,7 @@ import urllib.parse
 import aiohttp
 
 from farm import errors
+from farm.bmc import redfish_log
 from farm.bmc.redfish_http import BUSY, origin, retry_after, session_limited
 from farm.bmc.redfish_sensors import SensorReader, link
 from farm.model import PowerState
@@ -243,34 +244,14 @@ class AsyncRedfishBmc:
         return await drive(self.sensors_reader.steps(await self._system_path()), self.get)
 
     async def log_entries(self, max_pages=50):
+        """As farm.bmc.redfish's: (every LogEntry of the SEL, its capacity)."""
         if self.log is None:
-            services = link(await self.get(await self._system_path()), "LogServices")
-            if services is None:
-                raise errors.BmcProtocolError("the system has no LogServices")
-            members = [m.get("@odata.id") for m in (await self.get(services)).get("Members") or []
-                       if isinstance(m, dict) and isinstance(m.get("@odata.id"), str)]
-            if not members:
-                raise errors.BmcProtocolError("the system's LogServices collection is empty")
-            sel = next((m for m in members if m.rstrip("/").rsplit("/", 1)[-1].upper()
-                        in ("SEL", "IPMISEL", "LOG1", "LOG")), members[0])
-            doc = await self.get(sel)
-            entries = link(doc, "Entries")
-            if entries is None:
-                raise errors.BmcProtocolError(f"{sel} has no Entries")
-            capacity = doc.get("MaxNumberOfRecords")
-            self.log = (entries, capacity if isinstance(capacity, int) else None)
+            entries, _, capacity = await drive(redfish_log.find_sel(await self._system_path()),
+                                               self.get)
+            self.log = (entries, capacity)
         entries, capacity = self.log
-        doc = await self.get(entries)
-        members = list(doc.get("Members") or []) if isinstance(doc.get("Members"), list) else []
-        for _ in range(max_pages):
-            page = doc.get("Members@odata.nextLink")
-            if not isinstance(page, str) or len(members) >= self.max_members:
-                break
-            doc = await self.get(page)
-            members += doc.get("Members") if isinstance(doc.get("Members"), list) else []
-        members = members[:self.max_members]
-        return [await self.get(m["@odata.id"]) if isinstance(m, dict) and "Id" not in m
-                and isinstance(m.get("@odata.id"), str) else m for m in members], capacity
+        return await drive(redfish_log.read_entries(entries, self.max_members, max_pages),
+                           self.get), capacity
 
     def forget(self):
         """A new start: the next request looks the session up again."""

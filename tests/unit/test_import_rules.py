@@ -31,7 +31,7 @@ DAEMONS = {"farm.worker", "farm.coordinator", "farm.api.server"}
 PURE = ("farm.power", "farm.fleet.selection", "farm.fleet.inventory",
         "farm.coordination.placement", "farm.coordination.backend", "farm.errors",
         "farm.model", "farm.api.ipmi", "farm.bmc.interpret", "farm.bmc.redfish_data",
-        "farm.bmc.redfish_sensors",
+        "farm.bmc.redfish_sensors", "farm.bmc.redfish_log",
         "farm.bmc.sdr", "farm.bmc.sel", "farm.bmc.codes", "farm.bmc.negotiation")
 IO_LIBRARIES = {"redis", "tooz", "sushy", "click", "oslo_config", "socket", "socketserver",
                 "ssl", "select", "selectors", "asyncio", "http", "urllib3", "requests",
