@@ -104,3 +104,28 @@ def test_the_aiohttp_client_caps_answers_and_a_drip_meets_the_deadline(servers):
         run_async(Node("r1", servers("127.0.0.1", hostile("drip", counts)), 0, USER, PASSWORD,
                        driver="redfish"), "power_state", timeout=2.0)
     assert counts["sent"] < 100
+
+
+def test_both_clients_read_dmtfs_log_as_the_server_serves_it(mockup):  # noqa: F811
+    """The SEL path on a service nobody here wrote: DMTF's mockup server's
+    Log1 (the only log of its system), read by the aiohttp client and the
+    sushy one, equals the entries the server serves."""
+    from farm.bmc.redfish import RedfishBmc
+    server = mockup("public-liquid-cooled-server")
+    node = Node("dmtf", server.base, 0, "u", "p", driver="redfish")
+    log = "/redfish/v1/Systems/437XR1138R2/LogServices/Log1"
+    served = [server.get(m["@odata.id"]) if set(m) == {"@odata.id"} else m
+              for m in server.get(f"{log}/Entries")["Members"]]
+    capacity = server.get(log).get("MaxNumberOfRecords")
+    assert served
+    entries, got_capacity = run_async(node, "log_entries")
+    sync = RedfishBmc(node, 10.0)
+    try:
+        assert sync.log_entries() == (entries, got_capacity)
+    finally:
+        sync.close()
+    assert [e["Id"] for e in entries] == [e["Id"] for e in served]
+    assert [e.get("Message") for e in entries] == [e.get("Message") for e in served]
+    assert got_capacity == capacity
+    new, _, _ = redfish_data.new_entries(entries, None, 100, got_capacity)
+    assert len(new) == len(served)
