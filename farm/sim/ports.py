@@ -5,6 +5,7 @@
 """
 
 import random
+import resource
 import socket
 import sys
 
@@ -13,6 +14,16 @@ def free_tcp_port(address="127.0.0.1"):
     with socket.socket() as s:
         s.bind((address, 0))
         return s.getsockname()[1]
+
+
+def open_files(wanted):
+    """Raise this process's soft limit on open files towards `wanted`
+    (never past the hard limit); what it is now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return soft
 
 
 def _ephemeral_low():

@@ -1,7 +1,6 @@
 """`farm-sim --protocol redfish`: many Redfish BMCs in one process, each on
-its own loopback port, over HTTP or HTTPS (a generated self-signed
-certificate); the standard library's HTTP server, a thread per port and per
-connection.
+its own loopback port, over HTTP or HTTPS (one generated self-signed
+certificate), all served by one asyncio event loop (farm.sim.redfish_server).
 
 Each serves what farm and sushy use: the service root, SessionService
 (sessions by POST, X-Auth-Token, DELETE), basic auth, the Systems collection
@@ -23,15 +22,12 @@ exit, so tests can tell a kept session from a login per poll.
 import base64
 import datetime
 import hmac
-import http.server
 import ipaddress
 import json
 import logging
 import os
 import socket
-import socketserver
 import ssl
-import threading
 import time
 import uuid
 
@@ -40,6 +36,8 @@ from farm.model import Node
 from farm.sim import redfish_shapes
 from farm.sim.fleet import pick
 from farm.sim.hardware import SENSORS, Hardware, quantize
+from farm.sim.ports import open_files
+from farm.sim.redfish_server import Server
 
 LOGGER = logging.getLogger(__name__)
 ROOT = "/redfish/v1"
@@ -53,9 +51,6 @@ LIMITS = ("LowerThresholdFatal", "LowerThresholdCritical", "LowerThresholdNonCri
           "UpperThresholdNonCritical", "UpperThresholdCritical", "UpperThresholdFatal")
 RESETS = {"On": 1, "ForceOn": 1, "ForceOff": 0, "GracefulShutdown": 5, "ForceRestart": 3,
           "GracefulRestart": 3, "PowerCycle": 2}
-REASONS = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
-           404: "Not Found", 405: "Method Not Allowed", 501: "Not Implemented",
-           503: "Service Unavailable"}
 # A full session table, answered as Dell documents iDRAC's (503, message
 # RAC0218 "The maximum number of user sessions is reached.", in Redfish's
 # extended-error form) with the Base registry's SessionLimitExceeded beside it
@@ -288,8 +283,6 @@ class RedfishFleet:
         self.shape, self.expand, self.max_sessions = shape, expand, max_sessions
         self.drop_requested = False
         self.logins = self.requests = self.basic_requests = self.connections = 0
-        self.lock = threading.Lock()  # the BMCs' state: one request at a time per fleet
-        self.stopped = threading.Event()
         self.tls = self_signed(tls_dir, address, base_port) if tls_dir else None
         scheme = "https" if self.tls else "http"
         host = f"[{address}]" if ":" in address else address
@@ -299,6 +292,10 @@ class RedfishFleet:
         self.bmcs, self.hung, self.nodes = {}, {}, []
         self.ports, self.socks = {}, {}
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        # a listening socket and a kept connection per BMC, and some slack
+        if open_files(2 * count + 64) < 2 * count + 64:
+            LOGGER.warning("%d BMCs may need %d open files; this process may open %d",
+                           count, 2 * count + 64, open_files(0))
         for i in range(count):
             name, port = f"{name_prefix}{base_port + i}", base_port + i
             if i in hung:
@@ -325,70 +322,13 @@ class RedfishFleet:
         for bmc in self.bmcs.values():
             bmc.sessions = {t: s for t, s in bmc.sessions.items() if now - s[1] < older_than}
 
-    def _handler(self, bmc):
-        fleet = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive, as BMCs and requests do
-
-            def log_message(self, *args):
-                pass
-
-            def _any(self):
-                if bmc is None:  # hung: take the request, never answer
-                    fleet.stopped.wait()
-                    self.close_connection = True
-                    return
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                if fleet.delay:
-                    time.sleep(fleet.delay)
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                with fleet.lock:
-                    status, doc, extra = bmc.answer(self.command, self.path, headers, body)
-                payload = json.dumps(doc).encode() if doc is not None else b""
-                self.send_response(status, REASONS.get(status, "Error"))
-                self.send_header("Content-Length", str(len(payload)))
-                self.send_header("OData-Version", "4.0")
-                if self.close_connection:  # the client asked to close (sushy does): say so,
-                    # or its pool may reuse the connection as we close it (RemoteDisconnected)
-                    self.send_header("Connection", "close")
-                if doc is not None:
-                    self.send_header("Content-Type", "application/json")
-                for k, v in extra.items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_GET = do_POST = do_DELETE = do_PATCH = _any
-
-        return Handler
-
     def serve(self, stop):
+        """Answer on every BMC's socket until `stop` (a threading.Event)."""
         context = None
         if self.tls:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(*self.tls)
-        servers = []
-        for port, sock in self.socks.items():
-            server = _Server(sock, self._handler(self.bmcs.get(self.ports[port])), context, self)
-            threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5},
-                             daemon=True).start()
-            servers.append(server)
-        swept = time.monotonic()
-        while not stop.wait(0.2):
-            if self.drop_requested:
-                self.drop_requested = False
-                with self.lock:
-                    self.drop_sessions(0)
-            if time.monotonic() - swept >= 1.0:
-                with self.lock:
-                    self.drop_sessions(self.session_timeout)
-                swept = time.monotonic()
-        # No server.shutdown(): each waits up to its poll interval, in turn
-        # (minutes for thousands); the serving threads are daemons and end
-        # with the process, the sockets close in close().
-        self.stopped.set()
+        Server(self, context).run(stop)
 
     def stats(self):
         return {"logins": self.logins, "requests": self.requests, "connections": self.connections,
@@ -399,34 +339,3 @@ class RedfishFleet:
     def close(self):
         for sock in self.socks.values():
             sock.close()
-
-
-class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    """An HTTP(S) server on a socket bound beforehand; a thread per
-    connection, the TLS handshake in that thread (a client that never
-    finishes one holds only its own)."""
-
-    daemon_threads = True
-
-    def __init__(self, sock, handler, context, fleet):
-        self.context, self.fleet = context, fleet
-        socketserver.BaseServer.__init__(self, sock.getsockname(), handler)
-        self.socket = sock
-
-    def get_request(self):
-        conn, addr = self.socket.accept()
-        with self.fleet.lock:
-            self.fleet.connections += 1
-        if self.context is not None:
-            conn = self.context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
-        return conn, addr
-
-    def finish_request(self, request, client_address):
-        try:
-            if self.context is not None:
-                request.settimeout(30)
-                request.do_handshake()
-                request.settimeout(None)
-            super().finish_request(request, client_address)
-        except (OSError, ssl.SSLError):
-            pass  # a client that went away, or did not speak TLS
