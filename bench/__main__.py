@@ -6,6 +6,8 @@
   scaleout        1, 2 and 4 workers on one fleet: polls/s and staleness
   churn           healthy nodes' longest gap while the inventory changes and a worker joins
   redfish         client CPU per Redfish poll against IPMI and a plain requests loop
+  redfish-scale   10,000 Redfish BMCs at 1 s, 5 % hung: farm against plain asyncio and requests
+                  loops (polls/s, worst age, CPU per poll, RSS per node)
   redfish-gets    GETs, bytes and client CPU per sensors pass in each Redfish shape, and IPMI
   tasks           each task's cost per pass (power, sensors, sel) and nodes per core with all three
   cli             farm status, nodes summary and nodes list at 100,000 nodes
@@ -25,7 +27,7 @@ import sys
 MODULES = {"compare": "bench.compare", "engine": "bench.engine", "scale": "bench.scale",
            "churn": "bench.churn", "cli": "bench.cli", "scaleout": "bench.scaleout",
            "faults": "bench.faults", "tasks": "bench.tasks", "redfish": "bench.redfish",
-           "redfish-gets": "bench.redfish_gets",
+           "redfish-gets": "bench.redfish_gets", "redfish-scale": "bench.redfish_scale",
            "login": "bench.login", "actions": "bench.actions", "ipmi": "bench.ipmi",
            "bulk-off": "bench.bulkoff", "api-hostile": "bench.hostile_api",
            "redfish-hostile": "bench.hostile_redfish"}

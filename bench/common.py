@@ -110,6 +110,7 @@ class Fleet:
                 nodes = inventory.parse(f.read(), inv)
             self.hung |= {nodes[i].name for i in pick(size, hung_fraction, 0)}
             self.nodes += nodes
+        self.inventories = [inv for inv, _ in invs]
         self.healthy = len(self.nodes) - len(self.hung)
         self.healthy_names = [n.name for n in self.nodes if n.name not in self.hung]
 

@@ -21,13 +21,11 @@ import concurrent.futures
 import json
 import sys
 import tempfile
-import threading
 import time
-
-import requests
 
 from bench import common, report
 from bench.common import Fleet, polls
+from bench.plain_redfish import requests_poll
 from bench.tasks import measure
 
 
@@ -44,26 +42,9 @@ def farm_run(fleet, work, interval, warmup, window):
 def requests_loop(nodes, interval, warmup, window):
     """The plain loop: one session per BMC, a GET per BMC per interval."""
     sessions = {}
-    lock = threading.Lock()
-
-    def session(node):
-        s = sessions.get(node.name)
-        if s is None:
-            s = requests.Session()
-            # per request: a Session's own verify loses to REQUESTS_CA_BUNDLE in the environment
-            s.verify_path = node.verify_tls or True
-            r = s.post(f"{node.address}/redfish/v1/SessionService/Sessions",
-                       json={"UserName": node.username, "Password": node.password}, timeout=5,
-                       verify=s.verify_path)
-            s.headers["X-Auth-Token"] = r.headers["X-Auth-Token"]
-            with lock:
-                sessions[node.name] = s
-        return s
 
     def poll(node):
-        s = session(node)
-        r = s.get(f"{node.address}/redfish/v1/Systems/1", timeout=5, verify=s.verify_path)
-        return r.json()["PowerState"]
+        return requests_poll(sessions, node)
 
     counted = {"polls": 0, "failed": 0}
     with concurrent.futures.ThreadPoolExecutor(64) as pool:

@@ -162,6 +162,11 @@ redfish_opts = [
                     "request holds a thread as long as the BMC takes) or asyncio (one event "
                     "loop, aiohttp, kept connections: a slow or hung BMC holds a coroutine, "
                     "not a thread). Power actions and SEL clears run on the threads either way."),
+    cfg.FloatOpt("login_timeout", default=30.0, min=1.0, max=600.0,
+                 help="Deadline of a poll that must first log in and find the system (a BMC's "
+                      "first contact, or after farm forgot its session): about five requests "
+                      "in turn, and a session login takes seconds on real BMCs. The asyncio "
+                      "engine; other polls keep [worker] bmc_timeout or their task's timeout."),
     cfg.IntOpt("max_requests_per_bmc", default=1, min=1, max=8,
                help="Redfish requests farm has in flight to one BMC at most (one poll or "
                     "action at a time each; never two of one task). 1: embedded BMCs serve "
@@ -374,6 +379,7 @@ class Redfish:
     sensor_gets_per_pass: int = 4
     max_requests_per_bmc: int = 1
     engine: str = "asyncio"
+    login_timeout: float = 30.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -83,7 +83,8 @@ class Worker:
                 per_bmc=settings.redfish.max_requests_per_bmc,
                 max_answer_bytes=settings.redfish.max_answer_bytes,
                 max_members=settings.redfish.max_members,
-                sensor_gets=settings.redfish.sensor_gets_per_pass)
+                sensor_gets=settings.redfish.sensor_gets_per_pass,
+                login_timeout=settings.redfish.login_timeout)
         self.executor = ByDriver(ipmi, redfish)
         self.wheels = {name: Wheel(t.interval, width=0.05) for name, t in self.tasks.items()}
         self.scheduler = Scheduler(self.wheels, self._dispatch)

@@ -31,7 +31,7 @@ import aiohttp
 
 from farm import errors
 from farm.bmc import redfish_log
-from farm.bmc.redfish_http import BUSY, origin, retry_after, session_limited
+from farm.bmc.redfish_http import BUSY, origin, retry_after, session_limited, small_tls_buffers
 from farm.bmc.redfish_sensors import SensorReader, link
 from farm.model import PowerState
 
@@ -69,7 +69,10 @@ def ssl_context(node, cache):
 def http_client(per_bmc):
     """The engine's one aiohttp session: kept connections, at most
     `per_bmc` to one BMC, no cookies (Redfish sessions go by token), no
-    overall timeout (the engine's deadline is the job's)."""
+    overall timeout (the engine's deadline is the job's). A kept TLS
+    connection costs about 60 KiB of OpenSSL's state and 16 KiB of read
+    buffer (small_tls_buffers), docs/benchmarks.md."""
+    small_tls_buffers()
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=per_bmc, keepalive_timeout=75,
                                      ttl_dns_cache=300)
     return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
@@ -109,14 +112,27 @@ class AsyncRedfishBmc:
         self.system = None
         self.log = None
         self.limited_until = 0.0
+        self._urls = {}  # path -> URL, checked once
         self.sensors_reader = SensorReader(None, declined, not_found, sensor_gets, max_members)
 
+    @property
+    def first_contact(self):
+        """Whether a job must first log in or find the system (several
+        requests): the engine gives it [redfish] login_timeout."""
+        return (not self.loaded or self.system is None
+                or (self.token is None and self.basic is None))
+
     def _url(self, path):
+        url = self._urls.get(path)
+        if url is not None:
+            return url
         url = urllib.parse.urljoin(self.base + "/", path)
         if origin(url) != self.allowed:
             scheme, host, port = origin(url)
             raise errors.BmcProtocolError(f"the BMC pointed farm at {scheme}://{host}:{port}, "
                                           f"not its own origin; farm sends nothing there")
+        if len(self._urls) < 64:  # the paths a BMC's polls use; a log's entries pass by
+            self._urls[path] = url
         return url
 
     async def _send(self, method, path, body=None, auth=True):

@@ -41,8 +41,10 @@ class _Prefetched:
 
 class RedfishLoop:
     def __init__(self, timeout, programs, on_results, actions, timeouts=(), sessions=None,
-                 per_bmc=1, max_answer_bytes=4 * 2**20, max_members=1000, sensor_gets=4):
+                 per_bmc=1, max_answer_bytes=4 * 2**20, max_members=1000, sensor_gets=4,
+                 login_timeout=30.0):
         self.timeout, self.timeouts = timeout, dict(timeouts)
+        self.login_timeout = login_timeout
         self.programs, self.on_results, self.actions = programs, on_results, actions
         self.per_bmc, self.sessions = per_bmc, sessions
         self.limits = {"max_bytes": max_answer_bytes, "max_members": max_members,
@@ -55,6 +57,7 @@ class RedfishLoop:
         self._tasks = set()
         self._jobs = set()              # the asyncio tasks running jobs
         self._count = 0                 # jobs running or waiting (read by other threads)
+        self._outcomes = []             # reported, not yet handed on (one batch per turn)
         self._loop = self._http = self._thread = None
         self._ready = threading.Event()
         self._stopping = False
@@ -159,14 +162,18 @@ class RedfishLoop:
 
     async def _run(self, job):
         task, node, arg, _ = job
+        bmc = self._bmc(node)
         limit = self.timeouts.get(task, self.timeout)
+        if bmc.first_contact:  # a login and the system's path first: seconds on real BMCs
+            limit = max(limit, self.login_timeout)
         started = time.monotonic()
         value = error = None
         try:
             fetch = FETCH[task]
-            got = await asyncio.wait_for(getattr(self._bmc(node), fetch)(), limit)
+            async with asyncio.timeout(limit):  # no task of its own, as wait_for makes
+                got = await getattr(bmc, fetch)()
             value = self.programs[task](_Prefetched(fetch, got), arg)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.stats["redfish_deadlines"] += 1
             error = errors.BmcTimeout(f"no answer within {limit:g} s")
         except asyncio.CancelledError:  # stopping: nothing of this poll is kept
@@ -190,13 +197,18 @@ class RedfishLoop:
             del self._waiting[node.name]
 
     def _report(self, job, value, error, started=None):
-        self._count -= 1
         task, node, arg, queued = job
         latency = time.monotonic() - (started or queued)
-        outcome = Outcome(task, node.name, value, error.kind if error else None,
-                          str(error) if error else None, latency, time.time(), arg)
+        self._outcomes.append(Outcome(task, node.name, value, error.kind if error else None,
+                                      str(error) if error else None, latency, time.time(), arg))
+        if len(self._outcomes) == 1:  # one batch per turn of the loop, as the engine hands on
+            self._loop.call_soon(self._hand_on)
+
+    def _hand_on(self):
+        outcomes, self._outcomes = self._outcomes, []
+        self._count -= len(outcomes)  # in flight until handed on
         try:
-            self.on_results([outcome])
+            self.on_results(outcomes)
         except Exception:
             LOG.exception("handling redfish results failed")
 

@@ -18,10 +18,11 @@ from tests.integration.test_tasks import sections
 from tests.integration.test_worker import import_sim, start_worker, stop_worker
 
 
-def loop_config(tmp_path, redis_server, namespace, engine="asyncio", **worker):
+def loop_config(tmp_path, redis_server, namespace, engine="asyncio", tasks="power,sensors",
+                redfish=(), **worker):
     return write_config(tmp_path / "farm.conf", redis_server.url, namespace, sections=sections(
-        tasks={"enabled": "power,sensors"},
-        redfish={"engine": engine, "pool_size": 4}), **worker)
+        tasks={"enabled": tasks},
+        redfish={"engine": engine, "pool_size": 4, **dict(redfish)}), **worker)
 
 
 def test_hung_and_slow_bmcs_cost_only_their_slots(make_sim, store, redis_server, namespace,
@@ -43,6 +44,27 @@ def test_hung_and_slow_bmcs_cost_only_their_slots(make_sim, store, redis_server,
         wait_for(read_twice, 60, what="every healthy node read")
         wait_for(lambda: all(float(s.get("seen_at") or 0) > start + 6 for s in read_twice() or []),
                  60, what="every healthy node read again")
+    finally:
+        assert stop_worker(proc) == 0, log.read_text()[-3000:]
+
+
+def test_a_first_contact_gets_the_login_deadline(make_sim, store, redis_server, namespace,
+                                                 tmp_path):
+    """Root, session, Systems and the system at 1.5 s each do not fit a
+    4 s bmc_timeout; [redfish] login_timeout (30 s by default) holds a first
+    contact, so each node's first poll reads it. Later polls (one GET)
+    keep the 4 s."""
+    sim = make_sim(4, protocol="redfish", delay=1.5, session_timeout=3600)
+    nodes = import_sim(sim, store)
+    cfg = loop_config(tmp_path, redis_server, namespace, tasks="power", poll_interval=8,
+                      bmc_timeout=4)
+    proc, log = start_worker(tmp_path, cfg)
+    try:
+        wait_for(lambda: all(s.get("power_state") for s in
+                             store.node_states([n.name for n in nodes]).values()),
+                 60, what="every node read")
+        failing = [f for _, f in store.read_events() if f.get("type") == "failing"]
+        assert failing == []  # no first poll timed out
     finally:
         assert stop_worker(proc) == 0, log.read_text()[-3000:]
 

@@ -162,3 +162,24 @@ def test_requests_response_takes_a_body_read_elsewhere():
     import urllib3
     assert callable(urllib3.response.HTTPResponse.read1)
     assert "decode_content" in inspect.signature(urllib3.response.HTTPResponse.read1).parameters
+
+
+def test_asyncio_sizes_each_tls_read_buffer_from_sslprotocols_max_size():
+    """farm.bmc.redfish_http.small_tls_buffers sets this private class
+    attribute: each TLS connection's read buffer is allocated from it
+    (256 KiB in CPython 3.11 to 3.13, resident, per kept connection)."""
+    import asyncio
+    import asyncio.sslproto
+    import ssl
+
+    from farm.bmc.redfish_http import TLS_READ_BUFFER, small_tls_buffers
+
+    small_tls_buffers()
+    loop = asyncio.new_event_loop()
+    try:
+        proto = asyncio.sslproto.SSLProtocol(loop, asyncio.Protocol(), ssl.create_default_context(),
+                                             None, server_side=False, server_hostname="bmc")
+        assert len(proto._ssl_buffer) == TLS_READ_BUFFER
+        assert len(proto.get_buffer(-1)) == TLS_READ_BUFFER  # what a read may fill
+    finally:
+        loop.close()
