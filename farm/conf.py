@@ -558,3 +558,18 @@ def engine_config(worker, settings=None):
                         privilege=PRIVILEGES[worker.privilege],
                         workarounds=tuple(worker.workarounds),
                         detect_workarounds=worker.detect_workarounds)
+
+
+def redfish_config(settings, engine, for_children=False):
+    """The Redfish executor's settings (picklable), with the tasks'
+    deadlines of `engine` (engine_config's); `for_children` adds what a
+    poll process needs to open its own Store for the sealed sessions."""
+    from farm.polling.redfish_engines import RedfishConfig
+    r, c, s = settings.redfish, settings.coordination, settings.security
+    store = ((c.backend_url, c.namespace, s.credentials_key_file, s.allow_plaintext_credentials)
+             if for_children else None)
+    return RedfishConfig(engine=r.engine, pool_size=r.pool_size, timeout=engine.timeout,
+                         timeouts=engine.timeouts, keep_alive=r.keep_alive,
+                         max_answer_bytes=r.max_answer_bytes, max_members=r.max_members,
+                         sensor_gets=r.sensor_gets_per_pass, per_bmc=r.max_requests_per_bmc,
+                         login_timeout=r.login_timeout, store=store)

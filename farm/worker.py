@@ -33,7 +33,7 @@ from farm.power.acting import Actor
 from farm.power.lease import ActingLease, acting_bound, renew_every, tooz_heartbeat
 from farm.power.steps import StepRunner
 from farm.store import Store
-from farm.tasks import load_tasks, programs, redfish_programs
+from farm.tasks import load_tasks, programs
 
 LOG = logging.getLogger("farm.worker")
 TICK = 1.0  # the safety-net re-read; pub/sub makes changes reach us sooner
@@ -61,31 +61,17 @@ class Worker:
         self.tasks = {name: cls(settings) for name, cls in load_tasks(enabled).items()}
         engine = conf.engine_config(w, settings)
         # every task's programs, enabled or not: actions (power, sel-clear) run on request
-        if w.executor == "processes":
-            ipmi = ChildPool(w.processes or os.cpu_count() or 1, engine, None, self._on_results)
+        if w.executor == "processes":  # Redfish nodes spread over the children as IPMI ones
+            self.executor = ChildPool(w.processes or os.cpu_count() or 1, engine, None,
+                                      self._on_results,
+                                      redfish=conf.redfish_config(settings, engine, True))
         else:
-            ipmi = InProcess(engine, programs(load_tasks().values()), self._on_results)
-        # sushy: imported by workers only
-        from farm.polling.redfish_pool import RedfishPool, SharedSessions
-        redfish = RedfishPool(
-            settings.redfish.pool_size, w.bmc_timeout, redfish_programs(load_tasks().values()),
-            self._on_results, timeouts=engine.timeouts, keep_alive=settings.redfish.keep_alive,
-            max_answer_bytes=settings.redfish.max_answer_bytes,
-            max_members=settings.redfish.max_members,
-            sensor_gets=settings.redfish.sensor_gets_per_pass,
-            sessions=SharedSessions(self.store),
-            per_bmc=settings.redfish.max_requests_per_bmc)
-        if settings.redfish.engine == "asyncio":
-            from farm.polling.redfish_loop import RedfishLoop
-            redfish = RedfishLoop(
-                w.bmc_timeout, redfish_programs(load_tasks().values()), self._on_results,
-                actions=redfish, timeouts=engine.timeouts, sessions=redfish.limits["sessions"],
-                per_bmc=settings.redfish.max_requests_per_bmc,
-                max_answer_bytes=settings.redfish.max_answer_bytes,
-                max_members=settings.redfish.max_members,
-                sensor_gets=settings.redfish.sensor_gets_per_pass,
-                login_timeout=settings.redfish.login_timeout)
-        self.executor = ByDriver(ipmi, redfish)
+            from farm.polling.redfish_engines import build
+            from farm.polling.redfish_pool import SharedSessions  # sushy: workers only
+            self.executor = ByDriver(
+                InProcess(engine, programs(load_tasks().values()), self._on_results),
+                build(conf.redfish_config(settings, engine), self._on_results,
+                      SharedSessions(self.store)))
         self.wheels = {name: Wheel(t.interval, width=0.05) for name, t in self.tasks.items()}
         self.scheduler = Scheduler(self.wheels, self._dispatch)
         self._reread_assignment = False

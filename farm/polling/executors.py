@@ -1,5 +1,7 @@
-"""Where the poll engine runs: `threads` (one engine thread in the worker
-process) or `processes` (a few spawned children, one engine each).
+"""Where the poll engines run: `threads` (the IPMI engine on a thread of
+the worker process, beside the Redfish executor) or `processes` (a few
+spawned children, each with both: a host's cores all serve, whatever
+protocol its nodes speak).
 
 Both take batches of (task, node) and report batches of Outcomes through
 `on_results`. The process pool routes each node to a fixed child (its session
@@ -91,20 +93,25 @@ class InProcess:
         return self.engine.stop(timeout)
 
 
-def child_main(conn, config, task_names):
-    """A child's life: run an engine until the parent closes the pipe."""
+def child_main(conn, config, task_names, redfish=None):
+    """A child's life: run an engine (and, with `redfish`, a Redfish
+    executor) until the parent closes the pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     from farm.tasks import load_tasks
     from farm.tasks import programs as programs_of
     programs = programs_of(load_tasks(task_names).values())
     lock = threading.Lock()
-    engine = None
+    executor = None
 
     def report(outcomes):
         with lock:
-            conn.send((outcomes, dict(engine.stats, sessions=len(engine.sessions))))
+            conn.send((outcomes, executor.stats()))
 
-    engine = Engine(config, programs, report).start()
+    executor = InProcess(config, programs, report)
+    if redfish is not None:
+        from farm.polling.redfish_engines import build, child_sessions
+        executor = ByDriver(executor, build(redfish, report, child_sessions(redfish)))
+    executor.start()
     try:
         while True:
             try:
@@ -114,19 +121,20 @@ def child_main(conn, config, task_names):
             if batch is None:
                 break
             if isinstance(batch, tuple):  # ("retain", names)
-                engine.retain(batch[1])
+                executor.retain(batch[1])
             else:
-                engine.submit(batch)
+                executor.submit(batch)
     finally:
-        engine.stop(config.timeout + 1)
+        executor.stop(config.timeout + 1)
 
 
 class _Child:
-    def __init__(self, index, config, task_names):
+    def __init__(self, index, config, task_names, redfish=None):
         ctx = multiprocessing.get_context("spawn")
         self.index = index
         self.conn, child_conn = ctx.Pipe()
-        self.process = ctx.Process(target=child_main, args=(child_conn, config, task_names),
+        self.process = ctx.Process(target=child_main,
+                                   args=(child_conn, config, task_names, redfish),
                                    name=f"farm-engine-{index}", daemon=True)
         self.process.start()
         child_conn.close()
@@ -136,8 +144,12 @@ class _Child:
 
 
 class ChildPool:
-    def __init__(self, count, config, task_names, on_results):
+    """Every node's jobs, IPMI and (with `redfish`) Redfish, to a fixed
+    child; each child runs the IPMI engine and the Redfish executor."""
+
+    def __init__(self, count, config, task_names, on_results, redfish=None):
         self.count = count
+        self.redfish = redfish
         self.config = config
         self.task_names = None if task_names is None else list(task_names)
         self.on_results = on_results
@@ -150,7 +162,8 @@ class ChildPool:
         self._retained = None   # the names of the last retain, for a replacement child
 
     def start(self):
-        self.children = [_Child(i, self.config, self.task_names) for i in range(self.count)]
+        self.children = [_Child(i, self.config, self.task_names, self.redfish)
+                         for i in range(self.count)]
         self._reader = threading.Thread(target=self._read, name="farm-results-in", daemon=True)
         self._reader.start()
 
@@ -240,7 +253,8 @@ class ChildPool:
             self._dead_stats[key] = self._dead_stats.get(key, 0) + value
         with child.lock:
             lost, child.in_flight = child.in_flight, {}
-        self.children[child.index] = _Child(child.index, self.config, self.task_names)
+        self.children[child.index] = _Child(child.index, self.config, self.task_names,
+                                            self.redfish)
         if self._retained is not None:  # it lets go of what others own, as its forerunner did
             self._send_retain(self.children[child.index])
         self.restarts += 1

@@ -3,6 +3,8 @@ BMCs cost only their own slots, and what it reads equals what the thread
 pool reads and what DMTF's Tacklebox reads."""
 
 import asyncio
+import os
+import signal
 
 import pytest
 
@@ -153,3 +155,71 @@ def test_both_clients_read_dmtfs_log_as_the_server_serves_it(mockup):  # noqa: F
     assert got_capacity == capacity
     new, _, _ = redfish_data.new_entries(entries, None, 100, got_capacity)
     assert len(new) == len(served)
+
+
+def bmc_connections(pid, ports):
+    """The remote ports in `ports` that process `pid` holds TCP
+    connections to (its socket inodes matched in /proc/net/tcp)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = set()
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            port = int(fields[2].split(":")[1], 16)
+            if fields[9] in inodes and fields[3] == "01" and port in ports:  # ESTABLISHED
+                found.add(port)
+    return found
+
+
+def children_of(pid):
+    """The poll processes of worker `pid` (spawned from any of its threads)."""
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:  # a thread, or a child, may end while we look
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                for child in f.read().split():
+                    with open(f"/proc/{child}/cmdline", "rb") as cmd:
+                        if b"spawn_main" in cmd.read():
+                            found.append(int(child))
+        except OSError:
+            continue
+    return sorted(found)
+
+
+def test_the_processes_executor_spreads_redfish_nodes_over_its_children(
+        make_sim, store, redis_server, namespace, tmp_path):
+    """executor = processes: each Redfish BMC is polled from one child
+    (its kept connection there, none in the worker itself), the children
+    share the BMCs, and a child's SIGKILL is replaced and its BMCs read
+    again."""
+    sim = make_sim(16, protocol="redfish", session_timeout=3600)
+    nodes = import_sim(sim, store)
+    ports = {sim.port(i) for i in range(sim.count)}
+    cfg = loop_config(tmp_path, redis_server, namespace, tasks="power", poll_interval=1,
+                      executor="processes", processes=2)
+    proc, log = start_worker(tmp_path, cfg)
+    try:
+        names = [n.name for n in nodes]
+        wait_for(lambda: all(s.get("power_state") for s in store.node_states(names).values()),
+                 60, what="every node read")
+        kids = wait_for(lambda: len(children_of(proc.pid)) >= 2 and children_of(proc.pid), 30,
+                        what="two poll processes")
+        held = wait_for(lambda: (lambda h: sum(map(len, h)) == sim.count and h)(
+            [bmc_connections(k, ports) for k in kids]), 30, what="a connection to every BMC")
+        assert all(held) and not held[0] & held[1]  # both serve; each BMC from one
+        assert bmc_connections(proc.pid, ports) == set()  # none from the worker itself
+        os.kill(kids[0], signal.SIGKILL)
+        killed_at = store.server_time()
+        wait_for(lambda: all(float(s.get("last_ok_at") or 0) > killed_at + 1
+                             for s in store.node_states(names).values()),
+                 60, what="every node read after the SIGKILL")
+        assert "poll process 0" in log.read_text() or "poll process 1" in log.read_text()
+    finally:
+        assert stop_worker(proc) == 0, log.read_text()[-3000:]

@@ -6,6 +6,7 @@ full table is its own error, tried once a minute."""
 
 import signal
 
+import pytest
 import requests
 
 from farm.credentials import Credentials, generate_key_file
@@ -37,7 +38,11 @@ def config(tmp_path, redis_server, namespace, key, **worker):
                             security={"credentials_key_file": key}), **worker)
 
 
-def test_ten_sigkills_on_a_session_limited_bmc(make_sim, redis_server, namespace, tmp_path):
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+def test_ten_sigkills_on_a_session_limited_bmc(executor, make_sim, redis_server, namespace,
+                                               tmp_path):
+    """processes: the poll processes keep the sealed sessions themselves
+    (a Store of their own), and outlive no SIGKILL of their worker."""
     sim = make_sim(3, protocol="redfish", max_sessions=8, session_timeout=3600,
                    redfish_shape="current", sensor_period=0)
     store, key = sealed_store(redis_server, namespace, tmp_path)
@@ -45,7 +50,7 @@ def test_ten_sigkills_on_a_session_limited_bmc(make_sim, redis_server, namespace
         nodes = import_sim(sim, store)
         for node in nodes:
             hold_sessions(sim, node, OTHERS)
-        cfg = config(tmp_path, redis_server, namespace, key)
+        cfg = config(tmp_path, redis_server, namespace, key, executor=executor, processes=2)
         with open(cfg, "a") as f:
             f.write("[logging]\nlevel = DEBUG\n")
         names = [n.name for n in nodes]
