@@ -45,12 +45,19 @@ from sushy import exceptions as sushy_exc
 
 from farm import errors
 from farm.bmc import redfish_log
-from farm.bmc.redfish_http import BUSY, AnswerTooLarge, OtherOrigin, guard_origin, session_limited
+from farm.bmc.redfish_http import (
+    BUSY,
+    DECLINED,
+    LIMITED_RETRY,
+    AnswerTooLarge,
+    OtherOrigin,
+    guard_origin,
+    session_limited,
+)
 from farm.bmc.redfish_sensors import SensorReader, drive
 from farm.model import PowerState
 
 logging.getLogger("sushy").setLevel(max(logging.INFO, logging.getLogger("sushy").level))
-LIMITED_RETRY = 60.0  # seconds between logins to a BMC whose session table is full
 RESETS = {"on": sushy.ResetType.ON, "off": sushy.ResetType.FORCE_OFF,
           "cycle": sushy.ResetType.POWER_CYCLE, "reset": sushy.ResetType.FORCE_RESTART}
 
@@ -166,12 +173,8 @@ def _short(exc):
     return text[:200]
 
 
-# what a BMC answers a request it does not serve (a query, a method)
-_DECLINED = (400, 405, 406, 500, 501)
-
-
 def declined(exc):
-    return isinstance(exc, sushy_exc.HTTPError) and exc.status_code in _DECLINED
+    return isinstance(exc, sushy_exc.HTTPError) and exc.status_code in DECLINED
 
 
 def not_found(exc):

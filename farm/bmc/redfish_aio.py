@@ -31,12 +31,17 @@ import aiohttp
 
 from farm import errors
 from farm.bmc import redfish_log
-from farm.bmc.redfish_http import BUSY, origin, retry_after, session_limited, small_tls_buffers
+from farm.bmc.redfish_http import (
+    BUSY,
+    DECLINED,
+    LIMITED_RETRY,
+    origin,
+    retry_after,
+    session_limited,
+    small_tls_buffers,
+)
 from farm.bmc.redfish_sensors import SensorReader, link
 from farm.model import PowerState
-
-LIMITED_RETRY = 60.0
-_DECLINED = (400, 405, 406, 500, 501)
 
 
 class HttpStatus(errors.BmcProtocolError):
@@ -48,7 +53,7 @@ class HttpStatus(errors.BmcProtocolError):
 
 
 def declined(exc):
-    return isinstance(exc, HttpStatus) and exc.status in _DECLINED
+    return isinstance(exc, HttpStatus) and exc.status in DECLINED
 
 
 def not_found(exc):

@@ -32,6 +32,10 @@ class AnswerTooLarge(requests.exceptions.RequestException):
 
 READ = 65536  # bytes asked of the socket at a time
 BUSY = (429, 503)
+LIMITED_RETRY = 60.0  # seconds between logins to a BMC whose session table is full
+# statuses with which a BMC declines a query or resource it does not serve
+# (a sensors plan falls back to the next): 400, 405, 406, 500, 501
+DECLINED = (400, 405, 406, 500, 501)
 LIMIT_IDS = ("SessionLimitExceeded", "RAC0218")  # Redfish Base registry; iDRAC's message
 
 
