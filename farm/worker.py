@@ -27,7 +27,7 @@ from farm.credentials import Credentials
 from farm.metrics import WorkerMetrics
 from farm.polling.executors import ByDriver, ChildPool, InProcess
 from farm.polling.results import ResultWriter
-from farm.polling.scheduling import Scheduler, Wheel
+from farm.polling.scheduling import Scheduler, Wheel, bucket_width
 from farm.power import control
 from farm.power.acting import Actor
 from farm.power.lease import ActingLease, acting_bound, renew_every, tooz_heartbeat
@@ -72,7 +72,8 @@ class Worker:
                 InProcess(engine, programs(load_tasks().values()), self._on_results),
                 build(conf.redfish_config(settings, engine), self._on_results,
                       SharedSessions(self.store)))
-        self.wheels = {name: Wheel(t.interval, width=0.05) for name, t in self.tasks.items()}
+        self.wheels = {name: Wheel(t.interval, width=bucket_width(t.interval))
+                       for name, t in self.tasks.items()}
         self.scheduler = Scheduler(self.wheels, self._dispatch)
         self._reread_assignment = False
         self.control_version = None

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from farm.model import Node
-from farm.polling.scheduling import Wheel
+from farm.polling.scheduling import Wheel, bucket_width
 
 
 def nodes(count, prefix="n"):
@@ -26,9 +26,9 @@ def run(wheel, start, stop, step, complete=True, ok=True):
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.integers(1, 300), st.floats(0.5, 120), st.floats(0, 1e6))
-def test_each_node_once_per_interval(count, interval, start):
-    wheel = Wheel(interval, width=interval / 40)
+@given(st.integers(1, 300), st.floats(0.5, 120), st.floats(0, 1e6), st.booleans())
+def test_each_node_once_per_interval(count, interval, start, workers_width):
+    wheel = Wheel(interval, width=bucket_width(interval) if workers_width else interval / 40)
     wheel.set_nodes(nodes(count))
     start = (int(start / wheel.width) + 0.5) * wheel.width  # mid-bucket: no float edge
     for n in wheel.due(start):  # the wheel starts turning
@@ -36,6 +36,11 @@ def test_each_node_once_per_interval(count, interval, start):
     fired = run(wheel, start + wheel.width, start + interval + wheel.width / 4, wheel.width / 3)
     names = [name for _, name in fired]
     assert sorted(names) == sorted(n.name for n in nodes(count))
+
+
+def test_buckets_are_a_sixtieth_of_the_interval_between_50_ms_and_1_s():
+    assert [bucket_width(i) for i in (0.5, 3, 6, 30, 60, 300, 3600)] == \
+        [0.05, 0.05, 0.1, 0.5, 1.0, 1.0, 1.0]
 
 
 def test_in_flight_nodes_are_not_fired_again_and_failures_back_off():
