@@ -162,12 +162,15 @@ def worker_window(fleet, work, interval, warmup, window, executor="threads", tim
     return cpu, m0, m1
 
 
-def start(kind, conf, work):
-    """Start farm-worker or farm-coordinator; its log is in proc.log_path."""
+def start(kind, conf, work, open_files=None):
+    """Start farm-worker or farm-coordinator; its log is in proc.log_path.
+    `open_files`: its hard limit on open files (as root: beyond this one's)."""
     start.count = getattr(start, "count", 0) + 1
     log_path = os.path.join(work, f"{kind}-{os.getpid()}-{start.count}.log")
+    limit = None if open_files is None else (
+        lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files)))
     proc = subprocess.Popen([os.path.join(BIN, f"farm-{kind}"), "--config-file", conf],
-                            stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+                            stdout=open(log_path, "w"), stderr=subprocess.STDOUT, preexec_fn=limit)
     proc.log_path = log_path
     return proc
 

@@ -90,7 +90,9 @@ def run_farm(fleet, work, a):
         conf = farm_conf(os.path.join(work, f"farm-{redis.port}.conf"), redis.url, a.interval,
                          a.farm_option)
         started = time.time()
-        proc = common.start("worker", conf, work)
+        # a connection per BMC: as root, room for more than this shell's limit
+        proc = common.start("worker", conf, work,
+                            open_files=2 * a.count + 1024 if os.geteuid() == 0 else None)
         try:
             url = common.metrics_url(proc)
             sampler = Sampler(redis.store, fleet.healthy_names, started, 5.0,

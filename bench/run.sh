@@ -19,6 +19,8 @@ $PY -m bench faults --count 300 --workers 3 --repeats 3 --write-docs
 $PY -m bench tasks --count 1000 --at-scale 20000 --write-docs
 $PY -m bench redfish --count 1000 --write-docs
 $PY -m bench redfish-gets --write-docs
+$PY -m bench redfish-scale --count 2000 --window 120 --write-docs
+$PY -m bench redfish-scale --count 10000 --window 300 --clients farm,asyncio --write-docs
 $PY -m bench login --count 20 --rounds 5 --write-docs
 $PY -m bench actions --count 10000 --batch 200 --interval 2 --write-docs
 $PY -m bench ipmi --count 100000 --live 200 --duration 20 --write-docs

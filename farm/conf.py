@@ -148,7 +148,9 @@ redfish_opts = [
     cfg.BoolOpt("keep_alive", default=True,
                 help="Keep each Redfish BMC's HTTP connection between polls (sushy closes it "
                      "after every request, for BMCs that choke on persistent connections: "
-                     "false restores that, at a TCP and TLS handshake per poll)."),
+                     "false restores that, at a TCP and TLS handshake per request). A kept "
+                     "HTTPS connection holds about 60 KiB of the worker's memory (OpenSSL's "
+                     "state); false frees it between polls."),
     cfg.IntOpt("max_answer_bytes", default=4 * 2**20, min=65536, max=256 * 2**20,
                help="The largest Redfish answer farm reads; a larger one is an error naming "
                     "this limit, its connection closed (a SEL page of 1,000 entries is about "

@@ -3,6 +3,7 @@ their tooz membership and a bounded shutdown."""
 
 import logging
 import os
+import resource
 import signal
 import threading
 import time
@@ -23,7 +24,23 @@ def start(config_file, overrides=None, config_dir=None):
     except errors.ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     logs.setup(settings.logging.level, settings.logging.format)
+    open_files = more_open_files()
+    LOG.info("open files: at most %s", open_files)
     return settings
+
+
+def more_open_files():
+    """Raise the soft limit on open files to the hard one, as servers do: a
+    worker keeps a connection per Redfish BMC, and a shell's soft limit
+    (1,024) is far below the hard one. What the limit is now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:
+            LOG.warning("open files stay at most %d (%s)", soft, exc)
+    return soft
 
 
 EXIT_CLEAN, EXIT_UNCLEAN, EXIT_REFUSED, EXIT_FORCED = 0, 1, 2, 3

@@ -71,15 +71,17 @@ def ssl_context(node, cache):
     return cache[key]
 
 
-def http_client(per_bmc):
+def http_client(per_bmc, keep_alive=True):
     """The engine's one aiohttp session: kept connections, at most
     `per_bmc` to one BMC, no cookies (Redfish sessions go by token), no
-    overall timeout (the engine's deadline is the job's). A kept TLS
+    overall timeout (the engine's deadline is the job's). `keep_alive`
+    false closes each connection after its request ([redfish] keep_alive:
+    a handshake per request, no idle connection's memory). A kept TLS
     connection costs about 60 KiB of OpenSSL's state and 16 KiB of read
     buffer (small_tls_buffers), docs/benchmarks.md."""
     small_tls_buffers()
-    connector = aiohttp.TCPConnector(limit=0, limit_per_host=per_bmc, keepalive_timeout=75,
-                                     ttl_dns_cache=300)
+    kept = {"keepalive_timeout": 75} if keep_alive else {"force_close": True}
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=per_bmc, ttl_dns_cache=300, **kept)
     return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
                                  timeout=aiohttp.ClientTimeout(total=None))
 

@@ -53,4 +53,5 @@ def build(config, on_results, sessions):
     return RedfishLoop(config.timeout, programs, on_results, actions=pool,
                        timeouts=config.timeouts, sessions=sessions, per_bmc=config.per_bmc,
                        max_answer_bytes=config.max_answer_bytes, max_members=config.max_members,
-                       sensor_gets=config.sensor_gets, login_timeout=config.login_timeout)
+                       sensor_gets=config.sensor_gets, login_timeout=config.login_timeout,
+                       keep_alive=config.keep_alive)

@@ -42,9 +42,9 @@ class _Prefetched:
 class RedfishLoop:
     def __init__(self, timeout, programs, on_results, actions, timeouts=(), sessions=None,
                  per_bmc=1, max_answer_bytes=4 * 2**20, max_members=1000, sensor_gets=4,
-                 login_timeout=30.0):
+                 login_timeout=30.0, keep_alive=True):
         self.timeout, self.timeouts = timeout, dict(timeouts)
-        self.login_timeout = login_timeout
+        self.login_timeout, self.keep_alive = login_timeout, keep_alive
         self.programs, self.on_results, self.actions = programs, on_results, actions
         self.per_bmc, self.sessions = per_bmc, sessions
         self.limits = {"max_bytes": max_answer_bytes, "max_members": max_members,
@@ -120,7 +120,7 @@ class RedfishLoop:
             self._loop.close()
 
     async def _open(self):
-        self._http = http_client(self.per_bmc)
+        self._http = http_client(self.per_bmc, self.keep_alive)
 
     async def _close(self):
         if self._http is not None:

@@ -16,7 +16,7 @@ from tests.conftest import wait_for, write_config
 from tests.integration.test_redfish_dmtf import KINDS, mockup, sensors_of_tacklebox  # noqa: F401
 from tests.integration.test_redfish_hostile import PASSWORD, USER, hostile, socket_buffers
 from tests.integration.test_redfish_origin import Recorder, bmc_handler, servers  # noqa: F401
-from tests.integration.test_tasks import sections
+from tests.integration.test_tasks import sections, sim_stats
 from tests.integration.test_worker import import_sim, start_worker, stop_worker
 
 
@@ -223,3 +223,54 @@ def test_the_processes_executor_spreads_redfish_nodes_over_its_children(
         assert "poll process 0" in log.read_text() or "poll process 1" in log.read_text()
     finally:
         assert stop_worker(proc) == 0, log.read_text()[-3000:]
+
+
+def test_a_worker_raises_its_open_files_to_the_hard_limit(redis_server, namespace, tmp_path):
+    """A connection per Redfish BMC: a worker started from a shell whose
+    soft limit is 256 runs with its hard limit (4,096 here)."""
+    import resource
+    import subprocess
+
+    from tests.conftest import script
+    cfg = loop_config(tmp_path, redis_server, namespace)
+    log = open(tmp_path / "worker.log", "w")
+    proc = subprocess.Popen(
+        [script("farm-worker"), "--config-file", cfg], stdout=log, stderr=subprocess.STDOUT,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 4096)))
+    try:
+        def soft_limit():
+            with open(f"/proc/{proc.pid}/limits") as f:
+                line = next(x for x in f if x.startswith("Max open files"))
+            return int(line.split()[3])
+        wait_for(lambda: "joined group" in (tmp_path / "worker.log").read_text(), 30,
+                 what="the worker's start")  # its signal handlers are set by then
+        assert "open files: at most 4096" in (tmp_path / "worker.log").read_text()
+        assert soft_limit() == 4096
+    finally:
+        assert stop_worker(proc) == 0, (tmp_path / "worker.log").read_text()[-3000:]
+
+
+@pytest.mark.parametrize("keep_alive", [True, False])
+def test_keep_alive_keeps_one_connection_per_bmc_or_none_between_polls(
+        keep_alive, make_sim, store, redis_server, namespace, tmp_path):
+    """Counted at the BMCs: kept, a connection per BMC for many polls;
+    [redfish] keep_alive = false, a connection per request (nothing held
+    between polls)."""
+    sim = make_sim(4, protocol="redfish", session_timeout=3600)
+    nodes = import_sim(sim, store)
+    cfg = loop_config(tmp_path, redis_server, namespace, tasks="power", poll_interval=0.5,
+                      redfish={"keep_alive": str(keep_alive).lower()})
+    proc, log = start_worker(tmp_path, cfg)
+    try:
+        start = store.server_time()
+        wait_for(lambda: all(float(s.get("last_ok_at") or 0) > start + 3 for s in
+                             store.node_states([n.name for n in nodes]).values()),
+                 60, what="every node read for 3 s")
+    finally:
+        assert stop_worker(proc) == 0, log.read_text()[-3000:]
+    stats = sim_stats(sim)
+    assert stats["requests"] >= 4 * 6
+    if keep_alive:
+        assert stats["connections"] <= 4 + 2, stats
+    else:
+        assert stats["connections"] >= stats["requests"] - 4, stats
