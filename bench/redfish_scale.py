@@ -154,6 +154,22 @@ COLUMNS = [("first_read_s", "every healthy node read once after (s)", 0),
            ("rss_mib", "peak RSS MiB", 0), ("rss_kib_per_node", "RSS KiB per node", 1)]
 
 
+def render(rows, a):
+    """The Markdown table of `rows` and the CPU ratios."""
+    text = report.table(
+        [f"{a.count:,} BMCs at {a.latency:g} s, {a.hung:.0%} hung, every {a.interval:g} s"]
+        + [c[1] for c in COLUMNS],
+        [[r["client"]] + [None if r[k] is None else round(r[k], d) if d else round(r[k])
+                          for k, _, d in COLUMNS] for r in rows])
+    by = {r["client"]: r for r in rows}
+    if "farm" in by:
+        for other in ("requests", "asyncio"):
+            if other in by and by[other]["cpu_ms_per_poll"] and by["farm"]["cpu_ms_per_poll"]:
+                ratio = by["farm"]["cpu_ms_per_poll"] / by[other]["cpu_ms_per_poll"]
+                text += f"\n\nfarm's CPU per poll is {ratio:.2f}x the plain {other} loop's."
+    return text
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--count", type=int, default=10000)
@@ -182,20 +198,10 @@ def main():
             fleet.stop()
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
-    text = report.table(
-        [f"{a.count:,} BMCs at {a.latency:g} s, {a.hung:.0%} hung, every {a.interval:g} s"]
-        + [c[1] for c in COLUMNS],
-        [[r["client"]] + [None if r[k] is None else round(r[k], d) if d else round(r[k])
-                          for k, _, d in COLUMNS] for r in rows])
-    by = {r["client"]: r for r in rows}
-    if "farm" in by:
-        for other in ("requests", "asyncio"):
-            if other in by and by[other]["cpu_ms_per_poll"] and by["farm"]["cpu_ms_per_poll"]:
-                ratio = by["farm"]["cpu_ms_per_poll"] / by[other]["cpu_ms_per_poll"]
-                text += f"\n\nfarm's CPU per poll is {ratio:.2f}x the plain {other} loop's."
+    text = render(rows, a)
     print(text)
     if a.write_docs:
-        report.section(f"redfish-scale-{a.count}", text + "\n")
+        report.section(f"redfish-scale-{a.count}", text + "\n", bench="redfish-scale")
 
 
 if __name__ == "__main__":

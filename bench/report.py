@@ -35,9 +35,10 @@ def environment():
             f"{_first_line(['ipmipower', '--version'])}")
 
 
-def section(name, tables, path=DOC, machine=None):
-    """Replace NAME's block in docs/benchmarks.md with `tables` (Markdown)."""
-    command = "python -m bench " + " ".join([name] + sys.argv[1:])
+def section(name, tables, path=DOC, machine=None, bench=None):
+    """Replace NAME's block in docs/benchmarks.md with `tables` (Markdown);
+    `bench`: the benchmark's name where the block's differs."""
+    command = "python -m bench " + " ".join([bench or name] + sys.argv[1:])
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = (f"<!-- bench:{name} -->\nWritten by `{command}` on {stamp}.\n"
             f"Machine: {machine or environment()}.\n\n{tables.strip()}\n<!-- /bench:{name} -->")

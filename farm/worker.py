@@ -25,7 +25,7 @@ from farm.coordination import placement
 from farm.coordination.identity import groups, member_id
 from farm.credentials import Credentials
 from farm.metrics import WorkerMetrics
-from farm.polling.executors import ByDriver, ChildPool, InProcess
+from farm.polling.executors import ByDriver, ChildPool, InProcess, LazyRedfish
 from farm.polling.results import ResultWriter
 from farm.polling.scheduling import Scheduler, Wheel, bucket_width
 from farm.power import control
@@ -70,8 +70,8 @@ class Worker:
             from farm.polling.redfish_pool import SharedSessions  # sushy: workers only
             self.executor = ByDriver(
                 InProcess(engine, programs(load_tasks().values()), self._on_results),
-                build(conf.redfish_config(settings, engine), self._on_results,
-                      SharedSessions(self.store)))
+                LazyRedfish(lambda: build(conf.redfish_config(settings, engine),
+                                          self._on_results, SharedSessions(self.store))))
         self.wheels = {name: Wheel(t.interval, width=bucket_width(t.interval))
                        for name, t in self.tasks.items()}
         self.scheduler = Scheduler(self.wheels, self._dispatch)
