@@ -162,13 +162,13 @@ class RedfishLoop:
 
     async def _run(self, job):
         task, node, arg, _ = job
-        bmc = self._bmc(node)
         limit = self.timeouts.get(task, self.timeout)
-        if bmc.first_contact:  # a login and the system's path first: seconds on real BMCs
-            limit = max(limit, self.login_timeout)
         started = time.monotonic()
         value = error = None
         try:
+            bmc = self._bmc(node)  # in here: a node's bad verify_tls costs its poll only
+            if bmc.first_contact:  # a login and the system's path first: seconds on real BMCs
+                limit = max(limit, self.login_timeout)
             fetch = FETCH[task]
             async with asyncio.timeout(limit):  # no task of its own, as wait_for makes
                 got = await getattr(bmc, fetch)()

@@ -274,3 +274,24 @@ def test_keep_alive_keeps_one_connection_per_bmc_or_none_between_polls(
         assert stats["connections"] <= 4 + 2, stats
     else:
         assert stats["connections"] >= stats["requests"] - 4, stats
+
+
+def test_a_node_whose_client_cannot_be_made_gets_its_poll_reported():
+    """A verify_tls naming no file fails while its client is made: the poll
+    is reported as failed, and the node's slot freed for the next one,
+    never left running."""
+    from farm.polling.redfish_engines import RedfishConfig, build
+    from farm.polling.redfish_pool import SharedSessions
+    got = []
+    executor = build(RedfishConfig(), got.extend, SharedSessions(None))
+    executor.start()
+    try:
+        node = Node("r1", "https://127.0.0.1:9", 0, USER, PASSWORD, driver="redfish",
+                    verify_tls="/nonexistent/ca.pem")
+        executor.submit([("power", node)])
+        wait_for(lambda: len(got) == 1, 10, what="the poll reported")
+        executor.submit([("power", node)])
+        wait_for(lambda: len(got) == 2, 10, what="the next poll reported")
+        assert all(o.error_kind for o in got) and executor.in_flight() == 0
+    finally:
+        executor.stop(5)
