@@ -25,8 +25,10 @@ def test_mixed_fleet_kept_sessions_and_a_hung_redfish_bmc(make_sim, store, redis
     redfish = make_sim(3, protocol="redfish", tls=True, hung_fraction=1 / 3, session_timeout=3600)
     nodes = import_sim(ipmi, store) + import_sim(redfish, store)
     hung, good, other = (n.name for n in nodes[2:])
+    # a first contact gets [redfish] login_timeout (30 s by default), which
+    # the hung BMC's first poll would use up entirely
     cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, poll_interval=0.5,
-                       bmc_timeout=2)
+                       bmc_timeout=2, sections={"redfish": {"login_timeout": 3}})
     proc, log = start_worker(tmp_path, cfg)
     try:
         def polled():
