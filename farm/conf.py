@@ -87,6 +87,14 @@ worker_opts = [
     cfg.FloatOpt("result_flush_interval", default=0.2, min=0.01,
                  help="Seconds poll results may wait before they are written "
                       "to Redis in one pipelined batch."),
+    cfg.ListOpt("sites", default=["default"],
+                help="The sites this worker serves: the BMC networks it can reach. "
+                     "A node is polled only by workers of its own site (its "
+                     "inventory field `site`, \"default\" when absent)."),
+    cfg.ListOpt("backup_sites", default=[],
+                help="Sites this worker serves only while they have no live worker "
+                     "of their own (it must be able to reach their BMC networks); "
+                     "it hands them back when one returns."),
 ]
 
 tasks_opts = [
@@ -310,6 +318,8 @@ class Worker:
     workarounds: tuple
     detect_workarounds: bool
     result_flush_interval: float
+    sites: tuple = ("default",)
+    backup_sites: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -539,8 +549,28 @@ def _worker(values):
     if unknown:
         raise errors.ConfigError(f"invalid configuration: [worker] workarounds: {unknown[0]!r} "
                                  f"is not one of {', '.join(WORKAROUNDS)}")
+    sites = _sites("sites", values["sites"])
+    if not sites:
+        raise errors.ConfigError("invalid configuration: [worker] sites is empty (a worker "
+                                 "serves at least one site)")
+    backup = tuple(s for s in _sites("backup_sites", values["backup_sites"]) if s not in sites)
     return Worker(**dict(values, cipher_suites=tuple(suites),
-                         workarounds=tuple(w.strip() for w in values["workarounds"])))
+                         workarounds=tuple(w.strip() for w in values["workarounds"]),
+                         sites=sites, backup_sites=backup))
+
+
+def _sites(option, values):
+    """Site names as the inventory's `site` field allows them, in order, once."""
+    from farm.fleet.inventory import LABEL_VALUE_RE
+    out = []
+    for item in values:
+        site = item.strip()
+        if not LABEL_VALUE_RE.match(site):
+            raise errors.ConfigError(f"invalid configuration: [worker] {option}: {site!r} is "
+                                     f"not a site name (1-128 of [A-Za-z0-9_.:/+-])")
+        if site not in out:
+            out.append(site)
+    return tuple(out)
 
 
 def engine_config(worker, settings=None):

@@ -31,6 +31,15 @@ def weights(members):
     return {m: placement.weight_of(int(caps.get("pool_size") or 16)) for m, caps in members.items()}
 
 
+def site_members(members):
+    """member id -> (ring weight, sites served, sites backed up), from the
+    capabilities workers announce (pure); a worker that names no sites (one
+    from before sites) serves the default site."""
+    w = weights(members)
+    return {m: (w[m], tuple(caps.get("sites") or (placement.DEFAULT_SITE,)),
+                tuple(caps.get("backup_sites") or ())) for m, caps in members.items()}
+
+
 class Coordinator:
     def __init__(self, settings, store, membership, my_id, metrics=None):
         self.metrics = metrics or CoordinatorMetrics()
@@ -43,8 +52,9 @@ class Coordinator:
         self.leading = False
         self.epoch = None
         self.settle_until = 0.0
-        self.placement = ()
+        self.placement = {}
         self._kept_reported = None
+        self._unserved = {}
 
     def step(self):
         c = self.settings.coordination
@@ -76,7 +86,9 @@ class Coordinator:
         self.metrics.workers.set(len(members))
         if time.monotonic() < self.settle_until and not self._settled(members):
             return
-        new = placement.place(weights(members), self.partitions)
+        counts = self.store.site_counts()
+        new = placement.place_sites(site_members(members), counts, self.partitions)
+        self._report_sites(counts, new)
         generation = self.store.publish_assignment(self.my_id, epoch, sorted(members), new, time.time())
         if generation < 0:
             return self._follow("fenced out while publishing")
@@ -87,10 +99,25 @@ class Coordinator:
         if generation > 0:
             self.metrics.generation.set(generation)
             self.metrics.published.inc()
-            LOG.info("published generation %d (epoch %d): %d workers, %d of %d partitions moved",
-                     generation, epoch, len(members), len(placement.moved(self.placement, new)),
-                     self.partitions)
+            moved = sum(len(placement.moved(self.placement.get(site, ()), owners))
+                        for site, owners in new.items())
+            LOG.info("published generation %d (epoch %d): %d workers, %d sites, %d of %d "
+                     "partitions moved", generation, epoch, len(members), len(new), moved,
+                     self.partitions * len(new))
         self.placement = new
+
+    def _report_sites(self, counts, placements):
+        """farm_site_nodes_unserved per site, and a line when a site goes dark
+        or comes back: a site with nodes that no worker may serve."""
+        unserved = {site: n for site, n in counts.items() if not placements.get(site)}
+        for site in set(self._unserved) - set(unserved):
+            LOG.info("site %s is served again (%d nodes)", site, counts.get(site, 0))
+        for site, n in unserved.items():
+            if site not in self._unserved:
+                LOG.error("site %s has %d nodes and no live worker to serve them (none with "
+                          "it in [worker] sites or backup_sites)", site, n)
+        self.metrics.site_nodes(unserved, counts)
+        self._unserved = unserved
 
     def _settled(self, members):
         current = self.store.assignment()
@@ -104,6 +131,8 @@ class Coordinator:
             self.membership.stand_down(self.group)
         self.leading = False
         self.metrics.leader.set(0)
+        self.metrics.site_nodes({}, {})  # only the leader speaks for the sites
+        self._unserved = {}
 
     def step_down(self):
         """After losing Redis: never assume we still lead."""

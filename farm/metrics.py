@@ -97,6 +97,7 @@ class WorkerMetrics:
                               registry=r)
         self._engine_seen = {}
         self._last_poll = {}
+        self._site_of = {}  # node -> its site (own())
         self._power_of = {}  # node -> its power gauge child
         self._state = {}  # node -> (power "on"/"off"/None, error kind or None), once polled
         self._sensor_states = {}  # node -> Counter of (type, status) of its last sensors pass
@@ -106,8 +107,10 @@ class WorkerMetrics:
         self._pass_started = time.time()
         self._pass_seen = set()
 
-    def own(self, names, now):
-        """The worker's node set changed: drop series of nodes it no longer polls."""
+    def own(self, names, now, sites=None):
+        """The worker's node set changed: drop series of nodes it no longer
+        polls. `sites`: name -> its site, for the per-site tally."""
+        self._site_of = dict(sites or {})
         names = set(names)
         for gone in set(self._last_poll) - names:
             self._last_poll.pop(gone, None)
@@ -202,6 +205,12 @@ class WorkerMetrics:
         power = collections.Counter(p or "unknown" for p, _ in state.values())
         failing = collections.Counter(k for _, k in state.values() if k)
         stale = sum(1 for name in state if now - last_poll.get(name, now) > stale_after)
+        site_of, sites = self._site_of, {}
+        for name, at in last_poll.items():
+            row = sites.setdefault(site_of.get(name, "default"), {"nodes": 0, "fresh": 0})
+            row["nodes"] += 1
+            if now - at <= stale_after and name in state and not state[name][1]:
+                row["fresh"] += 1
         never = len(last_poll) - len(state)
         power["unknown"] += never
         for state in ("on", "off", "unknown"):
@@ -214,7 +223,8 @@ class WorkerMetrics:
         for (stype, status), n in counts:
             self.sensors.labels(stype, status).set(n)
         return {"nodes": len(last_poll), "never_polled": never, "stale": stale,
-                "power": {k: v for k, v in power.items() if v}, "failing": dict(failing)}
+                "power": {k: v for k, v in power.items() if v}, "failing": dict(failing),
+                "sites": sites}
 
     def refresh(self, now, in_flight, engine_stats=None):
         """Values computed at scrape time; engine_stats are cumulative counts."""
@@ -240,6 +250,20 @@ class CoordinatorMetrics:
         self.workers = Gauge("farm_workers_live", "Live workers seen by the leader.", registry=r)
         self.published = Counter("farm_assignments_published", "Assignments published.",
                                  registry=r)
+        self.unserved = Gauge("farm_site_nodes_unserved",
+                              "Nodes of a site that no live worker may serve (no worker with "
+                              "the site in [worker] sites or backup_sites); the leader's view.",
+                              ["site"], registry=r)
+        self._sites = set()
+
+    def site_nodes(self, unserved, counts):
+        """Set the gauge for every site with nodes (0 when served); drop
+        sites that left (and every site when we stop leading: counts {})."""
+        for site in self._sites - set(counts):
+            self.unserved.remove(site)
+        for site in counts:
+            self.unserved.labels(site).set(unserved.get(site, 0))
+        self._sites = set(counts)
 
 
 def serve(registry, settings, port):

@@ -25,12 +25,13 @@ class Node:
     kg: str = dataclasses.field(default="", repr=False)  # ipmi: the BMC key K_g, hex
     workarounds: tuple = ()  # ipmi: FreeIPMI-named workarounds for this BMC
     labels: tuple = ()       # ((key, value), ...) sorted: where it is, what it is for
+    site: str = "default"    # the BMC network it is on: polled only by that site's workers
 
     IPMI_SETTINGS = ("cipher_suites", "privilege", "workarounds")
     def public(self):
         """The node as shown to operators: never the password."""
-        out = {"name": self.name, "address": self.address, "port": self.port,
-               "username": self.username}
+        out = {"name": self.name, "site": self.site, "address": self.address,
+               "port": self.port, "username": self.username}
         if self.driver != "ipmi":
             out.update(driver=self.driver, system_id=self.system_id,
                        verify_tls=self.verify_tls or "true")
@@ -49,8 +50,9 @@ class Node:
                 for k, v in (("driver", self.driver), ("system_id", self.system_id),
                              ("verify_tls", self.verify_tls),
                              ("cipher_suites", self.cipher_suites),
-                             ("privilege", self.privilege), ("workarounds", self.workarounds))
-                if v and not (k == "driver" and v == "ipmi")} | (
+                             ("privilege", self.privilege), ("workarounds", self.workarounds),
+                             ("site", self.site))
+                if v and not (k == "driver" and v == "ipmi") and not (k == "site" and v == "default")} | (
             {"labels": dict(self.labels)} if self.labels else {})
 
 

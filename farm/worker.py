@@ -55,6 +55,7 @@ class Worker:
         w = settings.worker
         self.capabilities = {"host": socket.gethostname(), "pid": os.getpid(),
                              "executor": w.executor, "pool_size": w.workers_pool_size,
+                             "sites": list(w.sites), "backup_sites": list(w.backup_sites),
                              "started_at": time.time()}
         self.writer = ResultWriter(store, w.result_flush_interval, worker=self.my_id)
         enabled = task_names or settings.tasks.enabled
@@ -242,13 +243,12 @@ class Worker:
 
     def mine(self):
         """The nodes this worker polls (pure given inventory and assignment)."""
-        if self.assignment is None:
-            return list(self.inventory)
-        owners = self.assignment["placement"]
-        if not owners:
-            return []
+        if self.assignment is None:  # no coordinator: a lone worker serves its own sites
+            sites = set(self.settings.worker.sites)
+            return [n for n in self.inventory if n.site in sites]
+        placements = self.assignment["placements"]
         return [n for n in self.inventory
-                if owners[placement.partition_of(n.name, len(owners))] == self.my_id]
+                if placement.owner_of(placements, n.site, n.name) == self.my_id]
 
     def sync(self):
         """Stay in the group; follow inventory and assignment changes. True if
@@ -305,7 +305,8 @@ class Worker:
                 # no assignment after having one = Redis lost it: keep ours
                 self.assignment = self.actor.assignment = assignment
             self.generation = generation
-        owned = (len(placement.owned(self.assignment["placement"], self.my_id))
+        owned = (sum(len(placement.owned(owners, self.my_id))
+                     for owners in self.assignment["placements"].values())
                  if self.assignment else "all")
         self.metrics.partitions.set(owned if isinstance(owned, int) else -1)
         self.metrics.generation.set(self.generation or 0)
@@ -336,7 +337,7 @@ class Worker:
                  self.generation or "none", owned, self.settings.worker.executor)
         self.nodes = nodes
         self.steps.reload()
-        self.metrics.own([n.name for n in nodes], time.time())
+        self.metrics.own([n.name for n in nodes], time.time(), {n.name: n.site for n in nodes})
         return True
 
     def _note_skew(self, skew):

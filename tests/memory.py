@@ -7,6 +7,8 @@ the coordinator's logic can be driven in milliseconds; what guards a farm
 is the scripts, tested on a real Redis in
 tests/integration/test_coordination.py (test_the_leader_fence_is_redis_own_scripts)."""
 
+import collections
+
 from farm.errors import BackendUnavailable
 
 
@@ -29,6 +31,10 @@ class MemoryStore:
     # inventory
     def set_nodes(self, nodes):
         self.nodes, self.version = list(nodes), self.version + 1
+
+    def site_counts(self):
+        self._check()
+        return dict(collections.Counter(n.site for n in self.nodes))
 
     def load_nodes(self, passwords=False):
         self._check()
@@ -98,11 +104,11 @@ class MemoryStore:
         if self.lease == member_id:
             self.lease = None
 
-    def publish_assignment(self, member_id, epoch, members, placement, now):
+    def publish_assignment(self, member_id, epoch, members, placements, now):
         self._check()
         if self.lease != member_id:
             return -1  # the fence: only the lease holder publishes
-        new = {"members": list(members), "placement": tuple(placement)}
+        new = _shaped(members, placements)
         if self._assignment and all(self._assignment[k] == v for k, v in new.items()):
             return 0
         self.generation += 1
@@ -113,7 +119,7 @@ class MemoryStore:
     def publish(self, members, placement):
         """As a coordinator would (for worker tests)."""
         self.generation += 1
-        self._assignment = {"members": list(members), "placement": tuple(placement),
+        self._assignment = {**_shaped(members, {"default": placement}),
                             "generation": self.generation, "epoch": 1, "leader": "c",
                             "published_at": self.now}
 
@@ -123,6 +129,13 @@ class MemoryStore:
 
     def assignment_generation(self):
         return self.generation
+
+
+def _shaped(members, placements):
+    """What Store.assignment() returns besides its generation and lease."""
+    placements = {s: tuple(p) for s, p in placements.items()}
+    return {"members": list(members), "sites": sorted(placements), "placements": placements,
+            "placement": placements.get("default", ())}
 
 
 class MemoryMembership:

@@ -220,6 +220,13 @@ def create_app(store, tokens, settings, reader):
 
     long_polls = asyncio.Semaphore(settings.api.max_long_polls)
 
+    @app.get("/v1/status")
+    def get_status(who=Depends(caller)):
+        """What `farm status --json` prints: the leader, the workers, each
+        site (its nodes, workers, how many were read within 2 intervals),
+        and `dark`: the sites with nodes and no live worker serving them."""
+        return views.status_report(store, settings.worker.poll_interval, store.server_time())
+
     @app.get("/v1/events")
     async def get_events(who=Depends(caller),
                          since: str | None = Query(None, max_length=41,
@@ -331,7 +338,8 @@ def create_app(store, tokens, settings, reader):
         if version not in rendered:
             out = []
             for node in store.load_nodes()[1]:
-                labels = {"__meta_farm_node": node.name, "__meta_farm_driver": node.driver}
+                labels = {"__meta_farm_node": node.name, "__meta_farm_driver": node.driver,
+                          "__meta_farm_site": node.site}
                 labels.update({f"__meta_farm_label_{re.sub(r'[^A-Za-z0-9_]', '_', k)}": v
                                for k, v in node.labels})
                 out.append({"targets": [node.name], "labels": labels})
@@ -341,8 +349,8 @@ def create_app(store, tokens, settings, reader):
 
     @app.get("/v1/targets")
     def targets(who=Depends(caller)):
-        """Every node as a Prometheus target (http_sd_configs), its labels
-        as __meta_farm_label_<key>."""
+        """Every node as a Prometheus target (http_sd_configs), its site as
+        __meta_farm_site, its labels as __meta_farm_label_<key>."""
         body = targets_body()
         # one body per inventory version, sent in pieces: a client that does
         # not read holds one piece, not a copy of the whole (2.5 MB at

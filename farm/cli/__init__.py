@@ -334,9 +334,13 @@ def _status(ctx):
 
 def render_status(report):
     """The status report as a readable table (pure)."""
-    lines = [f"leader: {report['leader'] or 'none'}   generation: {report['generation'] or 'none'}"
-             f"   partitions: {report['partitions'] or '-'}",
-             f"{'WORKER':<44} {'HOST':<16} {'PID':>7} {'PARTS':>6} {'NODES':>6}  HEARTBEAT"]
+    # a dark site first: its nodes are read by nobody, and nothing else says so
+    lines = [f"DARK SITE {d['site']}: {d['nodes']} nodes and no live worker serving them "
+             f"(none with {d['site']} in [worker] sites or backup_sites is running)"
+             for d in report.get("dark", ())]
+    lines += [f"leader: {report['leader'] or 'none'}   generation: {report['generation'] or 'none'}"
+              f"   partitions: {report['partitions'] or '-'}",
+              f"{'WORKER':<44} {'HOST':<16} {'PID':>7} {'PARTS':>6} {'NODES':>6}  HEARTBEAT"]
     for w in report["workers"]:
         age = "gone" if w["heartbeat_age"] is None else f"{w['heartbeat_age']}s ago"
         if abs(w.get("clock_skew") or 0) > 2:
@@ -344,6 +348,15 @@ def render_status(report):
         parts = "-" if w["partitions"] is None else w["partitions"]
         lines.append(f"{w['id']:<44} {w['host'] or '?':<16} {w['pid'] or '?':>7} {parts:>6} "
                      f"{w['nodes'] if w['nodes'] is not None else '-':>6}  {age}")
+    sites = report.get("sites") or []
+    if len(sites) > 1 or any(r["site"] != "default" for r in sites):
+        lines.append(f"{'SITE':<24} {'NODES':>7} {'READ':>7} {'WORKERS':>7}  SERVED BY")
+        for r in sites:
+            served = ("nobody" if not r["serving"] else
+                      "backup " + ", ".join(r["serving"]) if not set(r["serving"]) & set(r["workers"])
+                      else f"{len(r['serving'])} of its workers")
+            lines.append(f"{r['site']:<24} {r['nodes']:>7} {r['fresh']:>7} {len(r['workers']):>7}  "
+                         f"{served}")
     n = report["nodes"]
     lines.append(f"nodes: {n['total']} total, {n['never_polled']} never polled, {n['stale']} stale "
                  f"(not polled for 2 intervals, or by no live worker: {n['unaccounted']})")

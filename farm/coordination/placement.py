@@ -85,3 +85,43 @@ def moved(before, after):
 def weight_of(pool_size, slots_per_weight=16):
     """A worker's ring weight from its pool size: one unit per 16 slots."""
     return max(1, round(pool_size / slots_per_weight))
+
+
+DEFAULT_SITE = "default"
+
+
+def place_sites(members, sites, partitions, points=POINTS_PER_WEIGHT):
+    """Each site's placement: site -> tuple of member ids by partition, or
+    () where nobody may serve the site.
+
+    `members` maps member id to (weight, sites it serves, sites it backs
+    up); `sites` are the sites that need a placement (those with nodes;
+    the members' own sites are placed too). A site goes to the members that
+    serve it, on a ring of their own, so that one site's membership never
+    moves another site's partitions (as Ironic's ring per conductor group).
+    Only a site with no member of its own goes to its backup members (as a
+    MAAS rack that can route to a BMC takes it while the BMC's own rack is
+    away), and with neither it is placed on nobody.
+    """
+    every = set(sites)
+    for _, served, _ in members.values():
+        every.update(served)
+    out = {}
+    for site in sorted(every):
+        own = {m: w for m, (w, served, _) in members.items() if site in served}
+        group = own or {m: w for m, (w, _, backs) in members.items() if site in backs}
+        out[site] = place(group, partitions, points) if group else ()
+    return out
+
+
+def field_of(site):
+    """The assignment hash field holding a site's placement: the default
+    site keeps the field a farm without sites has, so that a farm of one
+    site reads the same before and after sites came."""
+    return "placement" if site == DEFAULT_SITE else f"placement:{site}"
+
+
+def owner_of(placements, site, name):
+    """The member that owns node `name` of `site`, or None (pure)."""
+    owners = placements.get(site) or ()
+    return owners[partition_of(name, len(owners))] if owners else None

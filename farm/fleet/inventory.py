@@ -17,6 +17,7 @@ import urllib.parse
 import yaml
 
 from farm.bmc.rmcp import SUITES, WORKAROUNDS
+from farm.coordination.placement import DEFAULT_SITE
 from farm.errors import InventoryError
 from farm.model import Node
 
@@ -28,7 +29,7 @@ LABEL_VALUE_RE = re.compile(r"^[A-Za-z0-9_.:/+-]{1,128}\Z")
 MAX_LABELS = 32
 _LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
 FIELDS = ("name", "address", "port", "username", "password", "password_file", "driver",
-          "system_id", "verify_tls", "cipher_suites", "privilege", "kg", "workarounds", "labels")
+          "system_id", "verify_tls", "cipher_suites", "privilege", "kg", "workarounds", "labels", "site")
 IPMI_ONLY = ("cipher_suites", "privilege", "kg", "workarounds")
 PRIVILEGES = ("user", "operator", "administrator")
 KG_MAX = 20  # bytes: K_g is a 20-byte key (IPMI 2.0 section 13.31), given in hex
@@ -104,12 +105,13 @@ def _validate(where, raw, problems):
         problems.append(f"{where}: field 'name' must be 1-128 characters of "
                         f"[A-Za-z0-9._-], not beginning with '-', got {_show(name)}")
     labels = _labels(where, raw.get("labels"), problems)
+    site = _site(where, raw.get("site"), problems)
     driver = raw.get("driver") or "ipmi"
     if driver not in DRIVERS:
         problems.append(f"{where}: field 'driver' must be ipmi or redfish, got {_show(driver)}")
         return None
     if driver == "redfish":
-        return _validate_redfish(where, raw, problems, before)
+        return _validate_redfish(where, raw, problems, before, site)
     for field in ("system_id", "verify_tls"):
         if raw.get(field) not in (None, ""):
             problems.append(f"{where}: field '{field}' is for redfish nodes only")
@@ -137,7 +139,20 @@ def _validate(where, raw, problems):
         return None
     return Node(name=name, address=address.strip(), port=port, username=raw["username"],
                 password=raw.get("password") or "", password_file=raw.get("password_file") or "",
-                labels=labels, **settings)
+                labels=labels, site=site, **settings)
+
+
+def _site(where, value, problems):
+    """A node's site: a label value ("default" when absent)."""
+    if value in (None, ""):
+        return DEFAULT_SITE
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not LABEL_VALUE_RE.match(value.strip()):
+        problems.append(f"{where}: field 'site' must be 1-128 of [A-Za-z0-9_.:/+-], got "
+                        f"{_show(value)}")
+        return DEFAULT_SITE
+    return value.strip()
 
 
 def _labels(where, value, problems):
@@ -164,7 +179,10 @@ def _labels(where, value, problems):
         problems.append(f"{where}: field 'labels' must have at most {MAX_LABELS} distinct keys")
         return ()
     for key, val in pairs:
-        if not LABEL_KEY_RE.match(key):
+        if key == "site":
+            problems.append(f"{where}: field 'labels': 'site' is a field of its own (the "
+                            f"node's BMC network): give it as site, not as a label")
+        elif not LABEL_KEY_RE.match(key):
             problems.append(f"{where}: field 'labels': key {_show(key)} must be a letter then "
                             f"up to 62 of [A-Za-z0-9_.-]")
         elif not isinstance(val, str) or not LABEL_VALUE_RE.match(val):
@@ -229,7 +247,7 @@ def _ipmi_settings(where, raw, problems):
     return out
 
 
-def _validate_redfish(where, raw, problems, before):
+def _validate_redfish(where, raw, problems, before, site):
     address = raw.get("address")
     url = None
     if isinstance(address, str):
@@ -270,7 +288,7 @@ def _validate_redfish(where, raw, problems, before):
     return Node(name=raw["name"], address=address.strip().rstrip("/"), port=0,
                 username=raw["username"], password=raw.get("password") or "",
                 password_file=raw.get("password_file") or "", driver="redfish",
-                system_id=system_id or "", verify_tls=verify, labels=labels)
+                system_id=system_id or "", verify_tls=verify, labels=labels, site=site)
 
 
 def _check_unique(entries, problems):
@@ -326,7 +344,7 @@ def _parse_csv(text):
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = [h.strip() for h in (reader.fieldnames or [])]
     optional = ("port", "password", "password_file", "driver", "system_id", "verify_tls",
-                "labels", *IPMI_ONLY)
+                "labels", "site", *IPMI_ONLY)
     missing = [f for f in FIELDS if f not in optional and f not in header]
     if "password" not in header and "password_file" not in header:
         missing.append("password (or password_file)")

@@ -5,6 +5,8 @@ them. Nothing here reads a password."""
 
 import collections
 
+from farm.coordination.placement import DEFAULT_SITE
+from farm.coordination.placement import owner_of as site_owner
 from farm.fleet import selection
 
 
@@ -127,29 +129,35 @@ def summarize(counts):
 
 
 def status_report(store, poll_interval, now):
-    """Leader, generation, workers and node freshness, as one dict, read in
-    a few round trips whatever the node count: each live worker reports a
-    tally of its own nodes (farm.metrics.WorkerMetrics.tally) every 2 s,
-    and status sums them. A worker whose heartbeat (put on Redis's clock) is
-    older than two intervals counts as gone, and nodes no live worker
-    accounts for count as stale: a dead worker, or one whose clock lies,
-    cannot hide its nodes. Never reads an inventory entry (password)."""
+    """Leader, generation, workers, sites and node freshness, as one dict,
+    read in a few round trips whatever the node count: each live worker
+    reports a tally of its own nodes (farm.metrics.WorkerMetrics.tally)
+    every 2 s, and status sums them. A worker whose heartbeat (put on
+    Redis's clock) is older than two intervals counts as gone, and nodes no
+    live worker accounts for count as stale: a dead worker, or one whose
+    clock lies, cannot hide its nodes. Never reads an inventory entry
+    (password)."""
+    store.upgrade()  # a farm from before sites gets its site index first
     assignment = store.assignment()
     reports = store.worker_reports()
     total = store.node_count()
-    owners = assignment["placement"] if assignment else ()
-    parts = collections.Counter(owners)
+    counts = store.site_counts()
+    placements = assignment["placements"] if assignment else {}
+    parts = collections.Counter(o for owners in placements.values() for o in owners)
     members = set(assignment["members"]) if assignment else set()
-    workers, tallies = [], []
+    workers, tallies, alive = [], [], {}
     for member in sorted(members | set(reports)):
         rep = reports.get(member, {})
         beat, skew = rep.get("last_heartbeat"), rep.get("clock_skew") or 0.0
         beat = beat - skew if beat else beat  # the worker's clock, put on Redis's
-        alive = beat is not None and now - beat <= 2 * poll_interval
-        if alive and rep.get("tally"):
-            tallies.append(rep["tally"])
+        if beat is not None and now - beat <= 2 * poll_interval:
+            alive[member] = rep
+            if rep.get("tally"):
+                tallies.append(rep["tally"])
         workers.append({"id": member, "host": rep.get("host"), "pid": rep.get("pid"),
-                        "partitions": parts.get(member, 0) if owners else None,
+                        "sites": rep.get("sites") or [DEFAULT_SITE],
+                        "backup_sites": rep.get("backup_sites") or [],
+                        "partitions": parts.get(member, 0) if assignment else None,
                         "nodes": rep.get("nodes"),
                         "last_heartbeat": beat,
                         "heartbeat_age": round(now - beat, 1) if beat else None,
@@ -162,14 +170,45 @@ def status_report(store, poll_interval, now):
     accounted = sum(t["nodes"] for t in tallies)
     unaccounted = max(0, total - accounted)
     power["unknown"] += unaccounted
+    sites = site_rows(counts, placements if assignment else None, alive, tallies)
     return {"leader": store.leader(), "generation": assignment["generation"] if assignment else None,
             "epoch": assignment["epoch"] if assignment else None,
-            "partitions": len(owners) or None, "workers": workers,
+            "partitions": max(map(len, placements.values()), default=0) or None,
+            "workers": workers, "sites": sites,
+            "dark": [{"site": r["site"], "nodes": r["nodes"]} for r in sites if r["dark"]],
             "nodes": {"total": total, "never_polled": sum(t["never_polled"] for t in tallies),
                       "stale": sum(t["stale"] for t in tallies) + unaccounted,
                       "unaccounted": unaccounted,
                       "power": {k: v for k, v in sorted(power.items()) if v},
                       "failing": dict(sorted(failing.items()))}}
+
+
+def site_rows(counts, placements, alive, tallies):
+    """One row per site (pure): its nodes, the live workers that serve it
+    (its own, and backups), which of them hold its partitions now, how many
+    of its nodes were read within 2 intervals, and whether it is dark: it
+    has nodes and no live worker holds any of its partitions (`placements`
+    None: no coordinator yet, and a lone worker serves its own sites)."""
+    names = set(counts) | {s for rep in alive.values() for s in rep.get("sites") or [DEFAULT_SITE]}
+    if placements:
+        names |= set(placements)
+    fresh = collections.Counter()
+    for t in tallies:
+        for site, n in (t.get("sites") or {}).items():
+            fresh[site] += n.get("fresh", 0)
+    rows = []
+    for site in sorted(names):
+        own = [m for m, rep in alive.items() if site in (rep.get("sites") or [DEFAULT_SITE])]
+        backups = [m for m, rep in alive.items() if site in (rep.get("backup_sites") or [])]
+        if placements is None:
+            serving = own
+        else:
+            serving = sorted(set(placements.get(site) or ()) & set(alive))
+        rows.append({"site": site, "nodes": counts.get(site, 0), "workers": own,
+                     "backup_workers": backups, "serving": serving,
+                     "fresh": fresh.get(site, 0),
+                     "dark": bool(counts.get(site)) and not serving})
+    return rows
 
 
 def owner_of(store, name):
@@ -200,7 +239,6 @@ def send_command(store, owner, kind, node, action, by, ttl, now=None):
 def owners(store, names):
     """owner_of for many names, from one read of the reports and the
     assignment: name -> (worker id or None, why none)."""
-    from farm.coordination.placement import partition_of
     reports = store.worker_reports()
     assignment = store.assignment()
     if assignment is None:
@@ -212,11 +250,14 @@ def owners(store, names):
         else:
             return {name: (next(iter(reports)), None) for name in names}
         return {name: (None, why) for name in names}
-    placement, out = assignment["placement"], {}
+    placements, out = assignment["placements"], {}
+    sites = {n.name: n.site for n in store.nodes_named(list(names))}
     for name in names:
-        owner = placement[partition_of(name, len(placement))] if placement else None
+        site = sites.get(name, DEFAULT_SITE)
+        owner = site_owner(placements, site, name)
         if owner is None:
-            out[name] = (None, "the assignment gives it to no worker (are any running?)")
+            out[name] = (None, f"the assignment gives it to no worker: no live worker serves "
+                               f"its site {site} ([worker] sites or backup_sites)")
         elif owner not in reports:
             out[name] = (None, f"its worker {owner} is not reporting (stopped or cut off "
                                f"from Redis?)")

@@ -72,10 +72,13 @@ class Actor:
 
     def owner(self, name):
         """(this worker, the node's partition, partitions) for writes that
-        must land only while the assignment still gives us the node."""
-        owners = self.assignment["placement"] if self.assignment else ()
-        return (self.my_id, placement.partition_of(name, len(owners)) if owners else 0,
-                len(owners))
+        must land only while the assignment still gives us the node (the
+        scripts read the node's site from the inventory, not from us: a
+        worker's idea of it may be older than an import)."""
+        placements = self.assignment["placements"] if self.assignment else {}
+        partitions = max(map(len, placements.values()), default=0)
+        return (self.my_id, placement.partition_of(name, partitions) if partitions else 0,
+                partitions)
 
     def note_fenced(self, now=None):
         """Log once, and show in metrics, that the acting lease ran out."""

@@ -147,7 +147,8 @@ class Actions:
             args += [name, partition]
         got = self._do("steps claim", self._scripts["claim_steps"], keys=[
             self._key("assignment"), self._key("step-of"), self._key("steps"),
-            self._key("steps", "running"), head, nodes, grants, self._key("events")], args=args)
+            self._key("steps", "running"), head, nodes, grants, self._key("events"),
+            self._key("inventory")], args=args)
         taken = [(got[i], int(got[i + 1]), float(got[i + 2])) for i in range(1, len(got), 3)]
         return taken, float(got[0]) if got[0] else None
 

@@ -42,11 +42,12 @@ class Control:
         """An event about a node `owner` (worker id, partition, partitions)
         acted on, written only while the assignment still gives it the node;
         its id, or None if it does not."""
-        args = [*owner, self.events_max_len]
+        args = [*owner, self.events_max_len, fields.get("node", "")]
         for field, value in fields.items():
             args += [field, value]
         got = self._do("event write", self._scripts["append_owned_event"],
-                       keys=[self._key("assignment"), self._key("events")], args=args)
+                       keys=[self._key("assignment"), self._key("events"),
+                             self._key("inventory")], args=args)
         return got or None
 
     def controls(self):

@@ -3,6 +3,8 @@ its epoch), the published assignment, and each worker's own report."""
 
 import json
 
+from farm.coordination import placement
+
 
 class Coordination:
     def fix_partitions(self, partitions):
@@ -24,30 +26,43 @@ class Coordination:
     def leader(self):
         return self._do("leader read", self._redis.get, self._key("leader"))
 
-    def publish_assignment(self, member_id, epoch, members, placement, now):
-        """Publish a placement if we hold the lease and it changed.
+    def publish_assignment(self, member_id, epoch, members, placements, now):
+        """Publish each site's placement (site -> member ids by partition,
+        () for a site placed on nobody) if we hold the lease and it changed.
 
         Returns the new generation, 0 if unchanged, -1 if fenced out.
         """
         index = {m: i for i, m in enumerate(members)}
+        fields = []
+        for site in sorted(placements):
+            fields += [placement.field_of(site),
+                       json.dumps([index[o] for o in placements[site]], separators=(",", ":"))]
         return int(self._do("assignment publish", self._scripts["publish"],
                             keys=[self._key("leader"), self._key("assignment")],
-                            args=[member_id, epoch,
-                                  json.dumps([index[o] for o in placement], separators=(",", ":")),
-                                  json.dumps(list(members)), repr(now)]))
+                            args=[member_id, epoch, json.dumps(list(members)),
+                                  json.dumps(sorted(placements)), repr(now), *fields]))
 
     def assignment_generation(self):
         return int(self._do("assignment read", self._redis.hget, self._key("assignment"),
                             "generation") or 0)
 
     def assignment(self):
-        """(generation, members, placement tuple of member ids), or None if none yet."""
+        """The published assignment, or None if none yet: generation,
+        members, sites, placements (site -> tuple of member ids by
+        partition; () for a site placed on nobody), leader, epoch,
+        published_at."""
         raw = self._do("assignment read", self._redis.hgetall, self._key("assignment"))
-        if not raw or "placement" not in raw:
+        if not raw or "generation" not in raw:
             return None
         members = json.loads(raw["members"])
-        placement = tuple(members[i] for i in json.loads(raw["placement"]))
-        return {"generation": int(raw["generation"]), "members": members, "placement": placement,
+        # a farm published before sites has one placement, the default site's
+        sites = json.loads(raw.get("sites") or json.dumps([placement.DEFAULT_SITE]))
+        placements = {site: tuple(members[i] for i in json.loads(
+            raw.get(placement.field_of(site)) or "[]")) for site in sites}
+        return {"generation": int(raw["generation"]), "members": members, "sites": sites,
+                "placements": placements,
+                # the default site's, as a farm without sites has it
+                "placement": placements.get(placement.DEFAULT_SITE, ()),
                 "leader": raw.get("leader"), "epoch": int(raw.get("epoch") or 0),
                 "published_at": float(raw.get("published_at") or 0)}
 

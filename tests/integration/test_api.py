@@ -122,7 +122,12 @@ def test_tokens_roles_errors_and_no_secrets(store, redis_server, namespace, tmp_
         targets = requests.get(f"{api.url}/v1/targets", headers=r_hdr, timeout=10).json()
         assert targets[0] == {"targets": ["n0"], "labels": {
             "__meta_farm_node": "n0", "__meta_farm_driver": "ipmi",
+            "__meta_farm_site": "default",
             "__meta_farm_label_rack": "r1", "__meta_farm_label_pdu_feed": "p0"}}
+        # no worker runs: the default site is dark, in the API as in `farm status`
+        status = requests.get(f"{api.url}/v1/status", headers=r_hdr, timeout=10).json()
+        assert status["dark"] == [{"site": "default", "nodes": len(targets)}]
+        assert [r["site"] for r in status["sites"]] == ["default"]
         assert "/v1/nodes/{name}/states/power" in requests.get(
             f"{api.url}/openapi.json", timeout=10).json()["paths"]
         # no secret anywhere: answers, and the log

@@ -67,7 +67,7 @@ def every_operation(store):
     assert store.fix_partitions(16) == 16
     epoch = store.hold_lease("c", 5)
     assert epoch >= 1
-    assert store.publish_assignment("c", epoch, ["w"], ["w"] * 16, 1.0) >= 1
+    assert store.publish_assignment("c", epoch, ["w"], {"default": ["w"] * 16}, 1.0) >= 1
     assert store.report_worker("w", {"host": "h"}, 5)[1] >= 1
     assert "w" in store.worker_reports()
     # a bulk action, its step taken, finished; another cancelled; a slot

@@ -329,5 +329,5 @@ def test_the_leader_fence_is_redis_own_scripts(store, redis_server, namespace, t
     assert not c.leading and store.assignment() == first
     # publish.lua's own check, for a caller that believes it holds the lease
     assert store.publish_assignment("c1", first["epoch"], ["w1", "w2", "w3"],
-                                    ["w3"] * len(first["placement"]), 1.0) == -1
+                                    {"default": ["w3"] * len(first["placement"])}, 1.0) == -1
     assert store.assignment() == first

@@ -103,7 +103,8 @@ nodes_strategy = st.lists(
               privilege=st.sampled_from(["", "user", "operator", "administrator"]),
               kg=st.sampled_from(["", "00", "0102030405060708090a0b0c0d0e0f1011121314"]),
               workarounds=st.sampled_from([(), ("intel20",), ("opensesspriv", "sun20")]),
-              labels=st.sampled_from([(), (("rack", "r12"),), (("pdu", "r12-a"), ("rack", "r12"))])),
+              labels=st.sampled_from([(), (("rack", "r12"),), (("pdu", "r12-a"), ("rack", "r12"))]),
+              site=st.sampled_from(["default", "dc2", "hall-3.pod:a"])),
     unique_by=(lambda n: n.name.casefold(), lambda n: (n.address, n.port)), max_size=20)
 
 
@@ -256,6 +257,26 @@ def test_labels_yaml_and_csv_and_their_errors():
         with pytest.raises(InventoryError, match=words):
             inventory.parse("nodes:\n- {name: a, address: 10.0.0.1, username: u, password: p, "
                             f"labels: {bad}}}\n", "x.yaml")
+
+
+def test_a_nodes_site_yaml_and_csv_default_and_errors():
+    a, b = inventory.parse("nodes:\n- {name: a, address: 10.0.0.1, username: u, password: p, "
+                           "site: dc2}\n- {name: b, address: https://10.0.0.2, driver: redfish, "
+                           "username: u, password: p, site: 7}\n", "x.yaml")
+    assert (a.site, b.site) == ("dc2", "7")
+    assert a.public()["site"] == "dc2" and a.extra()["site"] == "dc2"
+    c, d = inventory.parse("name,address,username,password,site\n"
+                           "c,10.0.0.3,u,p,dc1\nd,10.0.0.4,u,p,\n", "x.csv")
+    assert (c.site, d.site) == ("dc1", "default")
+    assert "site" not in d.extra() and d.public()["site"] == "default"
+    for bad, words in (("'dc 2'", "field 'site' must be"), ("[dc2]", "field 'site' must be"),
+                       ("'dc2,dc3'", "field 'site' must be")):
+        with pytest.raises(InventoryError, match=words):
+            inventory.parse("nodes:\n- {name: a, address: 10.0.0.1, username: u, password: p, "
+                            f"site: {bad}}}\n", "x.yaml")
+    with pytest.raises(InventoryError, match="'site' is a field of its own"):
+        inventory.parse("nodes:\n- {name: a, address: 10.0.0.1, username: u, password: p, "
+                        "labels: {site: dc2}}\n", "x.yaml")
 
 
 def test_names_may_not_begin_with_a_dash():

@@ -11,7 +11,7 @@
 -- are not.
 -- KEYS[1] assignment, KEYS[2] step-of, KEYS[3] steps zset, KEYS[4] running
 -- zset, KEYS[5] action hash, KEYS[6] its nodes hash, KEYS[7] its send times,
--- KEYS[8] the event stream.
+-- KEYS[8] the event stream, KEYS[9] the inventory (each node's site).
 -- ARGV: worker, partitions, hold (seconds past its send time a step may run
 -- before another worker may take it), action id, ttl of a finished action,
 -- lead, guard, events maxlen, then name, partition pairs, earliest due first
@@ -76,9 +76,28 @@ end
 if a[1] ~= 'running' then return {''} end
 local batch, action = tonumber(a[2]), a[3]
 local lead, window = tonumber(ARGV[6]), tonumber(a[4]) + tonumber(ARGV[7])
-local members, placement
-local asg = redis.call('HMGET', KEYS[1], 'members', 'placement')
-if asg[2] then members, placement = cjson.decode(asg[1]), cjson.decode(asg[2]) end
+-- The assignment field of a node's site's placement, from its inventory
+-- entry (farm.coordination.placement.field_of): the node's site as Redis
+-- holds it now, not as the worker last read it.
+local function field_of(entry)
+  local site = cjson.decode(entry).site
+  if site == nil or site == 'default' then return 'placement' end
+  return 'placement:' .. site
+end
+-- with no assignment ever published a lone worker owns every node; a site
+-- placed on nobody has no placement, and nobody owns its nodes
+local asg = redis.call('HMGET', KEYS[1], 'members', 'generation')
+local members = asg[2] and cjson.decode(asg[1])
+local placements = {}  -- field -> that site's placement, decoded once per call
+local function placement_of(name)
+  local entry = redis.call('HGET', KEYS[9], name)
+  if not entry then return {} end
+  local field = field_of(entry)
+  if placements[field] == nil then
+    placements[field] = cjson.decode(redis.call('HGET', KEYS[1], field) or '[]')
+  end
+  return placements[field]
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - window)
 local out = {''}
 local retry = nil
@@ -86,7 +105,8 @@ local moved = 0  -- pending steps taken: the counters move once per call
 for i = 9, #ARGV, 2 do
   local name, p = ARGV[i], tonumber(ARGV[i + 1])
   local mine = redis.call('HGET', KEYS[2], name) == ARGV[4]
-  if mine and placement then
+  if mine and members then
+    local placement = placement_of(name)
     mine = #placement == tonumber(ARGV[2]) and members[placement[p + 1] + 1] == ARGV[1]
   end
   local step = mine and cjson.decode(redis.call('HGET', KEYS[6], name))

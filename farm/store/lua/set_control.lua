@@ -7,12 +7,22 @@
 -- type, who, owner ('' for an operator), its partition, partitions, then
 -- field/value pairs ('' removes the field).
 if redis.replicate_commands then redis.replicate_commands() end
+-- The assignment field of a node's site's placement, from its inventory
+-- entry (farm.coordination.placement.field_of): the node's site as Redis
+-- holds it now, not as the worker last read it.
+local function field_of(entry)
+  local site = cjson.decode(entry).site
+  if site == nil or site == 'default' then return 'placement' end
+  return 'placement:' .. site
+end
 local name = ARGV[1]
-if redis.call('HEXISTS', KEYS[1], name) == 0 then return -1 end
+local entry = redis.call('HGET', KEYS[1], name)
+if not entry then return -1 end
 if ARGV[5] ~= '' then
-  local a = redis.call('HMGET', KEYS[5], 'members', 'placement')
-  if a[2] then  -- with no placement ever published a lone worker owns every node
-    local members, placement = cjson.decode(a[1]), cjson.decode(a[2])
+  local a = redis.call('HMGET', KEYS[5], 'members', field_of(entry), 'generation')
+  if a[3] then  -- with no placement ever published a lone worker owns every node
+    -- (and a site placed on nobody has none: nobody owns its nodes)
+    local members, placement = cjson.decode(a[1]), cjson.decode(a[2] or '[]')
     local p = tonumber(ARGV[6])
     if #placement ~= tonumber(ARGV[7]) or members[placement[p + 1] + 1] ~= ARGV[5] then
       return -2
