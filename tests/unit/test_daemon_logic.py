@@ -105,6 +105,37 @@ def test_coordinator_settles_then_publishes_and_is_fenced(tmp_path):
     assert not c.leading and store.generation == generation + 1  # fenced out
 
 
+def test_the_leader_places_each_site_and_counts_a_dark_sites_nodes(tmp_path, caplog):
+    caplog.set_level("INFO", "farm.coordinator")
+    store, shared = MemoryStore(), {}
+    workers_group, _ = groups("t")
+    shared[workers_group] = {"a1": {"sites": ["dcA"]}, "b1": {"sites": ["dcB"]}}
+    store.set_nodes([Node(f"n{i}", "10.0.0.1", 1000 + i, "u", "p", site=site)
+                        for i, site in enumerate(["dcA"] * 3 + ["dcB"] * 2)])
+    c = coordinator(tmp_path, store, "c1", shared)
+    c.step()
+    c.settle_until = 0.0  # the membership timeout passed
+    a = store.assignment()
+    assert set(a["placements"]["dcA"]) == {"a1"} and set(a["placements"]["dcB"]) == {"b1"}
+
+    def unserved(site):
+        return c.metrics.registry.get_sample_value("farm_site_nodes_unserved", {"site": site})
+    assert (unserved("dcA"), unserved("dcB")) == (0, 0)
+    del shared[workers_group]["b1"]  # dcB's last worker left; a1 does not back it up
+    c.step()
+    a = store.assignment()
+    assert a["placements"]["dcB"] == () and set(a["placements"]["dcA"]) == {"a1"}
+    assert (unserved("dcA"), unserved("dcB")) == (0, 2)
+    assert "site dcB has 2 nodes and no live worker" in caplog.text
+    shared[workers_group]["a1"] = {"sites": ["dcA"], "backup_sites": ["dcB"]}
+    c.step()
+    assert set(store.assignment()["placements"]["dcB"]) == {"a1"} and unserved("dcB") == 0
+    assert "site dcB is served again" in caplog.text
+    store.lease = "c2"  # no longer leading: the gauge speaks for nobody
+    c.step()
+    assert unserved("dcB") is None
+
+
 def test_a_coordinator_not_elected_never_publishes(tmp_path):
     store, shared = MemoryStore(), {}
     workers_group, _ = groups("t")
