@@ -266,11 +266,11 @@ def list_(config_file, as_json, state, stale, limit, after, selection):
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
-    click.echo(f"{'NAME':<24} {'ADDRESS':<24} {'PORT':>5} {'POWER':<6} {'POLLED':>9}  "
-               f"LABELS / ERROR")
+    click.echo(f"{'NAME':<24} {'SITE':<12} {'ADDRESS':<24} {'PORT':>5} {'POWER':<6} "
+               f"{'POLLED':>9}  LABELS / ERROR")
     for r in rows:
         labels = ",".join(f"{k}={v}" for k, v in sorted((r.get("labels") or {}).items()))
-        click.echo(f"{r['name']:<24} {r['address']:<24} {r['port'] or '-':>5} "
+        click.echo(f"{r['name']:<24} {r['site']:<12} {r['address']:<24} {r['port'] or '-':>5} "
                    f"{r['power_state'] or '-':<6} {_age(r['last_polled_at'], now):>9}  "
                    f"{'  '.join(x for x in (labels, r['last_error'] or '') if x)}")
 

@@ -302,7 +302,8 @@ def render_detail(d):
     """`farm nodes show` as text (pure)."""
     node, state, control = d["node"], d["state"], d["control"]
     where = node["address"] if node.get("driver") == "redfish" else f"{node['address']}:{node['port']}"
-    lines = [f"{node['name']}  {where}  {node.get('driver', 'ipmi')}  user {node['username'] or '-'}",
+    lines = [f"{node['name']}  {where}  {node.get('driver', 'ipmi')}  user {node['username'] or '-'}"
+             f"  site {node.get('site', 'default')}",
              f"power: {state.get('power_state') or 'unknown'}   desired: "
              f"{control.get('desired') or 'none'}   maintenance: {control.get('maintenance') or 'off'}",
              f"polled: {when(state.get('seen_at') or state.get('polled_at'))}   "

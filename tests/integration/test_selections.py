@@ -38,6 +38,18 @@ def test_labels_and_selections(store, redis_server, namespace, tmp_path):
     text = farm(cfg, "nodes", "show", "n07").stdout
     assert "labels: pdu=p1 rack=r2 role=compute" in text
 
+    # a node's site: selected like a label, shown by list and show
+    nodes[11]["site"] = "dc2"
+    assert farm(cfg, "nodes", "import", inventory(tmp_path / "a.yaml", nodes)).returncode == 0
+    rows = json.loads(farm(cfg, "nodes", "list", "site=dc2", "--json").stdout)
+    assert [(r["name"], r["site"]) for r in rows] == [("n11", "dc2")]
+    assert len(json.loads(farm(cfg, "nodes", "list", "site=default", "--json").stdout)) == 11
+    header, row = farm(cfg, "nodes", "list", "n11").stdout.splitlines()
+    assert header.split()[:2] == ["NAME", "SITE"] and row.split()[:2] == ["n11", "dc2"]
+    assert "site dc2" in farm(cfg, "nodes", "show", "n11").stdout.splitlines()[0]
+    del nodes[11]["site"]
+    assert farm(cfg, "nodes", "import", inventory(tmp_path / "a.yaml", nodes)).returncode == 0
+
     # bulk desired state and maintenance: exactly the selected nodes
     out = farm(cfg, "nodes", "desired", "rack=r1,-pdu=p0", "on")
     assert out.returncode == 0 and "4 nodes: desired power state on" in out.stdout
