@@ -11,6 +11,7 @@
   redfish-gets    GETs, bytes and client CPU per sensors pass in each Redfish shape, and IPMI
   tasks           each task's cost per pass (power, sensors, sel) and nodes per core with all three
   cli             farm status, nodes summary and nodes list at 100,000 nodes
+  status          farm status at 100,000 nodes in 20 sites against one site before sites (A/B)
   faults          takeover after a worker's SIGKILL, leader failover, longest gap
   login           what negotiation costs a first login (ipmi_sim and farm-sim), and later ones
   actions         a staggered power-on of 10,000 nodes as the BMCs see it: lateness, spacing
@@ -25,7 +26,7 @@ import runpy
 import sys
 
 MODULES = {"compare": "bench.compare", "engine": "bench.engine", "scale": "bench.scale",
-           "churn": "bench.churn", "cli": "bench.cli", "scaleout": "bench.scaleout",
+           "churn": "bench.churn", "cli": "bench.cli", "status": "bench.status", "scaleout": "bench.scaleout",
            "faults": "bench.faults", "tasks": "bench.tasks", "redfish": "bench.redfish",
            "redfish-gets": "bench.redfish_gets", "redfish-scale": "bench.redfish_scale",
            "login": "bench.login", "actions": "bench.actions", "ipmi": "bench.ipmi",
