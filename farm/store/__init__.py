@@ -31,7 +31,8 @@ Keys, all under the namespace `ns`:
                                 last power result), kept by the scripts that write and remove
   {ns}:polled             zset  node name -> seen_at of its last power result
   {ns}:names              zset  every node's name (score 0), for pages in name order
-  {ns}:layout             int   LAYOUT once counts, polled and names were built (recount.lua)
+  {ns}:layout             int   LAYOUT once counts, polled, names and the site sets were
+                                built (recount.lua, Inventory._index_sites)
   {ns}:events             stream of changes: power, recovered, failing, sensor, sel,
                                 sel-cleared, action, desired, maintenance (docs/tasks.md)
   {ns}:partitions         int   the partition count, fixed at the first coordinator's start
@@ -41,9 +42,13 @@ Keys, all under the namespace `ns`:
                                 nodes, last_heartbeat), expiring when it stops reporting
   {ns}:workers            zset  member id -> Redis time of its last report (ids silent
                                 for a day leave it): which reports `farm status` reads
-  {ns}:assignment         hash  generation, epoch, leader, members (JSON list),
-                                placement (JSON list: member index per partition),
-                                published_at; PUBLISHed on channel {ns}:assignment
+  {ns}:assignment         hash  generation, epoch, leader, members (JSON list), sites
+                                (JSON list), placement (the default site's: JSON list,
+                                member index per partition), placement:<site> for each
+                                other site ([]: placed on nobody), published_at;
+                                PUBLISHed on channel {ns}:assignment
+  {ns}:label:<k>=<v>      set   names with label k=v, and every node in site=<its site>;
+                                {ns}:label-values:<k> the values k has had
   {ns}:redfish-sessions  hash  node name -> its BMC's Redfish session token and URI, sealed
                                 (sessions.py)
   {ns}:action*, {ns}:steps*, {ns}:step-of, {ns}:corrections: bulk power actions and
