@@ -15,6 +15,7 @@ node, by farm in Redis."""
 import dataclasses
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -155,19 +156,28 @@ def run_sites(net, tmp_path):
     a1, a2 = (worker("a", i, 1, sites="A") for i in (1, 2))
     b1, b2 = (worker("b", i, 2, sites="B") for i in (1, 2))
 
+    def scrape():
+        """The coordinator's metrics, fetched inside its namespace."""
+        port = wait_for(lambda: re.search(r"metrics on http://127.0.0.1:(\d+)/",
+                                          coordinator.log_path.read_text()), 20,
+                        what="the coordinator's metrics port").group(1)
+        return net.run("core", sys.executable, "-c", "import sys, urllib.request; print(urllib."
+                       "request.urlopen(sys.argv[1], timeout=5).read().decode())",
+                       f"http://127.0.0.1:{port}/metrics")
+
     def member(proc):
         return next((m for m in store.worker_reports() if f"-{proc.pid}-" in m), None)
 
     def states():
         return store.node_states([n.name for n in nodes])
 
-    def read_by(group, workers, since):
-        """Every node of `group` read after `since` (Redis's clock) by one of
-        `workers`' members."""
+    def read_by(group, workers, since, power="on"):
+        """Every node of `group` read `power` after `since` (Redis's clock)
+        by one of `workers`' members."""
         ids = {member(p) for p in workers}
         s = states()
         return all(float(s[n.name].get("seen_at") or 0) > since and s[n.name].get("worker") in ids
-                   and s[n.name].get("power_state") == "on" for n in group)
+                   and s[n.name].get("power_state") == power for n in group)
 
     a = wait_for(lambda: (a := store.assignment()) and len(a["members"]) == 4 and a, 60,
                  what="an assignment of the four workers")
@@ -191,8 +201,12 @@ def run_sites(net, tmp_path):
     assert dark == [{"site": "A", "nodes": 4}]
     out = net.run("core", script("farm"), "status", "--config-file", core_cfg)
     assert out.splitlines()[0].startswith("DARK SITE A: 4 nodes"), out
-    wait_for(lambda: "site A has 4 nodes and no live worker" in coordinator.log_path.read_text(),
-             MEMBERSHIP_TIMEOUT + 20, what="the coordinator's dark-site line")
+    # the gauge the alert reads, from the leader, once A's workers left the group
+    wait_for(lambda: 'farm_site_nodes_unserved{site="A"} 4.0' in scrape(), MEMBERSHIP_TIMEOUT + 20,
+             what="the leader's gauge for A")
+    gauge_after = time.monotonic() - killed
+    assert 'farm_site_nodes_unserved{site="B"} 0.0' in scrape()
+    assert "site A has 4 nodes and no live worker" in coordinator.log_path.read_text()
     assert store.assignment()["placements"]["A"] == ()
     # nobody reads A's nodes while B's are read on (a positive signal first)
     since = store.server_time()
@@ -229,6 +243,19 @@ def run_sites(net, tmp_path):
     assert strangers() == (0, 0)
     assert store.assignment()["placements"]["B"] == b_placement
 
+    # -- a bulk power-off over both sites: each step sent by its site's worker --
+    store.set_controls([n.name for n in nodes], "desired", "test", desired="")
+    out = json.loads("[" + ",".join(net.run(
+        "core", script("farm"), "nodes", "power", "all", "off", "--batch", "8", "--interval", "0",
+        "--yes", "--json", "--config-file", core_cfg).split("\n")[:-1]) + "]")
+    action_id = store.actions()[0]["id"]
+    steps = store.action_steps(action_id)
+    assert {n: st["state"] for n, st in steps.items()} == dict.fromkeys(site_of, "done"), out
+    ours = {"A": {member(a3)}, "B": {member(b1), member(b2)}}
+    assert all(steps[n]["worker"] in ours[site] for n, site in site_of.items()), steps
+    wait_for(lambda: all(st.get("power_state") == "off" for st in states().values()), 30,
+             what="every node read off")
+
     # -- B cut off from Redis: its workers are fenced, nothing of B moves to A --
     a_placement = store.assignment()["placements"]["A"]
     net.run("b", "ip", "route", "add", "blackhole", f"{NET}.2.1/32")
@@ -241,12 +268,13 @@ def run_sites(net, tmp_path):
     dark = views.status_report(store, INTERVAL, store.server_time())["dark"]
     assert dark == [{"site": "B", "nodes": 4}]
     since = store.server_time()
-    wait_for(lambda: read_by(a_nodes, (a3,), since), 30, what="A read on")
+    wait_for(lambda: read_by(a_nodes, (a3,), since, "off"), 30, what="A read on")
     s = states()
     assert all(s[n.name].get("worker") not in {member(a3), member(x)} for n in b_nodes)
     assert all(s[n.name].get("consecutive_failures") == "0" for n in nodes)
     assert strangers() == (0, 0)
     print(json.dumps({"site A loud after (s)": round(loud_after, 1),
+                      "the leader's gauge after (s)": round(gauge_after, 1),
                       "packets into A's BMC network": {
                           "A's BMCs": at_a.counts(), "B's BMCs": at_b.counts()},
                       "sites": site_of}))
