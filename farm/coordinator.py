@@ -63,6 +63,9 @@ class Coordinator:
             self.membership.start()
             self.membership.run_for_leader(self.group)
         if self.partitions is None:
+            # a farm from before sites gets its site sets (which the leader
+            # counts per site) before the first placement, once
+            self.store.upgrade()
             self.partitions = self.store.fix_partitions(c.partitions)
             if self.partitions != c.partitions:
                 LOG.warning("this farm has %d partitions (recorded in Redis); ignoring "

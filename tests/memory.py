@@ -32,6 +32,10 @@ class MemoryStore:
     def set_nodes(self, nodes):
         self.nodes, self.version = list(nodes), self.version + 1
 
+    def upgrade(self):
+        self.upgraded = getattr(self, "upgraded", 0) + 1  # (always the current layout)
+        return False
+
     def site_counts(self):
         self._check()
         return dict(collections.Counter(n.site for n in self.nodes))

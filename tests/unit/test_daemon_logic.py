@@ -114,6 +114,7 @@ def test_the_leader_places_each_site_and_counts_a_dark_sites_nodes(tmp_path, cap
                         for i, site in enumerate(["dcA"] * 3 + ["dcB"] * 2)])
     c = coordinator(tmp_path, store, "c1", shared)
     c.step()
+    assert store.upgraded == 1  # a farm from before sites: its site sets built first
     c.settle_until = 0.0  # the membership timeout passed
     a = store.assignment()
     assert set(a["placements"]["dcA"]) == {"a1"} and set(a["placements"]["dcB"]) == {"b1"}
