@@ -91,10 +91,10 @@ class Coordinator:
             return
         counts = self.store.site_counts()
         new = placement.place_sites(site_members(members), counts, self.partitions)
-        self._report_sites(counts, new)
         generation = self.store.publish_assignment(self.my_id, epoch, sorted(members), new, time.time())
         if generation < 0:
             return self._follow("fenced out while publishing")
+        self._report_sites(counts, new)  # what was published, by the leader that published it
         if generation == 0 and self._kept_reported != epoch:
             self._kept_reported = epoch  # said once per epoch: operators (and tests) see it settled
             LOG.info("placement unchanged: generation %s kept (epoch %d)",

@@ -405,3 +405,37 @@ def test_a_large_plan_is_written_in_pages_or_not_at_all(store, monkeypatch):
     assert store.claim_steps("dead", "w", 0, [(names[1], 0)], 5.0, 0.0, 0.0) == ([], None)
     held = store.nodes_in_actions(names[1:100])
     assert names[1] not in held and len(held) == 98  # the rest, as each comes due
+
+
+def test_redfish_steps_under_the_processes_executor_one_command_per_bmc(
+        make_sim, store, redis_server, namespace, tmp_path):
+    """Redfish power actions go to the node's poll process (its sushy pool)
+    under `executor = processes`: a one-wave bulk on, then one node off, as
+    the BMCs' own journal of Reset actions counts them."""
+    log = str(tmp_path / "controls.log")
+    sim = make_sim(12, protocol="redfish", off_fraction=1.0, control_log=log,
+                   session_timeout=3600)
+    nodes = import_sim(sim, store)
+    cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, poll_interval=1,
+                       bmc_timeout=2, executor="processes", processes=2)
+    proc, wlog = start_worker(tmp_path, cfg)
+    try:
+        wait_for(lambda: all(s.get("power_state") == "off" for s in
+                             store.node_states([n.name for n in nodes]).values()), 60,
+                 what="every node read off")
+        out = farm(cfg, "nodes", "power", "all", "on", "--batch", "12", "--interval", "0",
+                   "--yes", "--json", timeout=90)
+        assert out.returncode == 0, out.stderr + out.stdout[-1500:]
+        steps = [json.loads(line) for line in out.stdout.splitlines()]
+        assert {s["state"] for s in steps} == {"done"} and len(steps) == 12
+        seen = journal(log)
+        assert sorted(name for _, name, _ in seen) == sorted(n.name for n in nodes), seen
+        assert {a for _, _, a in seen} == {"on"}
+        out = farm(cfg, "nodes", "power", nodes[0].name, "off")
+        assert out.returncode == 0, out.stderr
+        assert [(name, a) for _, name, a in journal(log)[12:]] == [(nodes[0].name, "off")]
+        wait_for(lambda: store.node_states([nodes[0].name])[nodes[0].name].get("power_state")
+                 == "off", 20, what="the node read off")
+    finally:
+        assert stop_worker(proc) == 0, wlog.read_text()[-3000:]
+    assert len(journal(log)) == 13

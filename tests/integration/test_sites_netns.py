@@ -207,7 +207,7 @@ def run_sites(net, tmp_path):
     gauge_after = time.monotonic() - killed
     assert 'farm_site_nodes_unserved{site="B"} 0.0' in scrape()
     assert "site A has 4 nodes and no live worker" in coordinator.log_path.read_text()
-    assert store.assignment()["placements"]["A"] == ()
+    assert store.assignment()["placements"]["A"] == ()  # published before the gauge was set
     # nobody reads A's nodes while B's are read on (a positive signal first)
     since = store.server_time()
     a_seen = {n.name: states()[n.name].get("seen_at") for n in a_nodes}
@@ -233,7 +233,12 @@ def run_sites(net, tmp_path):
     assert set(store.assignment()["placements"]["A"]) == {member(a3)}
     wait_for(lambda: store.worker_reports()[member(x)].get("nodes") == 0, 30,
              what="the backup to let go of A")
-    # from then on not a packet from the backup reaches A's BMCs
+    # its polls still in flight end within bmc_timeout (1 s): from one more
+    # read of A by its own worker on, not a packet from the backup reaches A's BMCs
+    for _ in range(2):  # (two reads: each node's interval is 1 s)
+        since = store.server_time()
+        wait_for(lambda since=since: read_by(a_nodes, (a3,), since), 30,
+                 what="A read by its own worker")
     quiet = at_a.sources(BACKUP)
     for _ in range(3):
         since = store.server_time()
