@@ -182,7 +182,7 @@ def test_farm_probe_finds_what_each_ipmi_sim_needs(ipmi_sims, tmp_path):
         assert PASSWORD not in text and "not-the-password" not in text
 
 
-def test_sensor_readings_equal_ipmitool_freeipmi_and_pyghmi_on_ipmi_sim(ipmi_sims):
+def test_sensor_readings_equal_ipmitool_freeipmi_and_pyghmi_on_ipmi_sim(ipmi_sims, tmp_path):
     """Three readers nobody here wrote, on SDRs compiled by OpenIPMI's own
     sdrcomp: farm's names, values, units and statuses must be theirs."""
     bmc, = ipmi_sims(1, sensors=True)
@@ -206,10 +206,15 @@ def test_sensor_readings_equal_ipmitool_freeipmi_and_pyghmi_on_ipmi_sim(ipmi_sim
         assert abs(r["value"] - float(value)) <= 0.06, (name, r, line)  # 12V: 0.06 V a count
         assert r["unit"] == unit, (name, r, line)
 
+    (tmp_path / "sdr-cache").mkdir(mode=0o700)
     freeipmi = subprocess.run(
         ["ipmi-sensors", "-D", "LAN_2_0", "-I", "3", "-W", "opensesspriv", "-h",
          f"127.0.0.1:{bmc.port}", "-u", USER, "-p", PASSWORD, "--output-sensor-state",
-         "--no-header-output"], capture_output=True, text=True, timeout=60)
+         "--no-header-output",
+         # its own SDR cache: FreeIPMI's default (~/.freeipmi) is keyed by host:port,
+         # and an earlier run's BMC on this port had other SDRs ("out of date")
+         "--sdr-cache-directory", str(tmp_path / "sdr-cache")],
+        capture_output=True, text=True, timeout=60)
     rows = [[x.strip() for x in line.split("|")] for line in freeipmi.stdout.splitlines()]
     assert len(rows) == len(ours), freeipmi.stdout + freeipmi.stderr
     # FreeIPMI's state is its interpretation (farm.bmc.interpret), farm's `level`
