@@ -105,14 +105,14 @@ def sensors_of_tacklebox(base):
     return out
 
 
-def poll(store, redis_server, namespace, tmp_path, base, **sections):
+def poll(store, redis_server, namespace, tmp_path, base, worker=None, **sections):
     from tests.integration.test_tasks import sections as make_sections
     store.import_nodes(inventory.parse(
         f"nodes:\n- {{name: dmtf, driver: redfish, address: '{base}', username: u, "
         f"password: p}}\n", "dmtf.yaml"))
     cfg = write_config(tmp_path / "farm.conf", redis_server.url, namespace, poll_interval=0.5,
                        bmc_timeout=10, sections=make_sections(
-                           tasks={"enabled": "power,sensors"}, **sections))
+                           tasks={"enabled": "power,sensors"}, **sections), **(worker or {}))
     proc, log = start_worker(tmp_path, cfg)
     try:
         detail = wait_for(lambda: (d := store.node_detail("dmtf"))["sensors"] and d, 60,
@@ -145,6 +145,20 @@ def test_readings_equal_dmtf_tacklebox(mockup, store, redis_server, namespace, t
     assert listed.returncode == 0, listed.stdout + listed.stderr
     for name in theirs:
         assert name[:25] in listed.stdout
+
+
+def test_the_processes_executor_without_kept_connections_reads_what_tacklebox_reads(
+        mockup, store, redis_server, namespace, tmp_path):
+    """The asyncio engine in a poll process (executor = processes), with
+    keep_alive = false and its own first-contact deadline, against DMTF's
+    mockup server: the same readings as DMTF's Tacklebox."""
+    server = mockup("public-liquid-cooled-server")
+    detail = poll(store, redis_server, namespace, tmp_path, server.base,
+                  worker={"executor": "processes", "processes": 2},
+                  redfish={"keep_alive": "false", "login_timeout": 20})
+    theirs = sensors_of_tacklebox(server.base)
+    assert len(theirs) >= 10 and farm_sensors(detail) == theirs
+    assert detail["state"]["power_state"] in ("on", "off")
 
 
 def excerpt_readings(server, *paths):
