@@ -23,6 +23,7 @@ import time
 import redis
 
 from farm.fleet import inventory, views
+from farm.sim.hardware import ControlJournal
 from farm.store import Store
 from farm.store.connection import SCRIPT_NAMES, SCRIPTS
 from tests.conftest import free_tcp_port, script, wait_for, write_config
@@ -78,10 +79,13 @@ def topology():
 
 
 def start_sim(net, tmp_path, host, address, count):
+    """farm-sim's BMCs in `host`, journaling every power command they receive
+    (tmp_path/controls-<host>.log)."""
     path = tmp_path / f"inventory-{host}.yaml"
     env = dict(os.environ, FARM_SIM_PASSWORD="sites-Pw-1")
     proc = net.spawn(host, [script("farm-sim"), "--count", str(count), "--address", address,
-                            "--base-port", "16230", "--inventory", str(path)],
+                            "--base-port", "16230", "--inventory", str(path),
+                            "--control-log", str(tmp_path / f"controls-{host}.log")],
                      tmp_path / f"sim-{host}.log", env)
     wait_for(lambda: path.exists() or proc.poll() is not None, 30, what=f"farm-sim in {host}")
     assert proc.poll() is None, proc.log_path.read_text()
@@ -260,6 +264,11 @@ def run_sites(net, tmp_path):
     assert all(steps[n]["worker"] in ours[site] for n, site in site_of.items()), steps
     wait_for(lambda: all(st.get("power_state") == "off" for st in states().values()), 30,
              what="every node read off")
+    # as the BMCs' own journals count them: one command a BMC, and only "off"
+    sent = [(host, name, action) for host in ("bmca", "bmcb")
+            for _, name, action in ControlJournal.read(str(tmp_path / f"controls-{host}.log"))]
+    assert sorted(sent) == sorted(("bmc" + n.site.lower(), n.name.split("-", 1)[1], "off")
+                                  for n in nodes), sent
 
     # -- B cut off from Redis: its workers are fenced, nothing of B moves to A --
     a_placement = store.assignment()["placements"]["A"]
