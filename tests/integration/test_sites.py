@@ -105,3 +105,54 @@ def test_the_status_report_names_a_dark_site(store):
     # its worker's heartbeat ages past 2 intervals: the default site goes dark too
     report = views.status_report(store, 60.0, now + 121)
     assert [d["site"] for d in report["dark"]] == ["dc2", "default"]
+
+
+def test_a_node_moved_to_another_site_moves_to_that_sites_worker(make_sim, store, redis_server,
+                                                                  namespace, tmp_path):
+    """Real workers of sites dc1 and dc2 and a coordinator: an import with
+    --replace that changes a node's site moves it to the other site's
+    worker at the next placement."""
+    import dataclasses
+    import subprocess
+
+    from tests.conftest import script, stop_process, wait_for, write_config
+    from tests.integration.test_worker import import_sim, start_worker, stop_worker
+    sim = make_sim(4)
+    nodes = [dataclasses.replace(n, site=("dc1", "dc1", "dc2", "dc2")[i])
+             for i, n in enumerate(import_sim(sim, store))]
+    store.import_nodes(nodes, replace=True)
+    coordination = {"membership_timeout": 3, "leader_timeout": 4, "partitions": 16}
+    procs = {}
+    for site in ("dc1", "dc2"):
+        cfg = write_config(tmp_path / f"{site}.conf", redis_server.url, namespace, coordination,
+                           poll_interval=0.5, bmc_timeout=1, sites=site)
+        procs[site] = start_worker(tmp_path, cfg, f"worker-{site}.log")
+    log = open(tmp_path / "coordinator.log", "w")
+    coordinator = subprocess.Popen([script("farm-coordinator"), "--config-file", cfg],
+                                   stdout=log, stderr=subprocess.STDOUT)
+    try:
+        def member(site):
+            return next((m for m in store.worker_reports()
+                         if f"-{procs[site][0].pid}-" in m), None)
+
+        def polled_by(name, site, since):
+            s = store.node_states([name])[name]
+            return float(s.get("seen_at") or 0) > since and s.get("worker") == member(site)
+
+        wait_for(lambda: (a := store.assignment()) and len(a["members"]) == 2, 30,
+                 what="an assignment of both workers")
+        since = store.server_time()
+        wait_for(lambda: all(polled_by(n.name, n.site, since) for n in nodes), 30,
+                 what="each node read by its site's worker")
+        moved = [dataclasses.replace(n, site="dc2") if n is nodes[0] else n for n in nodes]
+        store.import_nodes(moved, replace=True)
+        since = store.server_time()
+        wait_for(lambda: all(polled_by(n.name, n.site, since) for n in moved), 30,
+                 what="the moved node read by dc2's worker")
+        rows = {r["site"]: r for r in views.status_report(store, 0.5, store.server_time())["sites"]}
+        assert (rows["dc1"]["nodes"], rows["dc2"]["nodes"]) == (1, 3)
+    finally:
+        stop_process(coordinator)
+        log.close()
+        for proc, wlog in procs.values():
+            assert stop_worker(proc) == 0, wlog.read_text()[-2000:]
