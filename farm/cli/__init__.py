@@ -147,17 +147,19 @@ def keys_generate(file):
 @click.option("--new-key-file", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Seal every stored password with this file's first key.")
 def keys_rotate(config_file, new_key_file):
-    """Seal every stored BMC password with a new key, in one transaction.
-    Workers keep polling: put the new key first in their key files (the old
-    one after it) before running this; drop the old key afterwards."""
+    """Seal every stored BMC password (and the Redfish session tokens farm
+    keeps) with a new key, in one transaction. Workers keep polling: put the
+    new key first in their key files (the old one after it) before running
+    this; drop the old key afterwards."""
     ctx = _Ctx(config_file)
     try:
         ctx.store.credentials = Credentials.from_settings(ctx.settings.security)
         new_keys = read_keys(new_key_file)
-        count = ctx.store.reseal(new_keys)
+        count, sessions = ctx.store.reseal(new_keys)
     except (errors.ConfigError, errors.CredentialsError, *BACKEND_ERRORS) as exc:
         raise click.ClickException(f"{exc}; nothing changed") from None
-    click.echo(f"{count} stored passwords sealed with the first key of {new_key_file}")
+    click.echo(f"{count} stored passwords and {sessions} Redfish session tokens sealed with "
+               f"the first key of {new_key_file}")
 
 
 @nodes.command("remove")

@@ -123,9 +123,11 @@ class Inventory:
         return opened == node.password
 
     def reseal(self, new_keys, progress=None):
-        """Seal every stored password under new_keys[0], in one transaction
-        (`farm keys rotate`); returns how many entries were rewritten."""
-        inv = self._key("inventory")
+        """Seal every stored password, and every Redfish session token kept
+        for the farm, under new_keys[0], in one transaction (`farm keys
+        rotate`); returns (passwords, sessions) rewritten. A session no key
+        opens is dropped: its node's next poll logs in anew."""
+        inv, held = self._key("inventory"), self._key("redfish-sessions")
         count = {}
 
         def txn(pipe):
@@ -136,6 +138,14 @@ class Inventory:
                 if "password_file" not in fields:
                     fresh[name] = json.dumps(self.credentials.reseal(fields, name, new_keys),
                                              sort_keys=True)
+            sessions, unusable = {}, []
+            for name, sealed in pipe.hgetall(held).items():
+                try:
+                    token = self.credentials.open_text(sealed, name, "Redfish session")
+                except CredentialsError:
+                    unusable.append(name)
+                    continue
+                sessions[name] = new_keys[0].encrypt(token.encode("utf-8")).decode("ascii")
             pipe.multi()
             names = list(fresh)
             for i in range(0, len(names), 1000):
@@ -144,10 +154,14 @@ class Inventory:
                     progress(len(names[i:i + 1000]))
             if fresh:
                 pipe.incr(self._key("inventory", "version"))
-            count["n"] = len(fresh)
+            if sessions:
+                pipe.hset(held, mapping=sessions)
+            if unusable:
+                pipe.hdel(held, *unusable)
+            count.update(n=len(fresh), sessions=len(sessions))
 
-        self._do("key rotation", self._redis.transaction, txn, inv)
-        return count["n"]
+        self._do("key rotation", self._redis.transaction, txn, inv, held)
+        return count["n"], count["sessions"]
 
     def remove_nodes(self, names):
         """Remove nodes and their state, atomically (their labels' index

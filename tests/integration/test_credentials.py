@@ -143,11 +143,19 @@ def test_a_bmc_key_is_sealed_like_a_password_and_rotated(redis_server, namespace
     shown = store.node_detail("n1")["node"]
     assert shown["kg"] == "(set)" and kg not in str(shown)
     assert shown["cipher_suites"] == [3] and shown["workarounds"] == ["intel20"]
-    # rotation reseals the key too: only k2 opens it afterwards
-    assert store.reseal([Fernet(k2.read_bytes().strip())]) == 1
-    _, (rotated,) = Store(redis_server.url, namespace,
-                          credentials=Credentials(str(k2))).load_nodes(passwords=True)
+    # rotation reseals the key too, and the Redfish session token kept for
+    # the node: only k2 opens them afterwards; a token no key opens is dropped
+    assert store.save_redfish_session("n1", "tok-Secret-7", "/redfish/v1/SessionService/1")
+    store._redis.hset(f"{namespace}:redfish-sessions", "gone", "not-a-token")
+    assert store.reseal([Fernet(k2.read_bytes().strip())]) == (1, 1)
+    after = Store(redis_server.url, namespace, credentials=Credentials(str(k2)))
+    _, (rotated,) = after.load_nodes(passwords=True)
     assert rotated.kg == kg and kg not in everything_in_redis(redis_server, namespace)
+    assert after.redfish_session("n1") == ("tok-Secret-7", "/redfish/v1/SessionService/1")
+    assert Store(redis_server.url, namespace,
+                 credentials=Credentials(str(k1))).redfish_session("n1") is None
+    assert "tok-Secret-7" not in everything_in_redis(redis_server, namespace)
+    assert after._redis.hkeys(f"{namespace}:redfish-sessions") == ["n1"]
     # a changed key is an update
     changed = inventory.parse(text.replace(kg, "00" + kg[2:]), "x.yaml")
     assert Store(redis_server.url, namespace, credentials=Credentials(str(k2))).import_nodes(
