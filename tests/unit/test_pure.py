@@ -63,12 +63,22 @@ def test_config_defaults_and_file(tmp_path):
                                   "[worker]\nworkers_pool_size = 0\n",
                                   "[worker]\ncipher_suites = 2\n",
                                   "[worker]\nworkarounds = intel20,fixall\n",
+                                  "[worker]\nsites = dc 1\n", "[worker]\nsites =\n",
+                                  "[worker]\nbackup_sites = dc1,a=b\n",
                                   "[coordination]\nmembership_timeout = 2\n"])
 def test_config_errors_are_clear(tmp_path, body):
     f = tmp_path / "farm.conf"
     f.write_text(body)
     with pytest.raises(errors.ConfigError):
         conf.load(str(f))
+
+
+def test_sites_options(tmp_path):
+    assert (conf.load().worker.sites, conf.load().worker.backup_sites) == (("default",), ())
+    f = tmp_path / "farm.conf"
+    f.write_text("[worker]\nsites = dc1, dc2, dc1\nbackup_sites = dc2, dc3\n")
+    w = conf.load(str(f)).worker
+    assert (w.sites, w.backup_sites) == (("dc1", "dc2"), ("dc3",))  # a site served is no backup
 
 
 def test_missing_config_file():
