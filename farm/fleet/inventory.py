@@ -111,7 +111,7 @@ def _validate(where, raw, problems):
         problems.append(f"{where}: field 'driver' must be ipmi or redfish, got {_show(driver)}")
         return None
     if driver == "redfish":
-        return _validate_redfish(where, raw, problems, before, site)
+        return _validate_redfish(where, raw, problems, before, labels, site)
     for field in ("system_id", "verify_tls"):
         if raw.get(field) not in (None, ""):
             problems.append(f"{where}: field '{field}' is for redfish nodes only")
@@ -247,7 +247,7 @@ def _ipmi_settings(where, raw, problems):
     return out
 
 
-def _validate_redfish(where, raw, problems, before, site):
+def _validate_redfish(where, raw, problems, before, labels, site):
     address = raw.get("address")
     url = None
     if isinstance(address, str):
@@ -268,7 +268,6 @@ def _validate_redfish(where, raw, problems, before, site):
     for field in IPMI_ONLY:
         if raw.get(field) not in (None, "", []):
             problems.append(f"{where}: field '{field}' is for ipmi nodes only")
-    labels = _labels(where, raw.get("labels"), problems)
     system_id = raw.get("system_id")
     if system_id not in (None, "") and (not isinstance(system_id, str)
                                         or not _SYSTEM_ID_RE.match(system_id)):

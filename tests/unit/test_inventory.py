@@ -274,6 +274,11 @@ def test_a_nodes_site_yaml_and_csv_default_and_errors():
         with pytest.raises(InventoryError, match=words):
             inventory.parse("nodes:\n- {name: a, address: 10.0.0.1, username: u, password: p, "
                             f"site: {bad}}}\n", "x.yaml")
+    # each problem once, for a redfish node too
+    with pytest.raises(InventoryError) as caught:
+        inventory.parse("nodes:\n- {name: a, driver: redfish, address: 'https://10.0.0.1', "
+                        "username: u, password: p, labels: {rack: 'r 1'}, site: 'd c'}\n", "x.yaml")
+    assert len(caught.value.problems) == 2, caught.value.problems
     with pytest.raises(InventoryError, match="'site' is a field of its own"):
         inventory.parse("nodes:\n- {name: a, address: 10.0.0.1, username: u, password: p, "
                         "labels: {site: dc2}}\n", "x.yaml")
